@@ -1,0 +1,175 @@
+"""Tests for vlkit.attention.pooling: ``f(q) = Σ_i softmax_i(a(q, k_i)) v_i``.
+
+Every named subclass of :class:`Attention` is checked for shapes, weights summing to 1,
+context = weights @ value, padding invariance (masked keys cannot change the output) and
+gradients reaching every parameter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vlkit.attention import (
+    AdditiveAttention,
+    Attention,
+    AttentionOutput,
+    ConcatAttention,
+    DotProductAttention,
+    GeneralAttention,
+    ScaledDotProductAttention,
+)
+from vlkit.attention.scoring import DotProductScore
+
+B, M, N, D_V = 2, 3, 5, 7
+
+# (id, factory(d_q, d_k), d_q, d_k): dot scores need equal widths, the others may differ
+LAYERS = [
+    ("dot", lambda dq, dk: DotProductAttention(), 6, 6),
+    ("scaled_dot", lambda dq, dk: ScaledDotProductAttention(), 6, 6),
+    ("general", lambda dq, dk: GeneralAttention(dq, dk), 4, 6),
+    ("additive", lambda dq, dk: AdditiveAttention(dq, dk, hidden_dim=5), 4, 6),
+    ("concat", lambda dq, dk: ConcatAttention(dq, dk, hidden_dim=5), 4, 6),
+]
+LAYER_IDS = [layer[0] for layer in LAYERS]
+LAYER_PARAMS = [layer[1:] for layer in LAYERS]
+
+
+def make_inputs(d_q, d_k, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    query = torch.randn(B, M, d_q, generator=g)
+    key = torch.randn(B, N, d_k, generator=g)
+    value = torch.randn(B, N, D_V, generator=g)
+    mask = torch.tensor([[True] * N, [True, True, True, False, False]])  # (b, n)
+    return query, key, value, mask
+
+
+@pytest.mark.parametrize("make, d_q, d_k", LAYER_PARAMS, ids=LAYER_IDS)
+def test_shapes_and_weights_sum_to_one(make, d_q, d_k):
+    torch.manual_seed(0)
+    layer = make(d_q, d_k)
+    query, key, value, mask = make_inputs(d_q, d_k)
+    out = layer(query, key, value, mask)
+    assert isinstance(out, AttentionOutput)
+    assert out.context.shape == (B, M, D_V)
+    assert out.weights.shape == (B, M, N)
+    assert (out.weights >= 0).all()
+    torch.testing.assert_close(out.weights.sum(-1), torch.ones(B, M))
+    assert (out.weights[1, :, 3:] == 0).all()  # padded keys of batch 1
+
+
+@pytest.mark.parametrize("make, d_q, d_k", LAYER_PARAMS, ids=LAYER_IDS)
+def test_context_equals_weights_times_value(make, d_q, d_k):
+    torch.manual_seed(0)
+    layer = make(d_q, d_k)
+    query, key, value, mask = make_inputs(d_q, d_k)
+    out = layer(query, key, value, mask)
+    # weights recomputed from the raw scores with an explicit masked exp-normalise
+    scores = layer.score(query, key)  # (b, m, n)
+    keep = mask[:, None, :].float()
+    exp = torch.exp(scores - scores.max(-1, keepdim=True).values) * keep
+    expected_weights = exp / exp.sum(-1, keepdim=True)
+    torch.testing.assert_close(out.weights, expected_weights)
+    expected_context = torch.einsum("bmn,bnd->bmd", expected_weights, value)
+    torch.testing.assert_close(out.context, expected_context)
+
+
+@pytest.mark.parametrize("make, d_q, d_k", LAYER_PARAMS, ids=LAYER_IDS)
+@pytest.mark.parametrize("mask_kind", ["key", "query_key"])
+def test_padding_invariance(make, d_q, d_k, mask_kind):
+    torch.manual_seed(0)
+    layer = make(d_q, d_k)
+    query, key, value, mask = make_inputs(d_q, d_k)
+    if mask_kind == "query_key":
+        mask = mask[:, None, :].expand(B, M, N).clone()
+        mask[0, 1, 0] = False  # a per-query mask
+    ref = layer(query, key, value, mask)
+
+    extra = 3  # append padded keys/values holding large garbage
+    g = torch.Generator().manual_seed(123)
+    key_pad = torch.cat([key, 1e3 * torch.randn(B, extra, d_k, generator=g)], dim=1)
+    value_pad = torch.cat([value, 1e3 * torch.randn(B, extra, D_V, generator=g)], dim=1)
+    pad = torch.zeros(mask.shape[:-1] + (extra,), dtype=torch.bool)
+    out = layer(query, key_pad, value_pad, torch.cat([mask, pad], dim=-1))
+    torch.testing.assert_close(out.context, ref.context)
+    torch.testing.assert_close(out.weights[..., :N], ref.weights)
+    assert (out.weights[..., N:] == 0).all()
+
+    # overwriting the already-masked positions with garbage changes nothing either
+    key_g, value_g = key.clone(), value.clone()
+    key_g[1, 3:] = 1e3
+    value_g[1, 3:] = -1e3
+    out2 = layer(query, key_g, value_g, mask)
+    torch.testing.assert_close(out2.context, ref.context)
+
+
+def test_dot_attention_hand_value():
+    layer = DotProductAttention()
+    query = torch.tensor([[[1.0, 0.0]]])  # (1, 1, 2)
+    key = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])  # (1, 3, 2)
+    value = torch.tensor([[[10.0], [20.0], [99.0]]])  # (1, 3, 1)
+    mask = torch.tensor([[True, True, False]])
+    out = layer(query, key, value, mask)
+    # scores [1, 0, masked] -> weights [e/(1+e), 1/(1+e), 0]
+    e = math.e
+    torch.testing.assert_close(out.weights, torch.tensor([[[e / (1 + e), 1 / (1 + e), 0.0]]]))
+    torch.testing.assert_close(out.context, torch.tensor([[[(10 * e + 20) / (1 + e)]]]))
+
+
+def test_all_masked_row_gives_zero_context():
+    layer = DotProductAttention()
+    query, key, value, _ = make_inputs(6, 6)
+    mask = torch.ones(B, M, N, dtype=torch.bool)
+    mask[0, 2] = False
+    out = layer(query, key, value, mask)
+    assert not torch.isnan(out.context).any()
+    assert (out.weights[0, 2] == 0).all()
+    assert (out.context[0, 2] == 0).all()
+
+
+def test_attention_accepts_any_score_module():
+    layer = Attention(DotProductScore())
+    query, key, value, mask = make_inputs(6, 6)
+    torch.testing.assert_close(
+        layer(query, key, value, mask).context, DotProductAttention()(query, key, value, mask).context
+    )
+
+
+def test_errors():
+    query, key, value, mask = make_inputs(6, 6)
+    layer = DotProductAttention()
+    with pytest.raises(ValueError):
+        layer(query, key, value[:, :-1])  # key and value lengths differ
+    with pytest.raises(TypeError):
+        layer(query, key, value, mask.float())
+    with pytest.raises(ValueError):
+        layer(query, key, value, mask[:, :-1])  # wrong n
+    with pytest.raises(ValueError):
+        Attention(DotProductScore(), dropout=1.0)
+
+
+def test_dropout_inactive_in_eval():
+    torch.manual_seed(0)
+    layer = Attention(DotProductScore(), dropout=0.5).eval()
+    query, key, value, mask = make_inputs(6, 6)
+    ref = DotProductAttention()(query, key, value, mask)
+    torch.testing.assert_close(layer(query, key, value, mask).context, ref.context)
+
+
+@pytest.mark.parametrize("make, d_q, d_k", LAYER_PARAMS, ids=LAYER_IDS)
+def test_gradients_reach_every_parameter_and_input(make, d_q, d_k):
+    torch.manual_seed(0)
+    layer = make(d_q, d_k)
+    query, key, value, mask = make_inputs(d_q, d_k)
+    for t in (query, key, value):
+        t.requires_grad_(True)
+    layer(query, key, value, mask).context.pow(2).sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+        assert p.grad.abs().sum() > 0, f"{name} got an all-zero gradient"
+    for t in (query, key, value):
+        assert t.grad is not None and t.grad.abs().sum() > 0
+    # padded values get no gradient
+    assert (value.grad[1, 3:] == 0).all()

@@ -1,0 +1,113 @@
+"""The ``vlkit`` command line.
+
+- ``vlkit fit | validate | test --config recipes/<task>/<name>.yaml`` — Lightning's CLI
+  (every ``--trainer.*``, ``--model.*``, ``--data.*`` option can override the recipe).
+  ``fit`` evaluates the best checkpoint on the test split afterwards unless
+  ``--test_after_fit false``.
+- ``vlkit predict --ckpt run/checkpoints/best.ckpt --image img.png --question "..."``
+  prints the top answers of a trained VQA checkpoint with their probabilities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+from pytorch_lightning.cli import LightningCLI
+
+__all__ = ["VLKitCLI", "cli_main", "predict_main", "main"]
+
+
+class VLKitCLI(LightningCLI):
+    """LightningCLI whose DataModule tells the task its data-dependent sizes.
+
+    The question vocabulary, the answer list and the answer mode are built by the
+    DataModule from the training split and linked into the task at instantiation, so
+    recipes never hard-code them and checkpoints carry them.
+    """
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--test_after_fit", type=bool, default=True,
+                            help="after `fit`, evaluate the best checkpoint on the test split")
+        for source in ("vocabulary", "answers", "multi_answer"):
+            parser.link_arguments(f"data.{source}", f"model.init_args.{source}", apply_on="instantiate")
+
+    def after_fit(self) -> None:
+        if not self.config_init[self.subcommand].get("test_after_fit", True):
+            return
+        if self.trainer.fast_dev_run:
+            self.trainer.test(self.model, datamodule=self.datamodule)
+            return
+        callback = self.trainer.checkpoint_callback
+        best = callback.best_model_path if callback is not None else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+
+
+def cli_main(args: list[str] | None = None) -> VLKitCLI:
+    """Run Lightning's CLI (``fit``/``validate``/``test``) on ``args`` (``sys.argv[1:]`` if None)."""
+    from pytorch_lightning import LightningDataModule, LightningModule
+
+    return VLKitCLI(
+        LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+        args=args, save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+    )
+
+
+def predict_main(args: list[str] | None = None) -> list[tuple[str, float]]:
+    """``vlkit predict``: answer a question about an image with a trained VQA checkpoint.
+
+    Returns the printed ``(answer, probability)`` pairs, most likely first.
+
+    Raises:
+        FileNotFoundError: missing checkpoint or image.
+        ValueError: an empty question.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from vlkit.data.vqa import image_transform, load_image
+    from vlkit.tasks import VQATask
+    from vlkit.text import WordTokenizer
+
+    parser = argparse.ArgumentParser(prog="vlkit predict", description=predict_main.__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", required=True, help="a checkpoint written by `vlkit fit`")
+    parser.add_argument("--image", required=True, help="an image file (any format Pillow reads)")
+    parser.add_argument("--question", required=True, help="the question, in words")
+    parser.add_argument("--top_k", type=int, default=5, help="how many answers to print")
+    opts = parser.parse_args(args)
+    for what, path in (("checkpoint", opts.ckpt), ("image", opts.image)):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{what} {path!r} does not exist")
+
+    checkpoint = torch.load(opts.ckpt, map_location="cpu", weights_only=True)
+    image_size = checkpoint.get("datamodule_hyper_parameters", {}).get("image_size", 64)
+    task = VQATask.load_from_checkpoint(opts.ckpt, map_location="cpu", weights_only=True).eval()
+    tokenizer = WordTokenizer(task.hparams.vocabulary)
+    ids = torch.tensor([tokenizer.encode(opts.question)])
+    image = image_transform(image_size, train=False, augment=False)(load_image(opts.image))[None]
+    answers = task.answer(image, ids, top_k=opts.top_k)[0]
+
+    table = Table(title=f"Q: {opts.question}")
+    table.add_column("answer")
+    table.add_column("probability", justify="right")
+    for answer, prob in answers:
+        table.add_row(answer, f"{prob:.4f}")
+    Console().print(table)
+    return answers
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point ``vlkit``."""
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if argv and argv[0] == "predict":
+        predict_main(argv[1:])
+    else:
+        cli_main(argv)
+
+
+if __name__ == "__main__":
+    main()

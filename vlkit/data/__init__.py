@@ -1,0 +1,16 @@
+"""Data: packaged sources and Lightning DataModules over Hugging Face datasets."""
+
+from vlkit.data.sources import SOURCES, build_easy_vqa, load_dataset_dict
+from vlkit.data.vqa import (
+    BadSampleError,
+    VQABatch,
+    VQADataModule,
+    answer_list,
+    image_transform,
+    load_image,
+    normalize_answer,
+    soft_scores,
+)
+
+__all__ = ["SOURCES", "build_easy_vqa", "load_dataset_dict", "BadSampleError", "VQABatch", "VQADataModule",
+           "answer_list", "image_transform", "load_image", "normalize_answer", "soft_scores"]

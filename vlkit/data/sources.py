@@ -1,0 +1,100 @@
+"""Packaged real datasets, built as ``datasets.DatasetDict`` with an ``Image()`` column.
+
+They go through exactly the same DataModule code as a dataset from the Hugging Face Hub.
+``datasets`` is imported inside the functions so ``import vlkit`` stays light.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SOURCES", "build_easy_vqa", "load_dataset_dict"]
+
+log = logging.getLogger(__name__)
+
+
+def build_easy_vqa(val_fraction: float = 0.1, seed: int = 0) -> Any:
+    """easy-VQA (the PyPI ``easy-vqa`` package) as a ``DatasetDict``.
+
+    64×64 RGB images of one coloured shape with questions about colour, shape and presence;
+    13 answers. The package has train (4,000 images, 38,575 questions) and test (1,000
+    images, 9,673 questions) splits; ``validation`` is carved out of train **by image**
+    (``val_fraction`` of the train images, chosen with ``seed``), so no validation image is
+    seen in training.
+
+    Returns:
+        ``DatasetDict`` with splits ``train``, ``validation``, ``test`` and columns
+        ``image`` (``datasets.Image``), ``question`` (str), ``answer`` (str), ``image_id`` (int).
+
+    Raises:
+        ValueError: if ``val_fraction`` is not in ``[0, 1)``.
+    """
+    import datasets
+    import easy_vqa
+
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+
+    def rows(questions, answers, image_ids, paths) -> dict[str, list]:
+        return {"image": [paths[i] for i in image_ids], "question": list(questions),
+                "answer": list(answers), "image_id": list(image_ids)}
+
+    train_paths = easy_vqa.get_train_image_paths()
+    train = rows(*easy_vqa.get_train_questions(), train_paths)
+    held_out = set(random.Random(seed).sample(sorted(train_paths), int(len(train_paths) * val_fraction)))
+    splits = {"train": {k: [] for k in train}, "validation": {k: [] for k in train}}
+    for i, image_id in enumerate(train["image_id"]):
+        target = splits["validation" if image_id in held_out else "train"]
+        for key in train:
+            target[key].append(train[key][i])
+    splits["test"] = rows(*easy_vqa.get_test_questions(), easy_vqa.get_test_image_paths())
+    features = datasets.Features({
+        "image": datasets.Image(), "question": datasets.Value("string"),
+        "answer": datasets.Value("string"), "image_id": datasets.Value("int64"),
+    })
+    return datasets.DatasetDict({name: datasets.Dataset.from_dict(data, features=features)
+                                 for name, data in splits.items()})
+
+
+#: Packaged datasets by name, usable as ``dataset: <name>`` in a recipe.
+SOURCES: dict[str, Callable[[], Any]] = {"easy_vqa": build_easy_vqa}
+
+
+def load_dataset_dict(dataset: Any, config_name: str | None = None) -> Any:
+    """Resolve ``dataset`` to a ``datasets.DatasetDict``.
+
+    Accepted, in this order: a ``DatasetDict`` (returned as is); the name of a packaged
+    source in :data:`SOURCES`; a folder written by ``DatasetDict.save_to_disk``; any other
+    local path or Hugging Face Hub id, given to ``datasets.load_dataset`` (Hub ids need
+    network access).
+
+    Raises:
+        ValueError: if the result is not a ``DatasetDict`` (e.g. a single split was saved).
+        RuntimeError: if ``datasets.load_dataset`` fails; the message says what was tried.
+    """
+    import datasets
+
+    if isinstance(dataset, datasets.DatasetDict):
+        return dataset
+    if isinstance(dataset, str) and dataset in SOURCES:
+        return SOURCES[dataset]()
+    path = Path(str(dataset))
+    if path.is_dir() and (path / "dataset_dict.json").is_file():
+        result = datasets.load_from_disk(str(path))
+    else:
+        try:
+            result = datasets.load_dataset(str(dataset), config_name)
+        except Exception as err:  # noqa: BLE001 - re-raised with context
+            raise RuntimeError(
+                f"could not load dataset {dataset!r} (config {config_name!r}) with datasets.load_dataset: "
+                f"{err}. Packaged sources: {sorted(SOURCES)}; a Hub id needs network access "
+                "(HF_HUB_OFFLINE must not be set)."
+            ) from err
+    if not isinstance(result, datasets.DatasetDict):
+        raise ValueError(f"dataset {dataset!r} is a single {type(result).__name__}, expected a DatasetDict "
+                         "with named splits")
+    return result

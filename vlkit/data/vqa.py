@@ -1,0 +1,445 @@
+"""VQA data: any Hugging Face ``DatasetDict`` with image / question / answer(s) columns.
+
+Bad samples follow ``on_bad_sample``:
+
+- ``"error"`` (default): a ``BadSampleError`` naming the split, row and column.
+- ``"skip"``: the sample is left out, counted and reported (a warning when the data is
+  prepared for text problems; a per-epoch count logged by the task as ``<split>/skipped``
+  for unreadable images, which are only found when decoded).
+
+Answers outside the answer vocabulary are never an error: the vocabulary is the top-K
+training answers by design. Training questions with no answer in the vocabulary are
+left out (they give no training signal), and the count is logged; validation and test
+questions are all kept, so such questions score 0 as in the official VQA metric.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from vlkit.data.sources import load_dataset_dict
+from vlkit.text.tokenizer import WordTokenizer
+
+__all__ = ["VQADataModule", "VQABatch", "BadSampleError", "normalize_answer", "answer_list",
+           "soft_scores", "load_image", "image_transform"]
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_BAD_SAMPLE_POLICIES = ("error", "skip")
+
+
+class BadSampleError(ValueError):
+    """A sample that cannot be used; the message names the split, row and column."""
+
+
+class VQABatch(NamedTuple):
+    """A collated VQA batch.
+
+    Attributes:
+        image: ``(b, 3, H, W)`` float32, ImageNet-normalised.
+        question_ids: ``(b, l)`` int64 token ids, right-padded with 0.
+        question_mask: ``(b, l)`` bool, True for real tokens.
+        label: ``(b,)`` int64 index of the most common answer, ``-100`` if it is not in the
+            answer vocabulary.
+        scores: ``(b, K)`` float32 soft VQA scores ``min(#annotators / 3, 1)`` (one-hot with a
+            single answer).
+        multi_answer: whether rows have several human answers (BCE on ``scores``) or one
+            (cross-entropy on ``label``).
+        num_skipped: samples of this batch skipped as unreadable (``on_bad_sample="skip"``).
+    """
+
+    image: Tensor
+    question_ids: Tensor
+    question_mask: Tensor
+    label: Tensor
+    scores: Tensor
+    multi_answer: bool
+    num_skipped: int
+
+
+def normalize_answer(answer: str) -> str:
+    """Lower-case, strip and collapse whitespace (a light form of the VQA answer normalisation)."""
+    return " ".join(str(answer).lower().split())
+
+
+def answer_list(value: Any) -> list[str]:
+    """Normalise one row's answer cell to a list of answer strings.
+
+    Accepts a string (one answer), a list of strings, a list of ``{"answer": str, ...}``
+    dicts (VQAv2 rows) or a dict of lists ``{"answer": [str, ...], ...}`` (how ``datasets``
+    returns a sequence of dicts).
+
+    Raises:
+        ValueError: for any other type, or a row with no answer.
+    """
+    if isinstance(value, str):
+        answers = [value]
+    elif isinstance(value, dict) and isinstance(value.get("answer"), list):
+        answers = value["answer"]
+    elif isinstance(value, list) and all(isinstance(a, dict) and "answer" in a for a in value):
+        answers = [a["answer"] for a in value]
+    elif isinstance(value, list) and all(isinstance(a, str) for a in value):
+        answers = value
+    else:
+        raise ValueError(
+            f"cannot read answers from {value!r}: expected a string, a list of strings, or a list "
+            "of {'answer': ...} dicts"
+        )
+    answers = [normalize_answer(a) for a in answers if a is not None and str(a).strip()]
+    if not answers:
+        raise ValueError("the row has no non-empty answer")
+    return answers
+
+
+def soft_scores(answers: list[str], index: dict[str, int]) -> dict[int, float]:
+    """VQA soft scores ``min(#annotators who gave a / 3, 1)`` for in-vocabulary answers.
+
+    With a single answer the score of that answer is 1 (plain classification).
+    """
+    counts = Counter(answers)
+    if len(answers) == 1:
+        return {index[answers[0]]: 1.0} if answers[0] in index else {}
+    return {index[a]: min(c / 3.0, 1.0) for a, c in counts.items() if a in index}
+
+
+def load_image(value: Any) -> Image.Image:
+    """Open an image cell (``{"bytes", "path"}`` dict, path string, or PIL image) as RGB.
+
+    Any mode (grayscale, palette, RGBA, CMYK, 16-bit) is converted to 8-bit RGB.
+
+    Raises:
+        OSError / ValueError: if the bytes or file cannot be decoded.
+    """
+    if isinstance(value, Image.Image):
+        image = value
+    elif isinstance(value, dict) and value.get("bytes") is not None:
+        image = Image.open(io.BytesIO(value["bytes"]))
+    elif isinstance(value, dict) and value.get("path"):
+        image = Image.open(value["path"])
+    elif isinstance(value, str):
+        image = Image.open(value)
+    else:
+        raise ValueError(f"no image bytes or path in cell {value!r}")
+    image.load()
+    return image.convert("RGB")
+
+
+def image_transform(image_size: int, train: bool, augment: bool) -> v2.Compose:
+    """torchvision transform: resize to ``image_size²``, optional horizontal flip, normalise.
+
+    Only geometric augmentation is used: colour jitter would change the answer to colour
+    questions.
+    """
+    steps: list = [v2.ToImage(), v2.Resize((image_size, image_size), antialias=True)]
+    if train and augment:
+        steps.append(v2.RandomHorizontalFlip())
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    return v2.Compose(steps)
+
+
+@dataclass
+class _Split:
+    """The prepared text side of one split."""
+
+    name: str
+    rows: list[int]  # row indices into the HF split
+    question_ids: list[list[int]]
+    label: list[int]
+    scores: list[dict[int, float]]
+
+
+class _VQADataset(Dataset):
+    def __init__(self, hf_split: Any, split: _Split, image_column: str, transform: v2.Compose,
+                 on_bad_sample: str) -> None:
+        self.images = hf_split.select_columns([image_column])
+        self.split, self.image_column, self.transform = split, image_column, transform
+        self.on_bad_sample = on_bad_sample
+
+    def __len__(self) -> int:
+        return len(self.split.rows)
+
+    def __getitem__(self, i: int) -> tuple | None:
+        row = self.split.rows[i]
+        try:
+            image = self.transform(load_image(self.images[row][self.image_column]))
+        except Exception as err:  # noqa: BLE001 - any decoding failure is a bad sample
+            if self.on_bad_sample == "skip":
+                log.warning("skipping %s row %d: unreadable image (%s)", self.split.name, row, err)
+                return None
+            raise BadSampleError(
+                f"split {self.split.name!r}, row {row}, column {self.image_column!r}: cannot read the image "
+                f"({type(err).__name__}: {err}). Fix or remove the row, or set on_bad_sample: skip"
+            ) from err
+        return image, self.split.question_ids[i], self.split.label[i], self.split.scores[i]
+
+
+def _collate(samples: list, num_answers: int, multi_answer: bool) -> VQABatch:
+    kept = [s for s in samples if s is not None]
+    if not kept:
+        raise BadSampleError(f"every sample of a batch of {len(samples)} was unreadable")
+    images, ids, labels, scores = zip(*kept)
+    length = max(len(x) for x in ids)
+    question_ids = torch.zeros(len(kept), length, dtype=torch.long)
+    for row, x in enumerate(ids):
+        question_ids[row, : len(x)] = torch.tensor(x)
+    score_matrix = torch.zeros(len(kept), num_answers)
+    for row, s in enumerate(scores):
+        for answer, value in s.items():
+            score_matrix[row, answer] = value
+    return VQABatch(torch.stack(images), question_ids, question_ids != 0, torch.tensor(labels),
+                    score_matrix, multi_answer, len(samples) - len(kept))
+
+
+class VQADataModule(pl.LightningDataModule):
+    """VQA from a Hugging Face ``DatasetDict``: column mapping, vocabularies, transforms, loaders.
+
+    Everything data-dependent (question vocabulary, answer vocabulary) is built from the
+    training split the first time it is needed, deterministically, so every process of a
+    distributed run builds the same one.
+
+    Args:
+        dataset: a packaged source name (``"easy_vqa"``), a ``save_to_disk`` folder, a local
+            path or Hub id for ``datasets.load_dataset``, or a ``datasets.DatasetDict``.
+        dataset_config: configuration name passed to ``datasets.load_dataset``.
+        image_column: column with the image (``datasets.Image``, path or bytes).
+        question_column: column with the question text.
+        answer_column: column with the answer(s): one string, a list of strings, or VQAv2
+            ``[{"answer": ...}, ...]`` lists (several answers → soft-score targets).
+        train_split, val_split, test_split: split names. If ``val_split`` is missing,
+            ``val_fraction`` of the training rows (chosen with ``seed``) are held out.
+        val_fraction: fraction held out when there is no validation split, in ``(0, 1)``.
+        num_answers: K, the number of most frequent training answers kept as classes.
+        min_word_freq: words seen fewer times in training questions become ``<unk>``.
+        max_question_length: questions are truncated to this many tokens.
+        image_size: images are resized to ``image_size × image_size`` pixels.
+        augment: random horizontal flips on training images.
+        batch_size: samples per batch (per process).
+        num_workers: DataLoader worker processes (0 = load in the main process).
+        on_bad_sample: ``"error"`` or ``"skip"`` (see the module docstring).
+        max_samples: if set, use only the first ``max_samples`` rows of each split (smoke runs).
+        seed: seed of the held-out validation split.
+
+    Raises:
+        ValueError: invalid arguments, a missing split or column (the message lists those
+            available), unreadable answers.
+        BadSampleError: an empty question or unreadable image with ``on_bad_sample="error"``.
+    """
+
+    def __init__(
+        self,
+        dataset: Any = "easy_vqa",
+        dataset_config: str | None = None,
+        image_column: str = "image",
+        question_column: str = "question",
+        answer_column: str = "answer",
+        train_split: str = "train",
+        val_split: str = "validation",
+        test_split: str = "test",
+        val_fraction: float = 0.1,
+        num_answers: int = 1000,
+        min_word_freq: int = 1,
+        max_question_length: int = 32,
+        image_size: int = 64,
+        augment: bool = True,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        on_bad_sample: str = "error",
+        max_samples: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if on_bad_sample not in _BAD_SAMPLE_POLICIES:
+            raise ValueError(f"on_bad_sample must be one of {list(_BAD_SAMPLE_POLICIES)}, got {on_bad_sample!r}")
+        if num_answers < 1 or batch_size < 1 or num_workers < 0 or image_size < 1:
+            raise ValueError("num_answers, batch_size and image_size must be >= 1 and num_workers >= 0")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        self.save_hyperparameters(ignore=["dataset"] if not isinstance(dataset, str) else None)
+        self.dataset = dataset
+        self.image_column, self.question_column, self.answer_column = image_column, question_column, answer_column
+        self.split_names = {"train": train_split, "validation": val_split, "test": test_split}
+        self._prepared = False
+        self._hf: dict[str, Any] = {}
+        self._splits: dict[str, _Split] = {}
+        self.tokenizer: WordTokenizer | None = None
+        self._answers: list[str] = []
+        self._multi_answer = False
+
+    # -- data-dependent vocabularies (linked into the task by the CLI) ------------------
+    @property
+    def vocabulary(self) -> list[str]:
+        """The question vocabulary built from the training split (``<pad>``, ``<unk>`` first)."""
+        self._prepare()
+        return self.tokenizer.vocabulary
+
+    @property
+    def answers(self) -> list[str]:
+        """The answer vocabulary: the top-K training answers, most frequent first."""
+        self._prepare()
+        return self._answers
+
+    @property
+    def multi_answer(self) -> bool:
+        """True when training rows have several human answers (soft-score targets)."""
+        self._prepare()
+        return self._multi_answer
+
+    # -- preparation ----------------------------------------------------------------------
+    def _check_columns(self, name: str, split: Any) -> None:
+        for role, column in (("image_column", self.image_column), ("question_column", self.question_column),
+                             ("answer_column", self.answer_column)):
+            if column not in split.column_names:
+                raise ValueError(
+                    f"split {name!r} has no column {column!r} (set by {role}); its columns are "
+                    f"{split.column_names}. Set {role} in the data section of the recipe."
+                )
+
+    def _questions(self, name: str, split: Any) -> tuple[list[int], list[str]]:
+        """Row indices and questions, with empty questions handled by ``on_bad_sample``."""
+        rows, questions, bad = [], [], []
+        for row, question in enumerate(split[self.question_column]):
+            if question is None or not WordTokenizer.split(str(question)):
+                bad.append(row)
+            else:
+                rows.append(row)
+                questions.append(str(question))
+        if bad:
+            message = (f"split {name!r}, column {self.question_column!r}: {len(bad)} empty or missing "
+                       f"question(s) at rows {bad[:10]}{' ...' if len(bad) > 10 else ''}")
+            if self.hparams.on_bad_sample == "error":
+                raise BadSampleError(f"{message}. Fix the data, or set on_bad_sample: skip")
+            log.warning("%s: skipped (on_bad_sample=skip)", message)
+        self.skipped_rows[name] = bad
+        return rows, questions
+
+    def _answer_lists(self, name: str, split: Any, rows: list[int]) -> list[list[str]]:
+        column = split[self.answer_column]
+        result = []
+        for row in rows:
+            try:
+                result.append(answer_list(column[row]))
+            except ValueError as err:
+                raise ValueError(f"split {name!r}, row {row}, column {self.answer_column!r}: {err}") from err
+        return result
+
+    def _prepare(self) -> None:
+        if self._prepared:
+            return
+        import datasets
+
+        data = load_dataset_dict(self.dataset, self.hparams.dataset_config)
+        names = self.split_names
+        if names["train"] not in data:
+            raise ValueError(f"no training split {names['train']!r}; the dataset has splits {list(data)}. "
+                             "Set train_split.")
+        hf = {"train": data[names["train"]]}
+        if names["validation"] in data:
+            hf["validation"] = data[names["validation"]]
+        else:
+            order = list(range(len(hf["train"])))
+            random.Random(self.hparams.seed).shuffle(order)
+            cut = int(len(order) * self.hparams.val_fraction)
+            log.info("no split %r: holding out %d training rows for validation", names["validation"], cut)
+            hf["validation"] = hf["train"].select(sorted(order[:cut]))
+            hf["train"] = hf["train"].select(sorted(order[cut:]))
+        if names["test"] in data:
+            hf["test"] = data[names["test"]]
+        if self.hparams.max_samples is not None:
+            hf = {k: v.select(range(min(len(v), self.hparams.max_samples))) for k, v in hf.items()}
+        for name, split in hf.items():
+            if len(split) == 0:
+                raise ValueError(f"split {name!r} is empty")
+            self._check_columns(name, split)
+            feature = split.features.get(self.image_column)
+            if isinstance(feature, datasets.Image):
+                split = split.cast_column(self.image_column, datasets.Image(decode=False))
+            hf[name] = split
+
+        self.skipped_rows: dict[str, list[int]] = {}
+        text = {name: self._questions(name, split) for name, split in hf.items()}
+        answers = {name: self._answer_lists(name, hf[name], text[name][0]) for name in hf}
+
+        self._multi_answer = any(len(a) > 1 for a in answers["train"])
+        counts = Counter(a for row in answers["train"] for a in row)
+        self._answers = [a for a, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))][: self.hparams.num_answers]
+        index = {a: i for i, a in enumerate(self._answers)}
+        self.tokenizer = WordTokenizer.from_corpus(text["train"][1], min_freq=self.hparams.min_word_freq)
+
+        for name in hf:
+            rows, questions = text[name]
+            split = _Split(name, [], [], [], [])
+            out_of_vocab = 0
+            for row, question, row_answers in zip(rows, questions, answers[name]):
+                scores = soft_scores(row_answers, index)
+                if not scores:
+                    out_of_vocab += 1
+                    if name == "train":
+                        continue
+                top = Counter(row_answers).most_common(1)[0][0]
+                split.rows.append(row)
+                split.question_ids.append(self.tokenizer.encode(question, self.hparams.max_question_length))
+                split.label.append(index.get(top, -100))
+                split.scores.append(scores)
+            if out_of_vocab:
+                action = "left out of training" if name == "train" else "kept (they score 0)"
+                log.warning("split %r: %d question(s) have no answer among the top-%d answers: %s",
+                            name, out_of_vocab, len(self._answers), action)
+            self._splits[name] = split
+        self.out_of_vocab = {name: len(text[name][0]) - len(s.rows) for name, s in self._splits.items()}
+        self._hf = hf
+        self._prepared = True
+        log.info("VQA data: %s questions, %d answers (%s), %d words",
+                 {k: len(v.rows) for k, v in self._splits.items()}, len(self._answers),
+                 "soft scores" if self._multi_answer else "single answer", len(self.tokenizer))
+
+    # -- Lightning hooks --------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        self._prepare()
+
+    def _loader(self, name: str) -> DataLoader:
+        self._prepare()
+        if name not in self._splits:
+            raise ValueError(f"the dataset has no {name!r} split (looked for {self.split_names[name]!r})")
+        train = name == "train"
+        dataset = _VQADataset(self._hf[name], self._splits[name], self.image_column,
+                              image_transform(self.hparams.image_size, train, self.hparams.augment),
+                              self.hparams.on_bad_sample)
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset, batch_size=self.hparams.batch_size, shuffle=train, num_workers=workers,
+            collate_fn=_CollateFn(len(self._answers), self._multi_answer),
+            pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0, drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+
+class _CollateFn:
+    """Picklable collate (for worker processes)."""
+
+    def __init__(self, num_answers: int, multi_answer: bool) -> None:
+        self.num_answers, self.multi_answer = num_answers, multi_answer
+
+    def __call__(self, samples: list) -> VQABatch:
+        return _collate(samples, self.num_answers, self.multi_answer)

@@ -1,0 +1,197 @@
+"""Parallel and alternating co-attention (Lu, Yang, Batra & Parikh, NeurIPS 2016, arXiv:1606.00061).
+
+The paper writes features as columns (``V ∈ R^{d×n}``, ``Q ∈ R^{d×l}``); vlkit stores them as
+rows (``(b, n, d_v)``, ``(b, l, d_q)``), so every product below is the transpose of the
+paper's, with identical values.
+
+Shape legend: ``b`` batch, ``n`` image regions, ``l`` text tokens, ``d_v`` image width,
+``d_q`` text width, ``k`` hidden (co-attention) width.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from vlkit.attention.masking import check_mask, masked_softmax
+
+__all__ = ["CoAttentionOutput", "ParallelCoAttention", "AlternatingCoAttention", "GuidedAttention"]
+
+
+class CoAttentionOutput(NamedTuple):
+    """Output of a co-attention layer.
+
+    Attributes:
+        image: ``(b, d_v)`` attended image vector ``v̂``.
+        text: ``(b, d_q)`` attended text vector ``q̂``.
+        image_weights: ``(b, n)`` attention over image regions ``a_v`` (0 where masked).
+        text_weights: ``(b, l)`` attention over text tokens ``a_q`` (0 where masked).
+    """
+
+    image: Tensor
+    text: Tensor
+    image_weights: Tensor
+    text_weights: Tensor
+
+
+def _check_inputs(image: Tensor, image_mask: Tensor | None, text: Tensor, text_mask: Tensor | None,
+                  image_dim: int, text_dim: int) -> None:
+    if image.dim() != 3 or text.dim() != 3 or image.shape[0] != text.shape[0]:
+        raise ValueError(
+            f"image must be (b, n, d_v) and text (b, l, d_q) with the same b, got "
+            f"{tuple(image.shape)} and {tuple(text.shape)}"
+        )
+    if image.shape[-1] != image_dim or text.shape[-1] != text_dim:
+        raise ValueError(
+            f"expected image width {image_dim} and text width {text_dim}, got "
+            f"{image.shape[-1]} and {text.shape[-1]}; set image_dim/text_dim to match the encoders"
+        )
+    for name, mask, x in (("image_mask", image_mask, image), ("text_mask", text_mask, text)):
+        check_mask(mask, name)
+        if mask is not None and mask.shape != x.shape[:2]:
+            raise ValueError(f"{name} must have shape {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+
+
+def _pool(x: Tensor, weights: Tensor) -> Tensor:
+    """Weighted sum ``Σ_i a_i x_i``: ``(b, m, d), (b, m) -> (b, d)``."""
+    return torch.einsum("bm,bmd->bd", weights, x)
+
+
+class ParallelCoAttention(nn.Module):
+    """Parallel co-attention (Lu et al., NeurIPS 2016, arXiv:1606.00061, section 3.3).
+
+    Image and question attend to each other at once through the affinity matrix::
+
+        C   = tanh(Qᵀ W_b V)                    (l × n)
+        H_v = tanh(W_v V + (W_q Q) C)           (k × n)
+        H_q = tanh(W_q Q + (W_v V) Cᵀ)          (k × l)
+        a_v = softmax(w_hvᵀ H_v),  a_q = softmax(w_hqᵀ H_q)
+        v̂ = Σ a_v^i v_i,   q̂ = Σ a_q^j q_j
+
+    Masked regions/tokens get weight 0 and their rows and columns of ``C`` are zeroed, so
+    padding cannot change any output.
+
+    Args:
+        image_dim: width ``d_v`` of the image region features.
+        text_dim: width ``d_q`` of the text token features.
+        hidden_dim: co-attention width ``k``.
+        dropout: dropout on ``H_v`` and ``H_q`` during training, in ``[0, 1)``.
+
+    Shapes:
+        ``forward(image: (b, n, d_v), image_mask: (b, n) bool | None, text: (b, l, d_q),
+        text_mask: (b, l) bool | None) -> CoAttentionOutput`` (True = attend).
+
+    Raises:
+        ValueError: on wrongly shaped inputs or masks, or widths that differ from the
+            constructor's.
+        TypeError: if a mask is not bool.
+    """
+
+    def __init__(self, image_dim: int, text_dim: int, hidden_dim: int = 512, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.image_dim, self.text_dim = image_dim, text_dim
+        self.affinity = nn.Parameter(torch.empty(text_dim, image_dim))  # W_b
+        nn.init.xavier_uniform_(self.affinity)
+        self.image_proj = nn.Linear(image_dim, hidden_dim, bias=False)  # W_v
+        self.text_proj = nn.Linear(text_dim, hidden_dim, bias=False)  # W_q
+        self.image_score = nn.Linear(hidden_dim, 1, bias=False)  # w_hv
+        self.text_score = nn.Linear(hidden_dim, 1, bias=False)  # w_hq
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, image: Tensor, image_mask: Tensor | None, text: Tensor, text_mask: Tensor | None
+    ) -> CoAttentionOutput:
+        _check_inputs(image, image_mask, text, text_mask, self.image_dim, self.text_dim)
+        affinity = torch.tanh(text @ self.affinity @ image.transpose(1, 2))  # C: (b, l, n)
+        if text_mask is not None:
+            affinity = affinity.masked_fill(~text_mask[:, :, None], 0.0)
+        if image_mask is not None:
+            affinity = affinity.masked_fill(~image_mask[:, None, :], 0.0)
+        image_h = self.image_proj(image)  # W_v V: (b, n, k)
+        text_h = self.text_proj(text)  # W_q Q: (b, l, k)
+        hidden_v = self.dropout(torch.tanh(image_h + affinity.transpose(1, 2) @ text_h))  # H_v: (b, n, k)
+        hidden_q = self.dropout(torch.tanh(text_h + affinity @ image_h))  # H_q: (b, l, k)
+        image_weights = masked_softmax(self.image_score(hidden_v).squeeze(-1), image_mask)  # (b, n)
+        text_weights = masked_softmax(self.text_score(hidden_q).squeeze(-1), text_mask)  # (b, l)
+        return CoAttentionOutput(_pool(image, image_weights), _pool(text, text_weights),
+                                 image_weights, text_weights)
+
+
+class GuidedAttention(nn.Module):
+    """The attention operator ``x̂ = A(X; g)`` of alternating co-attention (Lu et al., NeurIPS 2016).
+
+    ``H = tanh(W_x X + (W_g g) 1ᵀ)``, ``a_x = softmax(w_hxᵀ H)``, ``x̂ = Σ a_x^i x_i``.
+
+    Args:
+        input_dim: width of the attended features ``X``.
+        guide_dim: width of the guidance vector ``g``; ``None`` for the unguided first step
+            (``g = 0``, so the ``W_g g`` term vanishes).
+        hidden_dim: width ``k`` of ``H``.
+        dropout: dropout on ``H`` during training.
+
+    Shapes:
+        ``forward(x: (b, m, d_x), mask: (b, m) bool | None, guide: (b, d_g) | None)
+        -> (attended: (b, d_x), weights: (b, m))``.
+    """
+
+    def __init__(self, input_dim: int, guide_dim: int | None, hidden_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.input_proj = nn.Linear(input_dim, hidden_dim, bias=False)  # W_x
+        self.guide_proj = None if guide_dim is None else nn.Linear(guide_dim, hidden_dim, bias=False)  # W_g
+        self.score = nn.Linear(hidden_dim, 1, bias=False)  # w_hx
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor | None, guide: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        hidden = self.input_proj(x)  # (b, m, k)
+        if guide is not None:
+            if self.guide_proj is None:
+                raise ValueError("this GuidedAttention was built with guide_dim=None; it takes no guide")
+            hidden = hidden + self.guide_proj(guide)[:, None, :]  # (W_g g) 1ᵀ
+        hidden = self.dropout(torch.tanh(hidden))  # H: (b, m, k)
+        weights = masked_softmax(self.score(hidden).squeeze(-1), mask)  # (b, m)
+        return _pool(x, weights), weights
+
+
+class AlternatingCoAttention(nn.Module):
+    """Alternating co-attention (Lu et al., NeurIPS 2016, arXiv:1606.00061, section 3.3).
+
+    Three applications of the guided attention operator ``A`` (:class:`GuidedAttention`),
+    each with its own parameters::
+
+        step 1: ŝ = A(Q; 0)     summarise the question
+        step 2: v̂ = A(V; ŝ)     attend to the image guided by the question summary
+        step 3: q̂ = A(Q; v̂)     attend to the question guided by the attended image
+
+    Args:
+        image_dim: width ``d_v`` of the image region features.
+        text_dim: width ``d_q`` of the text token features.
+        hidden_dim: width ``k`` of the attention hidden layer.
+        dropout: dropout on the hidden layers during training, in ``[0, 1)``.
+
+    Shapes:
+        ``forward(image: (b, n, d_v), image_mask: (b, n) bool | None, text: (b, l, d_q),
+        text_mask: (b, l) bool | None) -> CoAttentionOutput``; ``image_weights`` are step 2's,
+        ``text_weights`` step 3's. Masked positions get weight 0 and cannot change outputs.
+
+    Raises:
+        ValueError: on wrongly shaped inputs or masks.
+        TypeError: if a mask is not bool.
+    """
+
+    def __init__(self, image_dim: int, text_dim: int, hidden_dim: int = 512, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.image_dim, self.text_dim = image_dim, text_dim
+        self.summarise_text = GuidedAttention(text_dim, None, hidden_dim, dropout)  # step 1
+        self.attend_image = GuidedAttention(image_dim, text_dim, hidden_dim, dropout)  # step 2
+        self.attend_text = GuidedAttention(text_dim, image_dim, hidden_dim, dropout)  # step 3
+
+    def forward(
+        self, image: Tensor, image_mask: Tensor | None, text: Tensor, text_mask: Tensor | None
+    ) -> CoAttentionOutput:
+        _check_inputs(image, image_mask, text, text_mask, self.image_dim, self.text_dim)
+        summary, _ = self.summarise_text(text, text_mask)  # ŝ: (b, d_q)
+        image_vec, image_weights = self.attend_image(image, image_mask, summary)  # v̂: (b, d_v)
+        text_vec, text_weights = self.attend_text(text, text_mask, image_vec)  # q̂: (b, d_q)
+        return CoAttentionOutput(image_vec, text_vec, image_weights, text_weights)

@@ -1,0 +1,71 @@
+"""VQA accuracy (Antol et al., ICCV 2015, arXiv:1505.00468) as torchmetrics metrics."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+__all__ = ["VQAAccuracy", "ExactMatchAccuracy"]
+
+
+def _check(preds: Tensor, other: Tensor, name: str) -> None:
+    if preds.dim() != 1 or preds.is_floating_point():
+        raise ValueError(f"preds must be (b,) integer answer indices, got {preds.dtype} {tuple(preds.shape)}")
+    if other.shape[0] != preds.shape[0]:
+        raise ValueError(f"preds and {name} disagree on batch size: {preds.shape[0]} vs {other.shape[0]}")
+
+
+class VQAAccuracy(Metric):
+    """Mean VQA soft score of the predicted answers, in ``[0, 1]``.
+
+    The score of answer ``a`` is ``min(#annotators who gave a / 3, 1)`` (with a single
+    reference answer: 1 if correct, else 0).
+
+    ``update(preds: (b,) int64 answer indices, scores: (b, K) float soft scores)``;
+    ``compute() -> ()`` float. Synchronised across processes like every torchmetrics metric.
+
+    Raises:
+        ValueError: on mismatched shapes.
+    """
+
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total_score", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, scores: Tensor) -> None:
+        _check(preds, scores, "scores")
+        self.total_score += scores.gather(1, preds[:, None]).sum().double()
+        self.count += preds.shape[0]
+
+    def compute(self) -> Tensor:
+        return (self.total_score / self.count.clamp(min=1)).float()
+
+
+class ExactMatchAccuracy(Metric):
+    """Fraction of predictions equal to the reference label (the most common answer), in ``[0, 1]``.
+
+    Labels of ``-100`` (answer outside the vocabulary) count as wrong, never as ignored.
+
+    ``update(preds: (b,) int64, labels: (b,) int64)``; ``compute() -> ()`` float.
+    """
+
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("correct", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, labels: Tensor) -> None:
+        _check(preds, labels, "labels")
+        self.correct += (preds == labels).sum()
+        self.count += preds.shape[0]
+
+    def compute(self) -> Tensor:
+        return self.correct.float() / self.count.clamp(min=1).float()

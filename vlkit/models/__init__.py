@@ -1,0 +1,7 @@
+"""Assembled models and the model registry."""
+
+from vlkit.models.heads import VQAHead
+from vlkit.models.registry import create_model, list_models, register_model
+from vlkit.models.vqa import COMBINE_MODES, VQAModel, VQAOutput
+
+__all__ = ["VQAHead", "VQAModel", "VQAOutput", "COMBINE_MODES", "create_model", "list_models", "register_model"]

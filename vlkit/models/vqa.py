@@ -1,0 +1,149 @@
+"""Visual question answering: image encoder + text encoder + fusion + answer head.
+
+Shape legend: ``b`` batch, ``n`` regions, ``l`` tokens, ``d`` width, ``K`` answers.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from vlkit.fusion import AlternatingCoAttention, ParallelCoAttention
+from vlkit.models.heads import VQAHead
+from vlkit.models.registry import register_model
+from vlkit.text import LSTMTextEncoder
+from vlkit.vision import ImageEncoder
+
+__all__ = ["VQAModel", "VQAOutput", "COMBINE_MODES"]
+
+
+class VQAOutput(NamedTuple):
+    """Output of :class:`VQAModel`.
+
+    Attributes:
+        logits: ``(b, K)`` answer logits.
+        image_weights: ``(b, n)`` attention over image regions, or None if the fusion has none.
+        text_weights: ``(b, l)`` attention over question tokens, or None.
+    """
+
+    logits: Tensor
+    image_weights: Tensor | None
+    text_weights: Tensor | None
+
+
+#: How the fusion's attended image and text vectors are joined before the head.
+COMBINE_MODES = {
+    "sum": lambda v, q: v + q,  # Lu et al. 2016: q̂ + v̂
+    "product": lambda v, q: v * q,
+    "concat": lambda v, q: torch.cat([v, q], dim=-1),
+}
+
+
+class VQAModel(nn.Module):
+    """A VQA model assembled from parts (Antol et al., ICCV 2015; Lu et al., NeurIPS 2016).
+
+    ``logits = head(combine(fusion(image_encoder(image), text_encoder(question))))``.
+
+    Args:
+        image_encoder: module ``(b, 3, H, W) -> (features (b, n, d_v), mask (b, n), ...)``,
+            e.g. :class:`vlkit.vision.ImageEncoder`.
+        text_encoder: module ``(ids (b, l), mask (b, l)) -> (features (b, l, d_q), mask)``,
+            e.g. :class:`vlkit.text.LSTMTextEncoder`.
+        fusion: module ``(image, image_mask, text, text_mask) -> (image (b, d_v), text (b, d_q),
+            image_weights, text_weights)``, e.g. :class:`vlkit.fusion.ParallelCoAttention`.
+        head: module ``(b, d_joint) -> (b, K)``, e.g. :class:`vlkit.models.VQAHead`.
+        combine: how the attended vectors are joined: ``"sum"`` (needs ``d_v = d_q``;
+            the paper's choice), ``"product"`` or ``"concat"``.
+
+    Shapes:
+        ``forward(image: (b, 3, H, W) float, question_ids: (b, l) int64,
+        question_mask: (b, l) bool | None) -> VQAOutput``.
+
+    Raises:
+        ValueError: unknown ``combine`` mode.
+    """
+
+    def __init__(
+        self, image_encoder: nn.Module, text_encoder: nn.Module, fusion: nn.Module, head: nn.Module,
+        combine: str = "sum",
+    ) -> None:
+        super().__init__()
+        if combine not in COMBINE_MODES:
+            raise ValueError(f"unknown combine mode {combine!r}; valid: {sorted(COMBINE_MODES)}")
+        self.image_encoder, self.text_encoder, self.fusion, self.head = image_encoder, text_encoder, fusion, head
+        self.combine = combine
+
+    def forward(self, image: Tensor, question_ids: Tensor, question_mask: Tensor | None = None) -> VQAOutput:
+        image_features, image_mask = self.image_encoder(image)[:2]  # (b, n, d_v), (b, n)
+        text_features, text_mask = self.text_encoder(question_ids, question_mask)[:2]  # (b, l, d_q)
+        fused = self.fusion(image_features, image_mask, text_features, text_mask)
+        joint = COMBINE_MODES[self.combine](fused[0], fused[1])  # (b, d_joint)
+        weights = list(fused[2:4]) if len(fused) >= 4 else [None, None]
+        return VQAOutput(self.head(joint), *weights)
+
+
+def _build_vqa(
+    fusion_cls: type[nn.Module],
+    num_answers: int,
+    vocab_size: int,
+    backbone: str,
+    feature_index: int,
+    dim: int,
+    embed_dim: int,
+    hidden_dim: int,
+    pretrained: bool,
+    pretrained_file: str | None,
+    dropout: float,
+) -> VQAModel:
+    return VQAModel(
+        image_encoder=ImageEncoder(backbone, dim, feature_index=feature_index, pretrained=pretrained,
+                                   pretrained_file=pretrained_file),
+        text_encoder=LSTMTextEncoder(vocab_size, dim, embed_dim=embed_dim),
+        fusion=fusion_cls(dim, dim, hidden_dim, dropout=dropout),
+        head=VQAHead(dim, num_answers, hidden_dim, dropout=dropout),
+    )
+
+
+_SMALL_DOC = """{title} VQA model, small: timm ``resnet10t`` stage 2 (stride 8) regions, a
+    bidirectional LSTM question encoder, {fusion} (Lu et al., NeurIPS 2016) and an MLP head.
+
+    Args:
+        num_answers: size of the answer vocabulary ``K``.
+        vocab_size: size of the question vocabulary (padding included).
+        backbone: timm backbone name.
+        feature_index: backbone stage read as regions (2 = stride 8 for ResNets).
+        dim: width of region and token features.
+        embed_dim: word embedding width.
+        hidden_dim: co-attention and head hidden width.
+        pretrained: load backbone ImageNet weights through timm (needs the Hub).
+        pretrained_file: local backbone weights, timm format.
+        dropout: dropout in the fusion and the head.
+    """
+
+
+@register_model
+def vqa_parallel_coattn_small(
+    num_answers: int, vocab_size: int, backbone: str = "resnet10t", feature_index: int = 2, dim: int = 256,
+    embed_dim: int = 128, hidden_dim: int = 256, pretrained: bool = False, pretrained_file: str | None = None,
+    dropout: float = 0.1,
+) -> VQAModel:
+    return _build_vqa(ParallelCoAttention, num_answers, vocab_size, backbone, feature_index, dim, embed_dim,
+                      hidden_dim, pretrained, pretrained_file, dropout)
+
+
+@register_model
+def vqa_alternating_coattn_small(
+    num_answers: int, vocab_size: int, backbone: str = "resnet10t", feature_index: int = 2, dim: int = 256,
+    embed_dim: int = 128, hidden_dim: int = 256, pretrained: bool = False, pretrained_file: str | None = None,
+    dropout: float = 0.1,
+) -> VQAModel:
+    return _build_vqa(AlternatingCoAttention, num_answers, vocab_size, backbone, feature_index, dim, embed_dim,
+                      hidden_dim, pretrained, pretrained_file, dropout)
+
+
+vqa_parallel_coattn_small.__doc__ = _SMALL_DOC.format(title="Parallel co-attention",
+                                                      fusion="parallel co-attention")
+vqa_alternating_coattn_small.__doc__ = _SMALL_DOC.format(title="Alternating co-attention",
+                                                         fusion="alternating co-attention")

@@ -1,0 +1,5 @@
+"""LightningModules: the only place that trains."""
+
+from vlkit.tasks.vqa import VQATask
+
+__all__ = ["VQATask"]

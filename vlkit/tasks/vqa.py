@@ -1,0 +1,144 @@
+"""The VQA LightningModule: loss, metrics, optimiser and schedule."""
+
+from __future__ import annotations
+
+import logging
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vlkit.data.vqa import VQABatch
+from vlkit.metrics import ExactMatchAccuracy, VQAAccuracy
+from vlkit.models import VQAOutput, create_model, list_models
+
+__all__ = ["VQATask"]
+
+log = logging.getLogger(__name__)
+_SPLITS = ("train", "val", "test")
+
+
+class VQATask(pl.LightningModule):
+    """Trains a registered VQA model (SPEC.md section 5).
+
+    Loss: cross-entropy on the answer index when each question has one answer; binary
+    cross-entropy on the soft scores ``min(#annotators / 3, 1)`` when it has several
+    (Teney et al., CVPR 2018, arXiv:1708.02711), summed over answers and averaged over the
+    batch. Logged per split (``train``/``val``/``test``): ``loss``, ``vqa_acc``,
+    ``exact_match`` and ``skipped`` (unreadable samples). Optimiser: AdamW with a linear
+    warm-up then cosine decay, stepped every batch.
+
+    The vocabularies are hyper-parameters, so a checkpoint alone rebuilds the model and
+    answers questions (``vlkit predict``).
+
+    Args:
+        model: name of a registered VQA model (``vlkit.models.list_models("vqa_*")``).
+        model_args: keyword overrides for the model builder (e.g. ``{dim: 512}``).
+        vocabulary: question vocabulary (set from the DataModule by the CLI).
+        answers: answer vocabulary (set from the DataModule by the CLI).
+        multi_answer: whether training rows have several answers (set from the DataModule);
+            only changes how :meth:`answer` turns logits into probabilities (sigmoid vs softmax).
+        lr: peak learning rate (> 0).
+        weight_decay: AdamW weight decay, applied to weight matrices only.
+        warmup_fraction: fraction of all training steps spent warming up, in ``[0, 1)``.
+        min_lr_ratio: final learning rate as a fraction of ``lr``, in ``[0, 1]``.
+
+    Raises:
+        ValueError: unknown model name, missing vocabularies, or out-of-range settings.
+    """
+
+    def __init__(
+        self,
+        model: str = "vqa_parallel_coattn_small",
+        model_args: dict | None = None,
+        vocabulary: list[str] | None = None,
+        answers: list[str] | None = None,
+        multi_answer: bool = False,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-2,
+        warmup_fraction: float = 0.05,
+        min_lr_ratio: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if model not in list_models("vqa_*"):
+            raise ValueError(f"unknown VQA model {model!r}; registered: {list_models('vqa_*')}")
+        if not vocabulary or not answers:
+            raise ValueError(
+                "VQATask needs the question vocabulary and the answer list; `vlkit fit` links them from "
+                "the DataModule, in Python pass vocabulary=dm.vocabulary, answers=dm.answers"
+            )
+        if lr <= 0 or not 0 <= warmup_fraction < 1 or not 0 <= min_lr_ratio <= 1:
+            raise ValueError("need lr > 0, 0 <= warmup_fraction < 1 and 0 <= min_lr_ratio <= 1")
+        self.save_hyperparameters()
+        self.model = create_model(model, num_answers=len(answers), vocab_size=len(vocabulary),
+                                  **(model_args or {}))
+        # one metric object per split; keys get a suffix because "train" is an nn.Module method name
+        self.vqa_acc = torch.nn.ModuleDict({f"{s}_": VQAAccuracy() for s in _SPLITS})
+        self.exact_match = torch.nn.ModuleDict({f"{s}_": ExactMatchAccuracy() for s in _SPLITS})
+
+    @property
+    def answers(self) -> list[str]:
+        return self.hparams.answers
+
+    def forward(self, image: Tensor, question_ids: Tensor, question_mask: Tensor | None = None) -> VQAOutput:
+        return self.model(image, question_ids, question_mask)
+
+    def loss(self, logits: Tensor, batch: VQABatch) -> Tensor:
+        """Cross-entropy on ``label`` (one answer) or BCE on soft ``scores`` (several)."""
+        if batch.multi_answer:
+            return F.binary_cross_entropy_with_logits(logits, batch.scores, reduction="sum") / logits.shape[0]
+        return F.cross_entropy(logits, batch.label, ignore_index=-100)
+
+    def _step(self, batch: VQABatch, split: str) -> Tensor:
+        logits = self(batch.image, batch.question_ids, batch.question_mask).logits  # (b, K)
+        loss = self.loss(logits, batch)
+        preds = logits.argmax(-1)
+        self.vqa_acc[f"{split}_"](preds, batch.scores)
+        self.exact_match[f"{split}_"](preds, batch.label)
+        size = logits.shape[0]
+        on_step = split == "train"
+        self.log(f"{split}/loss", loss, batch_size=size, on_step=on_step, on_epoch=True, prog_bar=True,
+                 sync_dist=not on_step)
+        self.log(f"{split}/vqa_acc", self.vqa_acc[f"{split}_"], batch_size=size, on_step=False, on_epoch=True,
+                 prog_bar=True)
+        self.log(f"{split}/exact_match", self.exact_match[f"{split}_"], batch_size=size, on_step=False, on_epoch=True)
+        self.log(f"{split}/skipped", float(batch.num_skipped), batch_size=1, on_step=False, on_epoch=True,
+                 reduce_fx="sum", sync_dist=True)
+        if batch.num_skipped:
+            log.warning("%s: %d unreadable sample(s) skipped in this batch", split, batch.num_skipped)
+        return loss
+
+    def training_step(self, batch: VQABatch, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: VQABatch, batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: VQABatch, batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
+
+    @torch.no_grad()
+    def answer(self, image: Tensor, question_ids: Tensor, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-k answers with probabilities for a batch: ``(b, 3, H, W), (b, l) -> b lists of (answer, p)``."""
+        logits = self(image, question_ids, question_ids != 0).logits
+        probs = logits.sigmoid() if self.hparams.multi_answer else logits.softmax(-1)
+        values, indices = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+        return [[(self.answers[i], float(p)) for p, i in zip(v, ix)] for v, ix in zip(values.tolist(), indices.tolist())]
+
+    def configure_optimizers(self):
+        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
+        total = max(int(self.trainer.estimated_stepping_batches), 2)
+        warmup = min(max(int(total * self.hparams.warmup_fraction), 1), total - 1)
+        scheduler = torch.optim.lr_scheduler.SequentialLR(
+            optimizer,
+            [torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=warmup),
+             torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total - warmup,
+                                                        eta_min=self.hparams.lr * self.hparams.min_lr_ratio)],
+            milestones=[warmup],
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

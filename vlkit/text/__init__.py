@@ -1,0 +1,6 @@
+"""Text modules: tokenisation and encoders that take token ids ``(b, l)``."""
+
+from vlkit.text.lstm import LSTMTextEncoder, TextEncoderOutput
+from vlkit.text.tokenizer import PAD_TOKEN, UNK_TOKEN, WordTokenizer
+
+__all__ = ["LSTMTextEncoder", "TextEncoderOutput", "WordTokenizer", "PAD_TOKEN", "UNK_TOKEN"]

@@ -1,0 +1,105 @@
+"""Embedding + bidirectional LSTM text encoder.
+
+Shape legend: ``b`` batch, ``l`` tokens, ``e`` embedding width, ``d`` output width.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from vlkit.attention.masking import check_mask
+
+__all__ = ["LSTMTextEncoder", "TextEncoderOutput"]
+
+
+class TextEncoderOutput(NamedTuple):
+    """Output of a text encoder.
+
+    Attributes:
+        features: ``(b, l, d)`` token features, zero at padded positions.
+        mask: ``(b, l)`` bool, True for real tokens.
+    """
+
+    features: Tensor
+    mask: Tensor
+
+
+class LSTMTextEncoder(nn.Module):
+    """Word embeddings followed by a (bi)LSTM (Hochreiter & Schmidhuber, 1997).
+
+    The question encoder of LSTM-based VQA models (Antol et al., ICCV 2015, arXiv:1505.00468;
+    Lu et al., NeurIPS 2016). Sequences are packed, so padding never enters the recurrence
+    and cannot change the features of real tokens.
+
+    Args:
+        vocab_size: number of token ids (> 1); id 0 is padding.
+        dim: output width ``d``; with ``bidirectional`` each direction has ``d/2`` units
+            (``d`` must then be even).
+        embed_dim: word embedding width ``e``.
+        num_layers: stacked LSTM layers (>= 1).
+        bidirectional: run a forward and a backward LSTM and concatenate them.
+        dropout: dropout on embeddings and on the output, in ``[0, 1)``.
+
+    Shapes:
+        ``forward(token_ids: (b, l) int64, mask: (b, l) bool | None) -> TextEncoderOutput``.
+        Without a mask, ``token_ids != 0`` is used. Padding must be on the right.
+
+    Raises:
+        ValueError: bad widths, non-2-D ids, ids outside ``[0, vocab_size)``, or padding
+            that is not right-aligned.
+        TypeError: non-bool mask.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int = 256,
+        embed_dim: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if vocab_size < 2:
+            raise ValueError(f"vocab_size must be >= 2 (padding + at least one word), got {vocab_size}")
+        if bidirectional and dim % 2:
+            raise ValueError(f"a bidirectional LSTM needs an even dim, got {dim}")
+        self.vocab_size, self.dim = vocab_size, dim
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.lstm = nn.LSTM(
+            embed_dim,
+            dim // 2 if bidirectional else dim,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, token_ids: Tensor, mask: Tensor | None = None) -> TextEncoderOutput:
+        if token_ids.dim() != 2 or token_ids.is_floating_point():
+            raise ValueError(f"token_ids must be an integer tensor (b, l), got {token_ids.dtype} "
+                             f"{tuple(token_ids.shape)}")
+        if token_ids.numel() and (int(token_ids.min()) < 0 or int(token_ids.max()) >= self.vocab_size):
+            raise ValueError(
+                f"token ids must lie in [0, {self.vocab_size}), got range "
+                f"[{int(token_ids.min())}, {int(token_ids.max())}]; was the model built with this tokenizer?"
+            )
+        check_mask(mask)
+        if mask is None:
+            mask = token_ids != 0
+        lengths = mask.sum(1)  # (b,)
+        positions = torch.arange(token_ids.shape[1], device=mask.device)
+        if not torch.equal(mask, positions[None, :] < lengths[:, None]):
+            raise ValueError("mask must be right-padded (all True positions before all False ones)")
+        embedded = self.dropout(self.embedding(token_ids))  # (b, l, e)
+        packed = pack_padded_sequence(embedded, lengths.clamp(min=1).cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        features, _ = pad_packed_sequence(out, batch_first=True, total_length=token_ids.shape[1])  # (b, l, d)
+        features = self.dropout(features) * mask[:, :, None].to(features.dtype)
+        return TextEncoderOutput(features, mask)

@@ -1,0 +1,101 @@
+"""Word-level tokenizer with a vocabulary built from the training split."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["WordTokenizer", "PAD_TOKEN", "UNK_TOKEN"]
+
+PAD_TOKEN = "<pad>"
+UNK_TOKEN = "<unk>"
+_WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+class WordTokenizer:
+    """Lower-cased word/punctuation tokenizer with a fixed vocabulary.
+
+    Index 0 is always ``<pad>`` and index 1 ``<unk>``; words not in the vocabulary map to
+    ``<unk>``. The vocabulary is a plain list of strings, so it can be saved with a model
+    (JSON, or a checkpoint's hyper-parameters).
+
+    Args:
+        vocabulary: the token list, starting with ``["<pad>", "<unk>"]``.
+        lowercase: lower-case text before splitting.
+
+    Raises:
+        ValueError: if the vocabulary does not start with the two special tokens or has
+            duplicates.
+    """
+
+    def __init__(self, vocabulary: list[str], lowercase: bool = True) -> None:
+        if list(vocabulary[:2]) != [PAD_TOKEN, UNK_TOKEN]:
+            raise ValueError(
+                f"vocabulary must start with {[PAD_TOKEN, UNK_TOKEN]}, got {list(vocabulary[:2])}; "
+                "build one with WordTokenizer.from_corpus(texts)"
+            )
+        if len(set(vocabulary)) != len(vocabulary):
+            raise ValueError("vocabulary has duplicate tokens")
+        self.vocabulary = list(vocabulary)
+        self.lowercase = lowercase
+        self.index = {tok: i for i, tok in enumerate(self.vocabulary)}
+
+    pad_id = 0
+    unk_id = 1
+
+    @classmethod
+    def from_corpus(
+        cls, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None, lowercase: bool = True
+    ) -> WordTokenizer:
+        """Build the vocabulary from a corpus (the training split).
+
+        Words are sorted by descending frequency, ties alphabetically, so the result is
+        deterministic. Words seen fewer than ``min_freq`` times are left out (they become
+        ``<unk>``); ``max_size`` caps the vocabulary, special tokens included.
+        """
+        counts: Counter[str] = Counter()
+        for text in texts:
+            counts.update(cls.split(text, lowercase))
+        words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+        if max_size is not None:
+            words = words[: max(max_size - 2, 0)]
+        return cls([PAD_TOKEN, UNK_TOKEN, *words], lowercase=lowercase)
+
+    @staticmethod
+    def split(text: str, lowercase: bool = True) -> list[str]:
+        """Split text into words and punctuation marks."""
+        return _WORD_RE.findall(text.lower() if lowercase else text)
+
+    def __len__(self) -> int:
+        return len(self.vocabulary)
+
+    def encode(self, text: str, max_length: int | None = None) -> list[int]:
+        """Token ids of ``text`` (no padding), truncated to ``max_length`` if given.
+
+        Raises:
+            ValueError: if ``text`` is not a string or has no tokens (empty/whitespace).
+        """
+        if not isinstance(text, str):
+            raise ValueError(f"text must be a string, got {type(text).__name__}: {text!r}")
+        tokens = self.split(text, self.lowercase)
+        if not tokens:
+            raise ValueError(f"text {text!r} is empty: it has no words to encode")
+        ids = [self.index.get(tok, self.unk_id) for tok in tokens]
+        return ids[:max_length] if max_length is not None else ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Words of ``ids`` joined by spaces, padding dropped."""
+        return " ".join(self.vocabulary[i] for i in ids if i != self.pad_id)
+
+    def save(self, path: str | Path) -> None:
+        """Write the vocabulary as JSON."""
+        Path(path).write_text(json.dumps({"vocabulary": self.vocabulary, "lowercase": self.lowercase}))
+
+    @classmethod
+    def load(cls, path: str | Path) -> WordTokenizer:
+        """Read a vocabulary written by :meth:`save`."""
+        data = json.loads(Path(path).read_text())
+        return cls(data["vocabulary"], lowercase=data.get("lowercase", True))
