@@ -35,6 +35,12 @@ class VLKitCLI(LightningCLI):
         for source in ("vocabulary", "answers", "multi_answer"):
             parser.link_arguments(f"data.{source}", f"model.init_args.{source}", apply_on="instantiate")
 
+    def instantiate_trainer(self, **kwargs):
+        """Build the trainer, then put every logger's files in the first logger's run folder."""
+        trainer = super().instantiate_trainer(**kwargs)
+        _share_run_folder(trainer.loggers)
+        return trainer
+
     def after_fit(self) -> None:
         if not self.config_init[self.subcommand].get("test_after_fit", True):
             return
@@ -44,6 +50,22 @@ class VLKitCLI(LightningCLI):
         callback = self.trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None else ""
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+
+
+def _share_run_folder(loggers: list) -> None:
+    """Give loggers that share a save_dir and name the same version (one run folder).
+
+    Without this, a CSV and a TensorBoard logger each pick the next free ``version_N``
+    and a run is split over two folders.
+    """
+    if len(loggers) < 2:
+        return
+    first = loggers[0]
+    for logger in loggers[1:]:
+        same_root = (getattr(logger, "save_dir", None), getattr(logger, "name", None)) == (
+            getattr(first, "save_dir", None), getattr(first, "name", None))
+        if same_root and hasattr(logger, "_version") and logger._version is None:
+            logger._version = first.version
 
 
 def cli_main(args: list[str] | None = None) -> VLKitCLI:

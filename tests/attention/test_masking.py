@@ -49,9 +49,9 @@ def test_masked_softmax_all_true_mask_equals_no_mask():
 def test_masked_softmax_rows_sum_to_one_and_masked_exactly_zero():
     g = torch.Generator().manual_seed(0)
     scores = torch.randn(2, 4, 5, generator=g) * 10
-    mask = torch.tensor(
-        [[True, False, True, True, False], [False, False, False, False, True]]
-    )[:, None, :]  # (b, 1, n)
+    mask = torch.tensor([[True, False, True, True, False], [False, False, False, False, True]])[
+        :, None, :
+    ]  # (b, 1, n)
     weights = masked_softmax(scores, mask)
     full_mask = mask.expand_as(scores)
     assert (weights[~full_mask] == 0).all()
@@ -67,9 +67,7 @@ def test_masked_softmax_over_other_dim():
     weights = masked_softmax(scores, mask, dim=0)
     e = math.e
     # column 0: kept [1, 2] -> 1/(1+e), e/(1+e); column 1: kept [7, 9] -> 1/(1+e^2), e^2/(1+e^2)
-    expected = torch.tensor(
-        [[1 / (1 + e), 0.0], [e / (1 + e), 1 / (1 + e**2)], [0.0, e**2 / (1 + e**2)]]
-    )
+    expected = torch.tensor([[1 / (1 + e), 0.0], [e / (1 + e), 1 / (1 + e**2)], [0.0, e**2 / (1 + e**2)]])
     torch.testing.assert_close(weights, expected)
 
 
@@ -96,6 +94,17 @@ def test_large_scores_do_not_overflow(dtype):
     weights = masked_softmax(scores, mask)
     assert not torch.isnan(weights).any()
     torch.testing.assert_close(weights.float(), torch.tensor([[0.5, 0.5, 0.0]]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_very_negative_kept_scores_still_beat_masked_ones(dtype):
+    # masked positions must lose against any finite kept score, however negative
+    scores = torch.tensor([[-1e6, -1e6 + 1, 0.0]], dtype=dtype)
+    mask = torch.tensor([[True, True, False]])
+    weights = masked_softmax(scores, mask)
+    e = math.e
+    expected = torch.tensor([[1 / (1 + e), e / (1 + e), 0.0]], dtype=dtype)
+    torch.testing.assert_close(weights, expected, rtol=1e-6, atol=1e-7)
 
 
 def test_all_false_row_under_bf16_autocast():
@@ -151,9 +160,7 @@ def test_unbroadcastable_mask_raises_value_error(mask_shape):
 # --------------------------------------------------------------------------- lengths_to_mask
 def test_lengths_to_mask_hand_case():
     mask = lengths_to_mask(torch.tensor([2, 0, 3]))
-    expected = torch.tensor(
-        [[True, True, False], [False, False, False], [True, True, True]]
-    )
+    expected = torch.tensor([[True, True, False], [False, False, False], [True, True, True]])
     assert mask.dtype == torch.bool
     assert torch.equal(mask, expected)
 
@@ -189,9 +196,7 @@ def scores_and_masks(draw):
     numel = math.prod(mask_shape)
     flags = draw(st.lists(st.booleans(), min_size=numel, max_size=numel))
     values = draw(
-        st.lists(
-            st.floats(-60.0, 60.0, allow_nan=False, width=32), min_size=b * m * n, max_size=b * m * n
-        )
+        st.lists(st.floats(-60.0, 60.0, allow_nan=False, width=32), min_size=b * m * n, max_size=b * m * n)
     )
     scores = torch.tensor(values, dtype=torch.float32).reshape(b, m, n)
     mask = torch.tensor(flags, dtype=torch.bool).reshape(mask_shape)

@@ -127,6 +127,24 @@ def test_all_masked_row_is_zero_context_in_both_paths(cross_attn):
     torch.testing.assert_close(fused.output[1], ok[1])
 
 
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_all_masked_row_has_finite_gradients(need_weights):
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(DIM, HEADS, dim_context=DIM_CTX)
+    x, context = inputs()
+    x.requires_grad_(True)
+    context.requires_grad_(True)
+    mask = torch.ones(B, M, N, dtype=torch.bool)
+    mask[0, 1] = False
+    out = mha(x, context=context, mask=mask, need_weights=need_weights).output
+    out.pow(2).sum().backward()
+    for name, p in mha.named_parameters():
+        assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
+    assert torch.isfinite(x.grad).all() and torch.isfinite(context.grad).all()
+    # the fully masked query row only reaches the output through out_proj.bias
+    assert (x.grad[0, 1] == 0).all()
+
+
 def test_all_masked_row_under_bf16_autocast(cross_attn):
     x, context = inputs()
     mask = torch.ones(B, M, N, dtype=torch.bool)
@@ -289,42 +307,18 @@ def test_bad_mask_or_input_shape_raises_value_error(self_attn, need_weights):
         self_attn(x, context=torch.randn(B + 1, N, DIM), need_weights=need_weights)  # batch differs
 
 
-@pytest.mark.parametrize(
-    "need_weights",
-    [
-        pytest.param(
-            False,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=RuntimeError,
-                reason=(
-                    "source bug: multihead.py _build_mask (line 93) never checks mask.shape[1] "
-                    "in {1, m}; the fused path then fails at attn_mask.expand(b, 1, m, n) (line 133) "
-                    "with a RuntimeError instead of the documented ValueError"
-                ),
-            ),
-        ),
-        True,
-    ],
-)
+@pytest.mark.parametrize("need_weights", [False, True])
 def test_query_key_mask_with_wrong_m_raises_value_error(self_attn, need_weights):
     x, _ = inputs()
     with pytest.raises(ValueError):
         self_attn(x, mask=torch.ones(B, M + 1, M, dtype=torch.bool), need_weights=need_weights)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason=(
-        "source bug: MultiHeadAttention.forward (multihead.py lines 113-117) checks ranks and batch "
-        "but not the feature widths; x of width != dim (or context of width != dim_context) fails "
-        "inside nn.Linear with a RuntimeError instead of the documented ValueError"
-    ),
-)
 def test_wrong_input_width_raises_value_error(self_attn):
     with pytest.raises(ValueError):
         self_attn(torch.randn(B, M, DIM - 2))
+    with pytest.raises(ValueError):
+        self_attn(torch.randn(B, M, DIM), context=torch.randn(B, N, DIM + 2))
 
 
 # --------------------------------------------------------------------------- training behaviour

@@ -90,7 +90,7 @@ class MultiHeadAttention(nn.Module):
         if mask is not None:
             if mask.dim() == 2:
                 mask = mask[:, None, :]  # (b, 1, n)
-            if mask.dim() != 3 or mask.shape[0] != b or mask.shape[-1] != n:
+            if mask.dim() != 3 or mask.shape[0] != b or mask.shape[1] not in (1, m) or mask.shape[-1] != n:
                 raise ValueError(
                     f"mask must be (b, n) = ({b}, {n}) or (b, m, n) = ({b}, {m}, {n}), "
                     f"got {tuple(mask.shape)}"
@@ -114,6 +114,11 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(
                 f"x must be (b, m, d) and context (b, n, d_c) with the same b, got "
                 f"{tuple(x.shape)} and {tuple(context.shape)}"
+            )
+        if x.shape[-1] != self.dim or context.shape[-1] != self.k_proj.in_features:
+            raise ValueError(
+                f"expected x width {self.dim} and context width {self.k_proj.in_features}, got "
+                f"{x.shape[-1]} and {context.shape[-1]}; set dim / dim_context to match"
             )
         b, m, n = x.shape[0], x.shape[1], context.shape[1]
         q = rearrange(self.q_proj(x), "b m (h dh) -> b h m dh", h=self.num_heads)

@@ -92,6 +92,8 @@ class LSTMTextEncoder(nn.Module):
         check_mask(mask)
         if mask is None:
             mask = token_ids != 0
+        elif mask.shape != token_ids.shape:
+            raise ValueError(f"mask {tuple(mask.shape)} must have the shape of token_ids {tuple(token_ids.shape)}")
         lengths = mask.sum(1)  # (b,)
         positions = torch.arange(token_ids.shape[1], device=mask.device)
         if not torch.equal(mask, positions[None, :] < lengths[:, None]):

@@ -56,12 +56,18 @@ class WordTokenizer:
         deterministic. Words seen fewer than ``min_freq`` times are left out (they become
         ``<unk>``); ``max_size`` caps the vocabulary, special tokens included.
         """
+        if isinstance(texts, str):
+            raise TypeError("texts must be an iterable of strings (e.g. a list of questions), not one string")
+        if max_size is not None and max_size < 3:
+            raise ValueError(f"max_size must be >= 3 (<pad>, <unk> and one word), got {max_size}")
+        if min_freq < 1:
+            raise ValueError(f"min_freq must be >= 1, got {min_freq}")
         counts: Counter[str] = Counter()
         for text in texts:
             counts.update(cls.split(text, lowercase))
         words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
         if max_size is not None:
-            words = words[: max(max_size - 2, 0)]
+            words = words[: max_size - 2]
         return cls([PAD_TOKEN, UNK_TOKEN, *words], lowercase=lowercase)
 
     @staticmethod
@@ -76,8 +82,11 @@ class WordTokenizer:
         """Token ids of ``text`` (no padding), truncated to ``max_length`` if given.
 
         Raises:
-            ValueError: if ``text`` is not a string or has no tokens (empty/whitespace).
+            ValueError: if ``text`` is not a string or has no tokens (empty/whitespace), or
+                ``max_length < 1``.
         """
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}")
         if not isinstance(text, str):
             raise ValueError(f"text must be a string, got {type(text).__name__}: {text!r}")
         tokens = self.split(text, self.lowercase)

@@ -107,6 +107,8 @@ class ImageEncoder(nn.Module):
             channels = self.backbone.num_features
             self.reduction = None
         self.num_prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
+        # some timm backbones (e.g. MambaOut) return channels-last (b, h, w, C) feature maps
+        self.channels_last = str(getattr(self.backbone, "output_fmt", "NCHW")).endswith("NHWC")
         self.proj = nn.Linear(channels, dim)
         self.dropout = nn.Dropout(dropout)
         self.dim = dim
@@ -121,8 +123,9 @@ class ImageEncoder(nn.Module):
         else:
             fmap = self.backbone.forward_features(image)
         if fmap.dim() == 4:
-            grid = (fmap.shape[2], fmap.shape[3])
-            regions = rearrange(fmap, "b c h w -> b (h w) c")
+            pattern = "b h w c -> b (h w) c" if self.channels_last else "b c h w -> b (h w) c"
+            grid = tuple(fmap.shape[1:3]) if self.channels_last else tuple(fmap.shape[2:4])
+            regions = rearrange(fmap, pattern)
         else:  # transformer tokens (b, prefix + n, C)
             regions = fmap[:, self.num_prefix_tokens :]
             side = math.isqrt(regions.shape[1])

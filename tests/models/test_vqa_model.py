@@ -1,0 +1,260 @@
+"""Tests for vlkit.models: the model registry, VQAHead and the assembled VQAModel."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vlkit.fusion import ParallelCoAttention
+from vlkit.models import (
+    COMBINE_MODES,
+    VQAHead,
+    VQAModel,
+    VQAOutput,
+    create_model,
+    list_models,
+    register_model,
+    registry,
+)
+from vlkit.text import LSTMTextEncoder
+from vlkit.vision import ImageEncoder
+
+SMALL = {"dim": 32, "hidden_dim": 16, "embed_dim": 8}
+NUM_ANSWERS, VOCAB = 7, 20
+EXPECTED_VQA = {"vqa_parallel_coattn_small", "vqa_alternating_coattn_small"}
+
+
+def small_model(name, seed=0):
+    torch.manual_seed(seed)
+    return create_model(name, num_answers=NUM_ANSWERS, vocab_size=VOCAB, **SMALL).eval()
+
+
+# --------------------------------------------------------------------------------------
+# registry
+# --------------------------------------------------------------------------------------
+def test_list_models_filters_by_pattern():
+    vqa = list_models("vqa_*")
+    assert EXPECTED_VQA <= set(vqa)
+    assert all(name.startswith("vqa_") for name in vqa)
+    assert vqa == sorted(vqa)
+    assert list_models("*parallel*") == [n for n in list_models() if "parallel" in n]
+    assert "vqa_parallel_coattn_small" in list_models("*parallel*")
+    assert "vqa_alternating_coattn_small" not in list_models("*parallel*")
+    assert list_models("vqa_alternating_coattn_small") == ["vqa_alternating_coattn_small"]
+    assert list_models("no_such_prefix_*") == []
+    assert set(vqa) <= set(list_models())
+
+
+def test_create_unknown_model_lists_registered_names():
+    with pytest.raises(ValueError, match="nope") as info:
+        create_model("nope")
+    for name in list_models():
+        assert name in str(info.value)
+
+
+def test_register_model_and_duplicate(monkeypatch):
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))  # keep the global registry clean
+
+    def test_tiny_linear(out_features: int = 3) -> nn.Module:
+        return nn.Linear(2, out_features)
+
+    assert register_model(test_tiny_linear) is test_tiny_linear  # usable as a decorator
+    assert list_models("test_tiny_*") == ["test_tiny_linear"]
+    model = create_model("test_tiny_linear", out_features=5)
+    assert isinstance(model, nn.Linear) and model.out_features == 5
+
+    def test_tiny_linear():
+        return nn.Identity()
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_model(test_tiny_linear)
+    assert isinstance(create_model("test_tiny_linear"), nn.Linear)  # the first one is kept
+
+
+def test_registering_an_existing_builtin_name_raises(monkeypatch):
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+
+    def vqa_parallel_coattn_small():
+        return nn.Identity()
+
+    with pytest.raises(ValueError, match="vqa_parallel_coattn_small"):
+        register_model(vqa_parallel_coattn_small)
+
+
+# --------------------------------------------------------------------------------------
+# registered VQA models
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(EXPECTED_VQA))
+def test_registered_vqa_models_give_logits_and_weights(name):
+    assert name in list_models("vqa_*")
+    model = small_model(name)
+    assert isinstance(model, VQAModel)
+    image = torch.randn(2, 3, 64, 64)
+    ids = torch.tensor([[3, 4, 5, 6, 0], [7, 8, 0, 0, 0]])
+    out = model(image, ids)
+    assert isinstance(out, VQAOutput)
+    assert out.logits.shape == (2, NUM_ANSWERS)
+    assert out.image_weights.shape == (2, 64)  # resnet10t stage 2: 64 / 8 = 8 → 8 · 8 regions
+    assert out.text_weights.shape == (2, 5)
+    assert torch.isfinite(out.logits).all()
+    torch.testing.assert_close(out.image_weights.sum(-1), torch.ones(2))
+    torch.testing.assert_close(out.text_weights.sum(-1), torch.ones(2))
+    assert (out.text_weights[ids == 0] == 0).all()
+
+
+def test_every_registered_vqa_model_builds_with_small_overrides():
+    names = list_models("vqa_*")
+    assert names
+    image, ids = torch.randn(1, 3, 32, 32), torch.tensor([[2, 3, 0]])
+    for name in names:
+        out = small_model(name)(image, ids)
+        assert out.logits.shape == (1, NUM_ANSWERS), name
+        assert out.text_weights.shape == (1, 3), name
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_VQA))
+def test_trailing_padding_does_not_change_logits(name):
+    model = small_model(name, seed=3)
+    image = torch.randn(2, 3, 32, 32)
+    ids = torch.tensor([[3, 4, 5, 0], [9, 2, 0, 0]])
+    padded = torch.cat([ids, torch.zeros(2, 3, dtype=torch.long)], dim=1)  # 3 extra pads
+    out, out_padded = model(image, ids), model(image, padded)
+    torch.testing.assert_close(out_padded.logits, out.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out_padded.image_weights, out.image_weights, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(out_padded.text_weights[:, :4], out.text_weights, atol=1e-6, rtol=1e-6)
+    assert (out_padded.text_weights[:, 4:] == 0).all()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_VQA))
+def test_gradients_reach_every_parameter(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_answers=NUM_ANSWERS, vocab_size=VOCAB, dropout=0.0, **SMALL)
+    # timm ResNets zero-init the last BatchNorm of each residual block (zero_init_last), which
+    # blocks gradients into that block's earlier convolutions at step 0; undo it for this check
+    for module in model.image_encoder.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+    out = model(torch.randn(2, 3, 32, 32), torch.tensor([[3, 4, 5], [6, 0, 0]]))
+    (out.logits * torch.randn_like(out.logits)).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not (p.grad != 0).any()]
+    assert missing == []
+
+
+# --------------------------------------------------------------------------------------
+# VQAModel combine modes, with stub parts so the joint vector is known exactly
+# --------------------------------------------------------------------------------------
+class StubImageEncoder(nn.Module):
+    def forward(self, image):
+        b = image.shape[0]
+        return torch.zeros(b, 4, 3), torch.ones(b, 4, dtype=torch.bool)
+
+
+class StubTextEncoder(nn.Module):
+    def forward(self, ids, mask=None):
+        mask = ids != 0 if mask is None else mask
+        return torch.zeros(*ids.shape, 3), mask
+
+
+class FixedFusion(nn.Module):
+    """Returns fixed attended vectors v̂, q̂ (and weights, unless ``with_weights=False``)."""
+
+    def __init__(self, v, q, with_weights=True):
+        super().__init__()
+        self.v, self.q, self.with_weights = v, q, with_weights
+
+    def forward(self, image, image_mask, text, text_mask):
+        b = image.shape[0]
+        v, q = self.v.expand(b, -1), self.q.expand(b, -1)
+        if not self.with_weights:
+            return v, q
+        return v, q, image_mask.float() / image_mask.shape[1], text_mask.float()
+
+
+V_HAT = torch.tensor([[1.0, 2.0, -3.0]])
+Q_HAT = torch.tensor([[0.5, -1.0, 4.0]])
+
+
+@pytest.mark.parametrize(
+    "combine, expected",
+    [
+        ("sum", [[1.5, 1.0, 1.0]]),
+        ("product", [[0.5, -2.0, -12.0]]),
+        ("concat", [[1.0, 2.0, -3.0, 0.5, -1.0, 4.0]]),
+    ],
+)
+def test_combine_modes_exact(combine, expected):
+    model = VQAModel(StubImageEncoder(), StubTextEncoder(), FixedFusion(V_HAT, Q_HAT), nn.Identity(), combine)
+    out = model(torch.zeros(1, 3, 8, 8), torch.tensor([[2, 3, 0]]))
+    torch.testing.assert_close(out.logits, torch.tensor(expected))  # identity head: logits = joint vector
+    assert out.image_weights.shape == (1, 4)
+    assert torch.equal(out.text_weights, torch.tensor([[1.0, 1.0, 0.0]]))
+
+
+def test_combine_mode_table():
+    assert set(COMBINE_MODES) == {"sum", "product", "concat"}
+
+
+def test_concat_needs_head_input_twice_dim():
+    dim = 32
+    torch.manual_seed(0)
+
+    def parts(head_dim):
+        return (
+            ImageEncoder("resnet10t", dim, feature_index=2),
+            LSTMTextEncoder(VOCAB, dim, embed_dim=8),
+            ParallelCoAttention(dim, dim, hidden_dim=16),
+            VQAHead(head_dim, NUM_ANSWERS, hidden_dim=16),
+        )
+
+    image, ids = torch.randn(2, 3, 32, 32), torch.tensor([[3, 4], [5, 0]])
+    model = VQAModel(*parts(2 * dim), combine="concat").eval()
+    assert model(image, ids).logits.shape == (2, NUM_ANSWERS)
+    wrong = VQAModel(*parts(dim), combine="concat").eval()
+    with pytest.raises(RuntimeError):  # the head's first Linear cannot take 2 · dim inputs
+        wrong(image, ids)
+
+
+def test_unknown_combine_raises():
+    with pytest.raises(ValueError, match="combine") as info:
+        VQAModel(
+            StubImageEncoder(), StubTextEncoder(), FixedFusion(V_HAT, Q_HAT), nn.Identity(), combine="max"
+        )
+    for mode in COMBINE_MODES:
+        assert mode in str(info.value)
+
+
+def test_fusion_without_weights_gives_none():
+    model = VQAModel(
+        StubImageEncoder(), StubTextEncoder(), FixedFusion(V_HAT, Q_HAT, with_weights=False), nn.Identity()
+    )
+    out = model(torch.zeros(2, 3, 8, 8), torch.tensor([[2, 3], [4, 0]]))
+    assert out.image_weights is None and out.text_weights is None
+    torch.testing.assert_close(out.logits, (V_HAT + Q_HAT).expand(2, -1))
+
+
+# --------------------------------------------------------------------------------------
+# VQAHead
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("num_answers", [0, -3])
+def test_head_rejects_no_answers(num_answers):
+    with pytest.raises(ValueError, match="num_answers"):
+        VQAHead(8, num_answers)
+
+
+def test_head_shape_and_formula():
+    torch.manual_seed(0)
+    head = VQAHead(5, 3, hidden_dim=4).eval()
+    x = torch.randn(2, 5)
+    logits = head(x)
+    assert logits.shape == (2, 3)
+    # logits = W_h tanh(W x + b) + b_h
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 2
+    w, w_h = linears
+    expected = torch.tanh(x @ w.weight.T + w.bias) @ w_h.weight.T + w_h.bias
+    torch.testing.assert_close(logits, expected)
+
+
+def test_head_single_answer():
+    assert VQAHead(4, 1, hidden_dim=2)(torch.randn(3, 4)).shape == (3, 1)

@@ -1,0 +1,181 @@
+"""Tests for vlkit.text.tokenizer.WordTokenizer: vocabulary building, encoding, persistence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vlkit.text import PAD_TOKEN, UNK_TOKEN, WordTokenizer
+
+CORPUS = ["The cat sat.", "the dog sat!", "A cat, a dog; the end"]
+# lower-cased counts: the 3, cat 2, sat 2, dog 2, a 2, "." 1, "!" 1, "," 1, ";" 1, end 1
+# frequency descending, ties in code-point order ("!" < "," < "." < ";" < letters)
+EXPECTED_VOCAB = [PAD_TOKEN, UNK_TOKEN, "the", "a", "cat", "dog", "sat", "!", ",", ".", ";", "end"]
+
+
+def test_special_tokens():
+    assert PAD_TOKEN == "<pad>" and UNK_TOKEN == "<unk>"
+    tok = WordTokenizer.from_corpus(CORPUS)
+    assert tok.pad_id == 0 and tok.unk_id == 1
+    assert tok.vocabulary[0] == "<pad>" and tok.vocabulary[1] == "<unk>"
+
+
+def test_from_corpus_orders_by_frequency_then_alphabetically():
+    tok = WordTokenizer.from_corpus(CORPUS)
+    assert tok.vocabulary == EXPECTED_VOCAB
+    assert len(tok) == len(EXPECTED_VOCAB)
+
+
+def test_from_corpus_ties_are_alphabetical_regardless_of_first_occurrence():
+    tok = WordTokenizer.from_corpus(["zebra yak", "xenon yak zebra", "xenon"])  # every word twice
+    assert tok.vocabulary == [PAD_TOKEN, UNK_TOKEN, "xenon", "yak", "zebra"]
+
+
+def test_from_corpus_accepts_a_generator():
+    tok = WordTokenizer.from_corpus(text for text in CORPUS)
+    assert tok.vocabulary == EXPECTED_VOCAB
+
+
+def test_encode_known_and_unknown_words():
+    tok = WordTokenizer.from_corpus(CORPUS)
+    index = {w: i for i, w in enumerate(EXPECTED_VOCAB)}
+    assert tok.encode("the cat sat") == [index["the"], index["cat"], index["sat"]]
+    assert tok.encode("the zebra sat") == [index["the"], 1, index["sat"]]
+    assert tok.encode("Zebra giraffe") == [1, 1]
+    # the special tokens' strings are not produced by the splitter: "<pad>" is "<", "pad", ">"
+    assert tok.encode("<pad>") == [1, 1, 1]
+
+
+def test_split_separates_punctuation_and_lowercases():
+    assert WordTokenizer.split("Hello, World!") == ["hello", ",", "world", "!"]
+    assert WordTokenizer.split("what's  this?") == ["what", "'", "s", "this", "?"]
+    assert WordTokenizer.split("Hi", lowercase=False) == ["Hi"]
+    assert WordTokenizer.split("x2 is 42") == ["x2", "is", "42"]
+
+
+def test_encode_is_case_insensitive_by_default():
+    tok = WordTokenizer.from_corpus(CORPUS)
+    assert tok.encode("THE Cat SAT") == tok.encode("the cat sat")
+    assert 1 not in tok.encode("THE Cat SAT")
+
+
+def test_lowercase_false_keeps_case():
+    tok = WordTokenizer.from_corpus(["Cat cat cat"], lowercase=False)
+    assert tok.vocabulary == [PAD_TOKEN, UNK_TOKEN, "cat", "Cat"]
+    assert tok.encode("Cat cat CAT") == [3, 2, 1]
+
+
+def test_encode_punctuation_maps_to_its_own_ids():
+    tok = WordTokenizer.from_corpus(CORPUS)
+    index = {w: i for i, w in enumerate(EXPECTED_VOCAB)}
+    assert tok.encode("the dog!") == [index["the"], index["dog"], index["!"]]
+    assert tok.encode("the dog?") == [index["the"], index["dog"], 1]  # "?" unseen
+
+
+def test_min_freq_drops_rare_words():
+    tok = WordTokenizer.from_corpus(CORPUS, min_freq=2)
+    assert tok.vocabulary == [PAD_TOKEN, UNK_TOKEN, "the", "a", "cat", "dog", "sat"]
+    assert tok.encode("the end") == [2, 1]  # "end" was seen once
+    tok3 = WordTokenizer.from_corpus(CORPUS, min_freq=3)
+    assert tok3.vocabulary == [PAD_TOKEN, UNK_TOKEN, "the"]
+
+
+def test_max_size_caps_vocabulary_including_specials():
+    tok = WordTokenizer.from_corpus(CORPUS, max_size=5)
+    assert tok.vocabulary == [PAD_TOKEN, UNK_TOKEN, "the", "a", "cat"]
+    assert len(tok) == 5
+    assert tok.encode("dog") == [1]
+    assert WordTokenizer.from_corpus(CORPUS, max_size=3).vocabulary == [PAD_TOKEN, UNK_TOKEN, "the"]
+    assert WordTokenizer.from_corpus(CORPUS, max_size=100).vocabulary == EXPECTED_VOCAB
+
+
+def test_min_freq_and_max_size_together():
+    tok = WordTokenizer.from_corpus(CORPUS, min_freq=2, max_size=4)
+    assert tok.vocabulary == [PAD_TOKEN, UNK_TOKEN, "the", "a"]
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\t\n", None, 3, ["the", "cat"]])
+def test_encode_rejects_empty_or_non_string(text):
+    tok = WordTokenizer.from_corpus(CORPUS)
+    with pytest.raises(ValueError):
+        tok.encode(text)
+
+
+def test_encode_max_length_truncates():
+    tok = WordTokenizer.from_corpus(CORPUS)
+    full = tok.encode("the cat sat on a dog")
+    assert len(full) == 6
+    assert tok.encode("the cat sat on a dog", max_length=3) == full[:3]
+    assert tok.encode("the cat sat on a dog", max_length=6) == full
+    assert tok.encode("the cat sat on a dog", max_length=50) == full
+
+
+def test_decode_drops_padding():
+    tok = WordTokenizer.from_corpus(CORPUS)
+    ids = tok.encode("the cat sat") + [0, 0]
+    assert tok.decode(ids) == "the cat sat"
+    assert tok.decode([2, 1, 0]) == "the <unk>"
+
+
+def test_save_load_round_trip(tmp_path):
+    tok = WordTokenizer.from_corpus(CORPUS, min_freq=1)
+    path = tmp_path / "vocab.json"
+    tok.save(path)
+    data = json.loads(path.read_text())
+    assert data["vocabulary"] == EXPECTED_VOCAB
+    loaded = WordTokenizer.load(path)
+    assert loaded.vocabulary == tok.vocabulary
+    assert loaded.lowercase is True
+    assert loaded.encode("The dog ran!") == tok.encode("The dog ran!")
+
+
+def test_save_load_keeps_lowercase_flag(tmp_path):
+    tok = WordTokenizer.from_corpus(["Cat cat"], lowercase=False)
+    path = tmp_path / "vocab.json"
+    tok.save(str(path))  # str paths work too
+    loaded = WordTokenizer.load(str(path))
+    assert loaded.lowercase is False
+    # one "Cat" and one "cat": a tie, broken by code point ("C" < "c")
+    assert loaded.vocabulary == [PAD_TOKEN, UNK_TOKEN, "Cat", "cat"]
+    assert loaded.encode("Cat cat CAT") == [2, 3, 1]
+
+
+@pytest.mark.parametrize(
+    "vocabulary",
+    [
+        [],
+        ["the", "cat"],
+        [UNK_TOKEN, PAD_TOKEN, "the"],  # specials in the wrong order
+        [PAD_TOKEN, "the", UNK_TOKEN],
+        [PAD_TOKEN],
+    ],
+)
+def test_constructor_requires_special_tokens_first(vocabulary):
+    with pytest.raises(ValueError, match="<pad>"):
+        WordTokenizer(vocabulary)
+
+
+def test_constructor_rejects_duplicates():
+    with pytest.raises(ValueError, match="duplicate"):
+        WordTokenizer([PAD_TOKEN, UNK_TOKEN, "cat", "dog", "cat"])
+    with pytest.raises(ValueError, match="duplicate"):
+        WordTokenizer([PAD_TOKEN, UNK_TOKEN, PAD_TOKEN])
+
+
+def test_constructor_accepts_a_valid_vocabulary():
+    tok = WordTokenizer([PAD_TOKEN, UNK_TOKEN, "yes", "no"])
+    assert len(tok) == 4
+    assert tok.encode("No, yes") == [3, 1, 2]
+
+
+def test_from_corpus_and_encode_reject_bad_settings():
+    with pytest.raises(TypeError, match="iterable of strings"):
+        WordTokenizer.from_corpus("what color is it")
+    with pytest.raises(ValueError, match="max_size"):
+        WordTokenizer.from_corpus(["a b"], max_size=2)
+    with pytest.raises(ValueError, match="min_freq"):
+        WordTokenizer.from_corpus(["a b"], min_freq=0)
+    tok = WordTokenizer.from_corpus(["a b"])
+    with pytest.raises(ValueError, match="max_length"):
+        tok.encode("a b", max_length=0)

@@ -1,0 +1,165 @@
+"""Tests for vlkit.vision.encoder.ImageEncoder: a timm backbone read as region features."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+from vlkit.vision import ImageEncoder, ImageEncoderOutput
+
+
+@pytest.fixture(scope="module")
+def stage2_encoder():
+    torch.manual_seed(0)
+    return ImageEncoder("resnet10t", dim=32, feature_index=2).eval()
+
+
+def test_features_only_stage2_shapes(stage2_encoder):
+    out = stage2_encoder(torch.randn(2, 3, 64, 64))
+    assert isinstance(out, ImageEncoderOutput)
+    assert out.features.shape == (2, 64, 32)  # 64 / 8 = 8, 8 · 8 = 64 regions
+    assert out.grid_size == (8, 8)
+    assert out.mask.shape == (2, 64) and out.mask.dtype == torch.bool and out.mask.all()
+    assert stage2_encoder.reduction == 8
+
+
+def test_regions_are_the_row_major_grid_projected(stage2_encoder):
+    image = torch.randn(1, 3, 64, 64)
+    out = stage2_encoder(image)
+    with torch.no_grad():
+        fmap = stage2_encoder.backbone(image)[-1]  # (1, C, 8, 8)
+        # region r = row · w + col reads cell (row, col)
+        for row, col in [(0, 0), (0, 7), (3, 5), (7, 0)]:
+            cell = fmap[0, :, row, col]
+            expected = stage2_encoder.proj.weight @ cell + stage2_encoder.proj.bias
+            torch.testing.assert_close(out.features[0, row * 8 + col], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_last_stage_has_stride_32():
+    encoder = ImageEncoder("resnet10t", dim=16, feature_index=-1).eval()
+    out = encoder(torch.randn(2, 3, 64, 64))
+    assert out.grid_size == (2, 2)
+    assert out.features.shape == (2, 4, 16)
+    assert encoder.reduction == 32
+
+
+def test_non_square_input_grid():
+    encoder = ImageEncoder("resnet10t", dim=8, feature_index=2).eval()
+    out = encoder(torch.randn(1, 3, 32, 64))
+    assert out.grid_size == (4, 8)
+    assert out.features.shape == (1, 32, 8)
+
+
+def test_feature_index_out_of_range_raises():
+    with pytest.raises(ValueError, match="feature_index"):
+        ImageEncoder("resnet10t", dim=8, feature_index=5)  # resnet10t has 5 stages: 0..4
+
+
+def test_forward_features_vit_drops_prefix_tokens():
+    assert timm.is_model("test_vit")
+    torch.manual_seed(0)
+    encoder = ImageEncoder("test_vit", dim=16, feature_mode="forward_features").eval()
+    _, height, width = timm.create_model("test_vit").pretrained_cfg["input_size"]
+    patch = encoder.backbone.patch_embed.patch_size
+    grid = (height // patch[0], width // patch[1])
+    n = grid[0] * grid[1]
+    assert encoder.num_prefix_tokens >= 1  # a class token to drop
+    image = torch.randn(2, 3, height, width)
+    out = encoder(image)
+    assert out.features.shape == (2, n, 16)
+    assert out.grid_size == grid
+    assert out.mask.shape == (2, n) and out.mask.all()
+    with torch.no_grad():
+        tokens = encoder.backbone.forward_features(image)  # (b, prefix + n, C)
+    assert tokens.shape[1] == encoder.num_prefix_tokens + n
+    expected = tokens[:, encoder.num_prefix_tokens :] @ encoder.proj.weight.T + encoder.proj.bias
+    torch.testing.assert_close(out.features, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_forward_features_cnn_uses_final_map():
+    encoder = ImageEncoder("resnet10t", dim=8, feature_mode="forward_features").eval()
+    out = encoder(torch.randn(1, 3, 64, 64))
+    assert out.grid_size == (2, 2)
+    assert out.features.shape == (1, 4, 8)
+
+
+def test_unknown_backbone_raises():
+    with pytest.raises(ValueError, match="backbone"):
+        ImageEncoder("definitely_not_a_timm_model", dim=8)
+
+
+def test_unknown_feature_mode_raises():
+    with pytest.raises(ValueError, match="feature_mode"):
+        ImageEncoder("resnet10t", dim=8, feature_mode="pooled")
+
+
+def test_missing_pretrained_file_raises(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        ImageEncoder("resnet10t", dim=8, pretrained_file=str(tmp_path / "missing.pth"))
+
+
+def test_pretrained_file_round_trip(tmp_path):
+    torch.manual_seed(123)
+    state = timm.create_model("resnet10t").state_dict()  # full model, features_only=False
+    # make the saved values unmistakable, so they cannot match a random init by chance
+    g = torch.Generator().manual_seed(7)
+    for key in ("conv1.0.weight", "layer1.0.conv1.weight", "layer2.0.bn2.weight"):
+        state[key] = torch.randn(state[key].shape, generator=g)
+    state["conv1.1.running_mean"] = torch.arange(state["conv1.1.running_mean"].numel(), dtype=torch.float32)
+    path = tmp_path / "resnet10t.pth"
+    torch.save(state, path)
+
+    torch.manual_seed(0)
+    encoder = ImageEncoder("resnet10t", dim=8, feature_index=2, pretrained_file=str(path))
+    loaded = encoder.backbone.state_dict()
+    # features_only keeps the full model's names for the stages it keeps
+    for key in (
+        "conv1.0.weight",
+        "conv1.1.running_mean",
+        "layer1.0.conv1.weight",
+        "layer2.0.bn2.weight",
+        "layer2.0.conv1.weight",
+    ):
+        assert torch.equal(loaded[key], state[key]), key
+    # stages after the read one and the classifier are not part of the backbone
+    assert not any(k.startswith(("layer3.", "layer4.", "fc.")) for k in loaded)
+
+    # and without the file the weights are not the saved ones
+    torch.manual_seed(0)
+    fresh = ImageEncoder("resnet10t", dim=8, feature_index=2).backbone.state_dict()
+    assert not torch.equal(fresh["conv1.0.weight"], state["conv1.0.weight"])
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        torch.randn(2, 1, 64, 64),  # one channel
+        torch.randn(3, 64, 64),  # no batch axis
+        torch.randn(1, 2, 3, 64, 64),  # 5-D
+        torch.randint(0, 255, (1, 3, 64, 64)),  # integer pixels
+    ],
+    ids=["1ch", "3d", "5d", "int"],
+)
+def test_bad_input_shape_raises(stage2_encoder, image):
+    with pytest.raises(ValueError, match="image"):
+        stage2_encoder(image)
+
+
+def test_gradients_reach_projection_and_backbone():
+    torch.manual_seed(0)
+    encoder = ImageEncoder("resnet10t", dim=8, feature_index=1)
+    out = encoder(torch.randn(2, 3, 32, 32))
+    out.features.sum().backward()
+    assert (encoder.proj.weight.grad != 0).any()
+    assert (encoder.backbone.state_dict(keep_vars=True)["conv1.0.weight"].grad != 0).any()
+
+
+@pytest.mark.parametrize("feature_mode", ["features_only", "forward_features"])
+def test_channels_last_backbone(feature_mode):
+    # timm's test_mambaout is a CNN whose feature maps are (b, h, w, C), here (b, 5, 5, 64) at 160 px
+    assert timm.create_model("test_mambaout", num_classes=0).output_fmt == "NHWC"
+    encoder = ImageEncoder("test_mambaout", dim=8, feature_mode=feature_mode, feature_index=-1).eval()
+    out = encoder(torch.randn(1, 3, 160, 160))
+    assert out.features.shape == (1, 25, 8)
+    assert out.grid_size == (5, 5)
