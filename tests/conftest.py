@@ -48,10 +48,14 @@ def vqa_rows(n_images: int, seed: int, multi: bool) -> dict[str, list]:
 def make_dataset_dict(multi: bool = False, splits=("train", "validation", "test"), n_images: int = 12):
     import datasets
 
-    return datasets.DatasetDict({
-        name: datasets.Dataset.from_dict(vqa_rows(n_images, seed, multi)).cast_column("img", datasets.Image())
-        for seed, name in enumerate(splits)
-    })
+    return datasets.DatasetDict(
+        {
+            name: datasets.Dataset.from_dict(vqa_rows(n_images, seed, multi)).cast_column(
+                "img", datasets.Image()
+            )
+            for seed, name in enumerate(splits)
+        }
+    )
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from pytorch_lightning.cli import LightningCLI
 
-__all__ = ["VLKitCLI", "cli_main", "predict_main", "main"]
+__all__ = ["VLKitCLI", "cli_main", "main", "predict_main"]
 
 
 class VLKitCLI(LightningCLI):
@@ -30,8 +30,12 @@ class VLKitCLI(LightningCLI):
     """
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_argument("--test_after_fit", type=bool, default=True,
-                            help="after `fit`, evaluate the best checkpoint on the test split")
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="after `fit`, evaluate the best checkpoint on the test split",
+        )
         for source in ("vocabulary", "answers", "multi_answer"):
             parser.link_arguments(f"data.{source}", f"model.init_args.{source}", apply_on="instantiate")
 
@@ -63,7 +67,9 @@ def _share_run_folder(loggers: list) -> None:
     first = loggers[0]
     for logger in loggers[1:]:
         same_root = (getattr(logger, "save_dir", None), getattr(logger, "name", None)) == (
-            getattr(first, "save_dir", None), getattr(first, "name", None))
+            getattr(first, "save_dir", None),
+            getattr(first, "name", None),
+        )
         if same_root and hasattr(logger, "_version") and logger._version is None:
             logger._version = first.version
 
@@ -73,8 +79,13 @@ def cli_main(args: list[str] | None = None) -> VLKitCLI:
     from pytorch_lightning import LightningDataModule, LightningModule
 
     return VLKitCLI(
-        LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-        args=args, save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
     )
 
 

@@ -8,7 +8,7 @@ import torch
 
 from vlkit.data import BadSampleError, VQADataModule, answer_list, soft_scores
 
-COLUMNS = dict(image_column="img", question_column="q", answer_column="answers")
+COLUMNS = {"image_column": "img", "question_column": "q", "answer_column": "answers"}
 
 
 def make_dm(data, **kwargs) -> VQADataModule:

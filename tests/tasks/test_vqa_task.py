@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -16,8 +18,15 @@ VOCAB = ["<pad>", "<unk>", "what", "color"]
 
 def _batch(multi: bool) -> VQABatch:
     scores = torch.tensor([[1.0, 2 / 3, 0.0], [0.0, 0.0, 1.0]])
-    return VQABatch(torch.zeros(2, 3, 32, 32), torch.tensor([[2, 3], [2, 0]]), torch.tensor([[1, 1], [1, 0]]).bool(),
-                    torch.tensor([0, 2]), scores, multi, 0)
+    return VQABatch(
+        torch.zeros(2, 3, 32, 32),
+        torch.tensor([[2, 3], [2, 0]]),
+        torch.tensor([[1, 1], [1, 0]]).bool(),
+        torch.tensor([0, 2]),
+        scores,
+        multi,
+        0,
+    )
 
 
 def test_loss_is_cross_entropy_for_one_answer_and_soft_bce_for_several():
@@ -45,36 +54,72 @@ def test_answer_returns_top_k_with_probabilities():
 
 
 def test_warmup_then_cosine_schedule(tiny_vqa, tmp_path):
-    dm = VQADataModule(tiny_vqa, image_column="img", question_column="q", answer_column="answers",
-                       batch_size=4, image_size=32)
-    task = VQATask(model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers, lr=0.01,
-                   warmup_fraction=0.25, min_lr_ratio=0.1)
+    dm = VQADataModule(
+        tiny_vqa,
+        image_column="img",
+        question_column="q",
+        answer_column="answers",
+        batch_size=4,
+        image_size=32,
+    )
+    task = VQATask(
+        model_args=SMALL,
+        vocabulary=dm.vocabulary,
+        answers=dm.answers,
+        lr=0.01,
+        warmup_fraction=0.25,
+        min_lr_ratio=0.1,
+    )
     lrs = []
 
     class Record(pl.Callback):
         def on_train_batch_start(self, trainer, *args):
             lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
-    trainer = pl.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[Record()],
-                         limit_val_batches=0, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_epochs=4,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Record()],
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(task, dm)
     total = len(lrs)  # 24 rows / 4 = 6 steps per epoch
     warmup = int(total * 0.25)
     assert total == 24 and lrs[0] == pytest.approx(0.01 * 1e-3)
     assert max(lrs) == pytest.approx(0.01, rel=1e-6) and lrs.index(max(lrs)) == warmup
-    assert all(a < b for a, b in zip(lrs[:warmup], lrs[1 : warmup + 1]))  # rising
+    assert all(a < b for a, b in itertools.pairwise(lrs))  # rising
     assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1 :]))  # then falling
     assert lrs[-1] > 0.01 * 0.1
 
 
 def test_short_fit_learns_the_tiny_dataset(tiny_vqa, tmp_path):
     pl.seed_everything(0)
-    dm = VQADataModule(tiny_vqa, image_column="img", question_column="q", answer_column="answers",
-                       batch_size=8, image_size=32, augment=False)
-    task = VQATask(model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers, lr=3e-3, warmup_fraction=0.0)
-    trainer = pl.Trainer(max_epochs=25, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    dm = VQADataModule(
+        tiny_vqa,
+        image_column="img",
+        question_column="q",
+        answer_column="answers",
+        batch_size=8,
+        image_size=32,
+        augment=False,
+    )
+    task = VQATask(
+        model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers, lr=3e-3, warmup_fraction=0.0
+    )
+    trainer = pl.Trainer(
+        max_epochs=25,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     first = trainer.validate(task, dm, verbose=False)[0]["val/loss"]
     trainer.fit(task, dm)
     after = trainer.validate(task, dm.train_dataloader(), verbose=False)[0]

@@ -77,12 +77,26 @@ def test_padded_positions_have_zero_features():
     assert (out.features[1, :2] != 0).any(dim=-1).all()
 
 
+def reference_layer_norm(encoder: LSTMTextEncoder, h: torch.Tensor) -> torch.Tensor:
+    """``(h - mean) / sqrt(var + eps) * γ + β`` over the feature axis (biased variance)."""
+    norm = encoder.norm
+    mean = h.mean(-1, keepdim=True)
+    var = ((h - mean) ** 2).mean(-1, keepdim=True)
+    return (h - mean) / torch.sqrt(var + norm.eps) * norm.weight.detach() + norm.bias.detach()
+
+
+@pytest.mark.parametrize("norm", [True, False])
 @pytest.mark.parametrize("bidirectional, dim", [(True, 6), (False, 5)])
-def test_matches_cell_equations_on_unpadded_tokens(bidirectional, dim):
-    encoder = make_encoder(dim=dim, bidirectional=bidirectional)
+def test_matches_cell_equations_on_unpadded_tokens(bidirectional, dim, norm):
+    encoder = make_encoder(dim=dim, bidirectional=bidirectional, norm=norm)
+    if norm:  # non-trivial affine parameters, so a skipped γ/β would show
+        torch.nn.init.uniform_(encoder.norm.weight, 0.5, 1.5)
+        torch.nn.init.uniform_(encoder.norm.bias, -0.5, 0.5)
     out = encoder(IDS)
     for b, length in enumerate([5, 2]):
         expected = reference_lstm(encoder, IDS[b, :length].tolist())
+        if norm:
+            expected = reference_layer_norm(encoder, expected)
         assert expected.shape == (length, dim)
         torch.testing.assert_close(out.features[b, :length], expected, atol=1e-5, rtol=1e-5)
 

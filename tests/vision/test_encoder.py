@@ -24,7 +24,9 @@ def test_features_only_stage2_shapes(stage2_encoder):
     assert stage2_encoder.reduction == 8
 
 
-def test_regions_are_the_row_major_grid_projected(stage2_encoder):
+def test_regions_are_the_row_major_grid_projected():
+    torch.manual_seed(0)
+    stage2_encoder = ImageEncoder("resnet10t", dim=32, feature_index=2, norm=False).eval()
     image = torch.randn(1, 3, 64, 64)
     out = stage2_encoder(image)
     with torch.no_grad():
@@ -34,6 +36,15 @@ def test_regions_are_the_row_major_grid_projected(stage2_encoder):
             cell = fmap[0, :, row, col]
             expected = stage2_encoder.proj.weight @ cell + stage2_encoder.proj.bias
             torch.testing.assert_close(out.features[0, row * 8 + col], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_norm_layer_normalises_each_region(stage2_encoder):
+    # default γ = 1, β = 0: every region vector has mean 0 and (biased) variance 1 over d
+    out = stage2_encoder(torch.randn(2, 3, 64, 64) * 5)
+    mean = out.features.mean(-1)
+    var = ((out.features - mean[..., None]) ** 2).mean(-1)
+    torch.testing.assert_close(mean, torch.zeros_like(mean), atol=1e-5, rtol=0)
+    torch.testing.assert_close(var, torch.ones_like(var), atol=1e-3, rtol=0)
 
 
 def test_last_stage_has_stride_32():
@@ -59,7 +70,7 @@ def test_feature_index_out_of_range_raises():
 def test_forward_features_vit_drops_prefix_tokens():
     assert timm.is_model("test_vit")
     torch.manual_seed(0)
-    encoder = ImageEncoder("test_vit", dim=16, feature_mode="forward_features").eval()
+    encoder = ImageEncoder("test_vit", dim=16, feature_mode="forward_features", norm=False).eval()
     _, height, width = timm.create_model("test_vit").pretrained_cfg["input_size"]
     patch = encoder.backbone.patch_embed.patch_size
     grid = (height // patch[0], width // patch[1])

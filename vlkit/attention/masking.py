@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["lengths_to_mask", "masked_softmax", "check_mask"]
+__all__ = ["check_mask", "lengths_to_mask", "masked_softmax"]
 
 
 def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
@@ -36,8 +36,7 @@ def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
         max_len = int(lengths.max().item()) if lengths.numel() else 0
     if lengths.numel() and (int(lengths.min()) < 0 or int(lengths.max()) > max_len):
         raise ValueError(
-            f"lengths must lie in [0, {max_len}], got min {int(lengths.min())} and "
-            f"max {int(lengths.max())}"
+            f"lengths must lie in [0, {max_len}], got min {int(lengths.min())} and max {int(lengths.max())}"
         )
     positions = torch.arange(max_len, device=lengths.device)
     return positions[None, :] < lengths[:, None]

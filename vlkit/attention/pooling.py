@@ -24,13 +24,13 @@ from vlkit.attention.scoring import (
 )
 
 __all__ = [
-    "AttentionOutput",
-    "Attention",
-    "DotProductAttention",
-    "ScaledDotProductAttention",
-    "GeneralAttention",
     "AdditiveAttention",
+    "Attention",
+    "AttentionOutput",
     "ConcatAttention",
+    "DotProductAttention",
+    "GeneralAttention",
+    "ScaledDotProductAttention",
 ]
 
 

@@ -11,9 +11,9 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "SinusoidalPositionalEncoding",
     "sinusoidal_position_encoding",
     "sinusoidal_position_encoding_2d",
-    "SinusoidalPositionalEncoding",
 ]
 
 

@@ -23,12 +23,12 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
-    "DotProductScore",
-    "ScaledDotProductScore",
-    "GeneralScore",
+    "SCORE_FUNCTIONS",
     "AdditiveScore",
     "ConcatScore",
-    "SCORE_FUNCTIONS",
+    "DotProductScore",
+    "GeneralScore",
+    "ScaledDotProductScore",
     "create_score",
 ]
 
@@ -40,9 +40,7 @@ def _check_qk(query: Tensor, key: Tensor, same_width: bool) -> None:
             f"{tuple(query.shape)} and {tuple(key.shape)}"
         )
     if query.shape[0] != key.shape[0]:
-        raise ValueError(
-            f"query and key batch sizes differ: {query.shape[0]} vs {key.shape[0]}"
-        )
+        raise ValueError(f"query and key batch sizes differ: {query.shape[0]} vs {key.shape[0]}")
     if same_width and query.shape[-1] != key.shape[-1]:
         raise ValueError(
             f"this score needs query and key of the same width, got {query.shape[-1]} and "

@@ -12,5 +12,16 @@ from vlkit.data.vqa import (
     soft_scores,
 )
 
-__all__ = ["SOURCES", "build_easy_vqa", "load_dataset_dict", "BadSampleError", "VQABatch", "VQADataModule",
-           "answer_list", "image_transform", "load_image", "normalize_answer", "soft_scores"]
+__all__ = [
+    "SOURCES",
+    "BadSampleError",
+    "VQABatch",
+    "VQADataModule",
+    "answer_list",
+    "build_easy_vqa",
+    "image_transform",
+    "load_dataset_dict",
+    "load_image",
+    "normalize_answer",
+    "soft_scores",
+]

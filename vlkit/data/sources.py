@@ -40,8 +40,12 @@ def build_easy_vqa(val_fraction: float = 0.1, seed: int = 0) -> Any:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
 
     def rows(questions, answers, image_ids, paths) -> dict[str, list]:
-        return {"image": [paths[i] for i in image_ids], "question": list(questions),
-                "answer": list(answers), "image_id": list(image_ids)}
+        return {
+            "image": [paths[i] for i in image_ids],
+            "question": list(questions),
+            "answer": list(answers),
+            "image_id": list(image_ids),
+        }
 
     train_paths = easy_vqa.get_train_image_paths()
     train = rows(*easy_vqa.get_train_questions(), train_paths)
@@ -52,12 +56,17 @@ def build_easy_vqa(val_fraction: float = 0.1, seed: int = 0) -> Any:
         for key in train:
             target[key].append(train[key][i])
     splits["test"] = rows(*easy_vqa.get_test_questions(), easy_vqa.get_test_image_paths())
-    features = datasets.Features({
-        "image": datasets.Image(), "question": datasets.Value("string"),
-        "answer": datasets.Value("string"), "image_id": datasets.Value("int64"),
-    })
-    return datasets.DatasetDict({name: datasets.Dataset.from_dict(data, features=features)
-                                 for name, data in splits.items()})
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "question": datasets.Value("string"),
+            "answer": datasets.Value("string"),
+            "image_id": datasets.Value("int64"),
+        }
+    )
+    return datasets.DatasetDict(
+        {name: datasets.Dataset.from_dict(data, features=features) for name, data in splits.items()}
+    )
 
 
 #: Packaged datasets by name, usable as ``dataset: <name>`` in a recipe.
@@ -88,13 +97,15 @@ def load_dataset_dict(dataset: Any, config_name: str | None = None) -> Any:
     else:
         try:
             result = datasets.load_dataset(str(dataset), config_name)
-        except Exception as err:  # noqa: BLE001 - re-raised with context
+        except Exception as err:
             raise RuntimeError(
                 f"could not load dataset {dataset!r} (config {config_name!r}) with datasets.load_dataset: "
                 f"{err}. Packaged sources: {sorted(SOURCES)}; a Hub id needs network access "
                 "(HF_HUB_OFFLINE must not be set)."
             ) from err
     if not isinstance(result, datasets.DatasetDict):
-        raise ValueError(f"dataset {dataset!r} is a single {type(result).__name__}, expected a DatasetDict "
-                         "with named splits")
+        # a dataset with the wrong layout is a bad value, not a programming error: ValueError
+        raise ValueError(  # noqa: TRY004
+            f"dataset {dataset!r} is a single {type(result).__name__}, expected a DatasetDict with named splits"
+        )
     return result

@@ -32,8 +32,16 @@ from torchvision.transforms import v2
 from vlkit.data.sources import load_dataset_dict
 from vlkit.text.tokenizer import WordTokenizer
 
-__all__ = ["VQADataModule", "VQABatch", "BadSampleError", "normalize_answer", "answer_list",
-           "soft_scores", "load_image", "image_transform"]
+__all__ = [
+    "BadSampleError",
+    "VQABatch",
+    "VQADataModule",
+    "answer_list",
+    "image_transform",
+    "load_image",
+    "normalize_answer",
+    "soft_scores",
+]
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +171,9 @@ class _Split:
 
 
 class _VQADataset(Dataset):
-    def __init__(self, hf_split: Any, split: _Split, image_column: str, transform: v2.Compose,
-                 on_bad_sample: str) -> None:
+    def __init__(
+        self, hf_split: Any, split: _Split, image_column: str, transform: v2.Compose, on_bad_sample: str
+    ) -> None:
         self.images = hf_split.select_columns([image_column])
         self.split, self.image_column, self.transform = split, image_column, transform
         self.on_bad_sample = on_bad_sample
@@ -176,7 +185,7 @@ class _VQADataset(Dataset):
         row = self.split.rows[i]
         try:
             image = self.transform(load_image(self.images[row][self.image_column]))
-        except Exception as err:  # noqa: BLE001 - any decoding failure is a bad sample
+        except Exception as err:
             if self.on_bad_sample == "skip":
                 log.warning("skipping %s row %d: unreadable image (%s)", self.split.name, row, err)
                 return None
@@ -200,8 +209,15 @@ def _collate(samples: list, num_answers: int, multi_answer: bool) -> VQABatch:
     for row, s in enumerate(scores):
         for answer, value in s.items():
             score_matrix[row, answer] = value
-    return VQABatch(torch.stack(images), question_ids, question_ids != 0, torch.tensor(labels),
-                    score_matrix, multi_answer, len(samples) - len(kept))
+    return VQABatch(
+        torch.stack(images),
+        question_ids,
+        question_ids != 0,
+        torch.tensor(labels),
+        score_matrix,
+        multi_answer,
+        len(samples) - len(kept),
+    )
 
 
 class VQADataModule(pl.LightningDataModule):
@@ -263,14 +279,20 @@ class VQADataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if on_bad_sample not in _BAD_SAMPLE_POLICIES:
-            raise ValueError(f"on_bad_sample must be one of {list(_BAD_SAMPLE_POLICIES)}, got {on_bad_sample!r}")
+            raise ValueError(
+                f"on_bad_sample must be one of {list(_BAD_SAMPLE_POLICIES)}, got {on_bad_sample!r}"
+            )
         if num_answers < 1 or batch_size < 1 or num_workers < 0 or image_size < 1:
             raise ValueError("num_answers, batch_size and image_size must be >= 1 and num_workers >= 0")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.save_hyperparameters(ignore=["dataset"] if not isinstance(dataset, str) else None)
         self.dataset = dataset
-        self.image_column, self.question_column, self.answer_column = image_column, question_column, answer_column
+        self.image_column, self.question_column, self.answer_column = (
+            image_column,
+            question_column,
+            answer_column,
+        )
         self.split_names = {"train": train_split, "validation": val_split, "test": test_split}
         self._prepared = False
         self._hf: dict[str, Any] = {}
@@ -300,8 +322,11 @@ class VQADataModule(pl.LightningDataModule):
 
     # -- preparation ----------------------------------------------------------------------
     def _check_columns(self, name: str, split: Any) -> None:
-        for role, column in (("image_column", self.image_column), ("question_column", self.question_column),
-                             ("answer_column", self.answer_column)):
+        for role, column in (
+            ("image_column", self.image_column),
+            ("question_column", self.question_column),
+            ("answer_column", self.answer_column),
+        ):
             if column not in split.column_names:
                 raise ValueError(
                     f"split {name!r} has no column {column!r} (set by {role}); its columns are "
@@ -318,8 +343,10 @@ class VQADataModule(pl.LightningDataModule):
                 rows.append(row)
                 questions.append(str(question))
         if bad:
-            message = (f"split {name!r}, column {self.question_column!r}: {len(bad)} empty or missing "
-                       f"question(s) at rows {bad[:10]}{' ...' if len(bad) > 10 else ''}")
+            message = (
+                f"split {name!r}, column {self.question_column!r}: {len(bad)} empty or missing "
+                f"question(s) at rows {bad[:10]}{' ...' if len(bad) > 10 else ''}"
+            )
             if self.hparams.on_bad_sample == "error":
                 raise BadSampleError(f"{message}. Fix the data, or set on_bad_sample: skip")
             log.warning("%s: skipped (on_bad_sample=skip)", message)
@@ -344,8 +371,9 @@ class VQADataModule(pl.LightningDataModule):
         data = load_dataset_dict(self.dataset, self.hparams.dataset_config)
         names = self.split_names
         if names["train"] not in data:
-            raise ValueError(f"no training split {names['train']!r}; the dataset has splits {list(data)}. "
-                             "Set train_split.")
+            raise ValueError(
+                f"no training split {names['train']!r}; the dataset has splits {list(data)}. Set train_split."
+            )
         hf = {"train": data[names["train"]]}
         if names["validation"] in data:
             hf["validation"] = data[names["validation"]]
@@ -375,7 +403,9 @@ class VQADataModule(pl.LightningDataModule):
 
         self._multi_answer = any(len(a) > 1 for a in answers["train"])
         counts = Counter(a for row in answers["train"] for a in row)
-        self._answers = [a for a, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))][: self.hparams.num_answers]
+        self._answers = [a for a, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))][
+            : self.hparams.num_answers
+        ]
         index = {a: i for i, a in enumerate(self._answers)}
         self.tokenizer = WordTokenizer.from_corpus(text["train"][1], min_freq=self.hparams.min_word_freq)
 
@@ -396,15 +426,24 @@ class VQADataModule(pl.LightningDataModule):
                 split.scores.append(scores)
             if out_of_vocab:
                 action = "left out of training" if name == "train" else "kept (they score 0)"
-                log.warning("split %r: %d question(s) have no answer among the top-%d answers: %s",
-                            name, out_of_vocab, len(self._answers), action)
+                log.warning(
+                    "split %r: %d question(s) have no answer among the top-%d answers: %s",
+                    name,
+                    out_of_vocab,
+                    len(self._answers),
+                    action,
+                )
             self._splits[name] = split
         self.out_of_vocab = {name: len(text[name][0]) - len(s.rows) for name, s in self._splits.items()}
         self._hf = hf
         self._prepared = True
-        log.info("VQA data: %s questions, %d answers (%s), %d words",
-                 {k: len(v.rows) for k, v in self._splits.items()}, len(self._answers),
-                 "soft scores" if self._multi_answer else "single answer", len(self.tokenizer))
+        log.info(
+            "VQA data: %s questions, %d answers (%s), %d words",
+            {k: len(v.rows) for k, v in self._splits.items()},
+            len(self._answers),
+            "soft scores" if self._multi_answer else "single answer",
+            len(self.tokenizer),
+        )
 
     # -- Lightning hooks --------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -415,14 +454,23 @@ class VQADataModule(pl.LightningDataModule):
         if name not in self._splits:
             raise ValueError(f"the dataset has no {name!r} split (looked for {self.split_names[name]!r})")
         train = name == "train"
-        dataset = _VQADataset(self._hf[name], self._splits[name], self.image_column,
-                              image_transform(self.hparams.image_size, train, self.hparams.augment),
-                              self.hparams.on_bad_sample)
+        dataset = _VQADataset(
+            self._hf[name],
+            self._splits[name],
+            self.image_column,
+            image_transform(self.hparams.image_size, train, self.hparams.augment),
+            self.hparams.on_bad_sample,
+        )
         workers = self.hparams.num_workers
         return DataLoader(
-            dataset, batch_size=self.hparams.batch_size, shuffle=train, num_workers=workers,
+            dataset,
+            batch_size=self.hparams.batch_size,
+            shuffle=train,
+            num_workers=workers,
             collate_fn=_CollateFn(len(self._answers), self._multi_answer),
-            pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0, drop_last=False,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+            drop_last=False,
         )
 
     def train_dataloader(self) -> DataLoader:

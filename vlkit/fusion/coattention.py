@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from vlkit.attention.masking import check_mask, masked_softmax
 
-__all__ = ["CoAttentionOutput", "ParallelCoAttention", "AlternatingCoAttention", "GuidedAttention"]
+__all__ = ["AlternatingCoAttention", "CoAttentionOutput", "GuidedAttention", "ParallelCoAttention"]
 
 
 class CoAttentionOutput(NamedTuple):
@@ -36,8 +36,14 @@ class CoAttentionOutput(NamedTuple):
     text_weights: Tensor
 
 
-def _check_inputs(image: Tensor, image_mask: Tensor | None, text: Tensor, text_mask: Tensor | None,
-                  image_dim: int, text_dim: int) -> None:
+def _check_inputs(
+    image: Tensor,
+    image_mask: Tensor | None,
+    text: Tensor,
+    text_mask: Tensor | None,
+    image_dim: int,
+    text_dim: int,
+) -> None:
     if image.dim() != 3 or text.dim() != 3 or image.shape[0] != text.shape[0]:
         raise ValueError(
             f"image must be (b, n, d_v) and text (b, l, d_q) with the same b, got "
@@ -71,7 +77,8 @@ class ParallelCoAttention(nn.Module):
         v̂ = Σ a_v^i v_i,   q̂ = Σ a_q^j q_j
 
     Masked regions/tokens get weight 0 and their rows and columns of ``C`` are zeroed, so
-    padding cannot change any output.
+    padding cannot change any output. ``W_b`` is initialised with std ``(d_q·d_v)^{-1/2}`` so
+    that ``C`` is not saturated at the start of training.
 
     Args:
         image_dim: width ``d_v`` of the image region features.
@@ -93,7 +100,9 @@ class ParallelCoAttention(nn.Module):
         super().__init__()
         self.image_dim, self.text_dim = image_dim, text_dim
         self.affinity = nn.Parameter(torch.empty(text_dim, image_dim))  # W_b
-        nn.init.xavier_uniform_(self.affinity)
+        # qᵀ W_b v sums d_q·d_v products: this std gives it unit variance for unit-variance
+        # features, so C = tanh(·) starts unsaturated (Xavier would give std ≈ √d)
+        nn.init.normal_(self.affinity, std=(text_dim * image_dim) ** -0.5)
         self.image_proj = nn.Linear(image_dim, hidden_dim, bias=False)  # W_v
         self.text_proj = nn.Linear(text_dim, hidden_dim, bias=False)  # W_q
         self.image_score = nn.Linear(hidden_dim, 1, bias=False)  # w_hv
@@ -115,8 +124,9 @@ class ParallelCoAttention(nn.Module):
         hidden_q = self.dropout(torch.tanh(text_h + affinity @ image_h))  # H_q: (b, l, k)
         image_weights = masked_softmax(self.image_score(hidden_v).squeeze(-1), image_mask)  # (b, n)
         text_weights = masked_softmax(self.text_score(hidden_q).squeeze(-1), text_mask)  # (b, l)
-        return CoAttentionOutput(_pool(image, image_weights), _pool(text, text_weights),
-                                 image_weights, text_weights)
+        return CoAttentionOutput(
+            _pool(image, image_weights), _pool(text, text_weights), image_weights, text_weights
+        )
 
 
 class GuidedAttention(nn.Module):

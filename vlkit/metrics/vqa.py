@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-__all__ = ["VQAAccuracy", "ExactMatchAccuracy"]
+__all__ = ["ExactMatchAccuracy", "VQAAccuracy"]
 
 
 def _check(preds: Tensor, other: Tensor, name: str) -> None:

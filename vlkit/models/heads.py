@@ -27,8 +27,11 @@ class VQAHead(nn.Module):
         if num_answers < 1:
             raise ValueError(f"num_answers must be >= 1, got {num_answers}")
         self.net = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(input_dim, hidden_dim), nn.Tanh(),
-            nn.Dropout(dropout), nn.Linear(hidden_dim, num_answers),
+            nn.Dropout(dropout),
+            nn.Linear(input_dim, hidden_dim),
+            nn.Tanh(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, num_answers),
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -71,8 +71,9 @@ class VQATask(pl.LightningModule):
         if lr <= 0 or not 0 <= warmup_fraction < 1 or not 0 <= min_lr_ratio <= 1:
             raise ValueError("need lr > 0, 0 <= warmup_fraction < 1 and 0 <= min_lr_ratio <= 1")
         self.save_hyperparameters()
-        self.model = create_model(model, num_answers=len(answers), vocab_size=len(vocabulary),
-                                  **(model_args or {}))
+        self.model = create_model(
+            model, num_answers=len(answers), vocab_size=len(vocabulary), **(model_args or {})
+        )
         # one metric object per split; keys get a suffix because "train" is an nn.Module method name
         self.vqa_acc = torch.nn.ModuleDict({f"{s}_": VQAAccuracy() for s in _SPLITS})
         self.exact_match = torch.nn.ModuleDict({f"{s}_": ExactMatchAccuracy() for s in _SPLITS})
@@ -98,13 +99,33 @@ class VQATask(pl.LightningModule):
         self.exact_match[f"{split}_"](preds, batch.label)
         size = logits.shape[0]
         on_step = split == "train"
-        self.log(f"{split}/loss", loss, batch_size=size, on_step=on_step, on_epoch=True, prog_bar=True,
-                 sync_dist=not on_step)
-        self.log(f"{split}/vqa_acc", self.vqa_acc[f"{split}_"], batch_size=size, on_step=False, on_epoch=True,
-                 prog_bar=True)
-        self.log(f"{split}/exact_match", self.exact_match[f"{split}_"], batch_size=size, on_step=False, on_epoch=True)
-        self.log(f"{split}/skipped", float(batch.num_skipped), batch_size=1, on_step=False, on_epoch=True,
-                 reduce_fx="sum", sync_dist=True)
+        self.log(
+            f"{split}/loss",
+            loss,
+            batch_size=size,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=not on_step,
+        )
+        for name, metric in (("vqa_acc", self.vqa_acc), ("exact_match", self.exact_match)):
+            self.log(
+                f"{split}/{name}",
+                metric[f"{split}_"],
+                batch_size=size,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=name == "vqa_acc",
+            )
+        self.log(
+            f"{split}/skipped",
+            float(batch.num_skipped),
+            batch_size=1,
+            on_step=False,
+            on_epoch=True,
+            reduce_fx="sum",
+            sync_dist=True,
+        )
         if batch.num_skipped:
             log.warning("%s: %d unreadable sample(s) skipped in this batch", split, batch.num_skipped)
         return loss
@@ -124,21 +145,31 @@ class VQATask(pl.LightningModule):
         logits = self(image, question_ids, question_ids != 0).logits
         probs = logits.sigmoid() if self.hparams.multi_answer else logits.softmax(-1)
         values, indices = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
-        return [[(self.answers[i], float(p)) for p, i in zip(v, ix)] for v, ix in zip(values.tolist(), indices.tolist())]
+        return [
+            [(self.answers[i], float(p)) for p, i in zip(v, ix)]
+            for v, ix in zip(values.tolist(), indices.tolist())
+        ]
 
     def configure_optimizers(self):
         decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
+            [
+                {"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.hparams.lr,
+        )
         total = max(int(self.trainer.estimated_stepping_batches), 2)
         warmup = min(max(int(total * self.hparams.warmup_fraction), 1), total - 1)
         scheduler = torch.optim.lr_scheduler.SequentialLR(
             optimizer,
-            [torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=warmup),
-             torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total - warmup,
-                                                        eta_min=self.hparams.lr * self.hparams.min_lr_ratio)],
+            [
+                torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=warmup),
+                torch.optim.lr_scheduler.CosineAnnealingLR(
+                    optimizer, T_max=total - warmup, eta_min=self.hparams.lr * self.hparams.min_lr_ratio
+                ),
+            ],
             milestones=[warmup],
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -3,4 +3,4 @@
 from vlkit.text.lstm import LSTMTextEncoder, TextEncoderOutput
 from vlkit.text.tokenizer import PAD_TOKEN, UNK_TOKEN, WordTokenizer
 
-__all__ = ["LSTMTextEncoder", "TextEncoderOutput", "WordTokenizer", "PAD_TOKEN", "UNK_TOKEN"]
+__all__ = ["PAD_TOKEN", "UNK_TOKEN", "LSTMTextEncoder", "TextEncoderOutput", "WordTokenizer"]

@@ -43,6 +43,8 @@ class LSTMTextEncoder(nn.Module):
         num_layers: stacked LSTM layers (>= 1).
         bidirectional: run a forward and a backward LSTM and concatenate them.
         dropout: dropout on embeddings and on the output, in ``[0, 1)``.
+        norm: LayerNorm the LSTM states (Ba et al., 2016, arXiv:1607.06450), so that text
+            features have the same scale as LayerNorm-ed image features when fused.
 
     Shapes:
         ``forward(token_ids: (b, l) int64, mask: (b, l) bool | None) -> TextEncoderOutput``.
@@ -62,6 +64,7 @@ class LSTMTextEncoder(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = True,
         dropout: float = 0.0,
+        norm: bool = True,
     ) -> None:
         super().__init__()
         if vocab_size < 2:
@@ -78,12 +81,14 @@ class LSTMTextEncoder(nn.Module):
             bidirectional=bidirectional,
             dropout=dropout if num_layers > 1 else 0.0,
         )
+        self.norm = nn.LayerNorm(dim) if norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, token_ids: Tensor, mask: Tensor | None = None) -> TextEncoderOutput:
         if token_ids.dim() != 2 or token_ids.is_floating_point():
-            raise ValueError(f"token_ids must be an integer tensor (b, l), got {token_ids.dtype} "
-                             f"{tuple(token_ids.shape)}")
+            raise ValueError(
+                f"token_ids must be an integer tensor (b, l), got {token_ids.dtype} {tuple(token_ids.shape)}"
+            )
         if token_ids.numel() and (int(token_ids.min()) < 0 or int(token_ids.max()) >= self.vocab_size):
             raise ValueError(
                 f"token ids must lie in [0, {self.vocab_size}), got range "
@@ -93,15 +98,18 @@ class LSTMTextEncoder(nn.Module):
         if mask is None:
             mask = token_ids != 0
         elif mask.shape != token_ids.shape:
-            raise ValueError(f"mask {tuple(mask.shape)} must have the shape of token_ids {tuple(token_ids.shape)}")
+            raise ValueError(
+                f"mask {tuple(mask.shape)} must have the shape of token_ids {tuple(token_ids.shape)}"
+            )
         lengths = mask.sum(1)  # (b,)
         positions = torch.arange(token_ids.shape[1], device=mask.device)
         if not torch.equal(mask, positions[None, :] < lengths[:, None]):
             raise ValueError("mask must be right-padded (all True positions before all False ones)")
         embedded = self.dropout(self.embedding(token_ids))  # (b, l, e)
-        packed = pack_padded_sequence(embedded, lengths.clamp(min=1).cpu(), batch_first=True,
-                                      enforce_sorted=False)
+        packed = pack_padded_sequence(
+            embedded, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
         out, _ = self.lstm(packed)
         features, _ = pad_packed_sequence(out, batch_first=True, total_length=token_ids.shape[1])  # (b, l, d)
-        features = self.dropout(features) * mask[:, :, None].to(features.dtype)
+        features = self.dropout(self.norm(features)) * mask[:, :, None].to(features.dtype)
         return TextEncoderOutput(features, mask)

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["WordTokenizer", "PAD_TOKEN", "UNK_TOKEN"]
+__all__ = ["PAD_TOKEN", "UNK_TOKEN", "WordTokenizer"]
 
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
@@ -88,7 +88,8 @@ class WordTokenizer:
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
         if not isinstance(text, str):
-            raise ValueError(f"text must be a string, got {type(text).__name__}: {text!r}")
+            # a missing (None) question is a bad value in the data, hence ValueError
+            raise ValueError(f"text must be a string, got {type(text).__name__}: {text!r}")  # noqa: TRY004
         tokens = self.split(text, self.lowercase)
         if not tokens:
             raise ValueError(f"text {text!r} is empty: it has no words to encode")

@@ -37,7 +37,7 @@ class ImageEncoderOutput(NamedTuple):
 class ImageEncoder(nn.Module):
     """A timm backbone whose feature map is read as a set of image regions, projected to ``d``.
 
-    Region features in the style of "Show, Attend and Tell" (Xu et al., ICML 2015,
+    ``features = LayerNorm(W · backbone(image))``, one row per feature-map cell. Region features in the style of "Show, Attend and Tell" (Xu et al., ICML 2015,
     arXiv:1502.03044) and the co-attention VQA models (Lu et al., NeurIPS 2016): the
     ``h × w`` cells of a convolutional feature map become ``n = h·w`` region vectors.
 
@@ -55,6 +55,9 @@ class ImageEncoder(nn.Module):
             ``.safetensors``); implies ``pretrained=True``. Loaded by timm through
             ``pretrained_cfg_overlay=dict(file=...)``.
         dropout: dropout on the projected region features, in ``[0, 1)``.
+        norm: LayerNorm the projected features (Ba et al., 2016, arXiv:1607.06450). Raw CNN
+            activations are unbounded; normalising keeps them on the scale of text features
+            so that the tanh layers of co-attention do not saturate.
 
     Shapes:
         ``forward(image: (b, 3, H, W) float, normalised) -> ImageEncoderOutput`` with
@@ -74,6 +77,7 @@ class ImageEncoder(nn.Module):
         pretrained: bool = False,
         pretrained_file: str | None = None,
         dropout: float = 0.0,
+        norm: bool = True,
     ) -> None:
         super().__init__()
         if feature_mode not in _FEATURE_MODES:
@@ -88,7 +92,7 @@ class ImageEncoder(nn.Module):
             if not Path(pretrained_file).is_file():
                 raise FileNotFoundError(f"pretrained_file {pretrained_file!r} does not exist")
             pretrained = True
-            kwargs["pretrained_cfg_overlay"] = dict(file=str(pretrained_file))
+            kwargs["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
         self.feature_mode = feature_mode
         if feature_mode == "features_only":
             probe = timm.create_model(backbone, features_only=True, pretrained=False)
@@ -110,6 +114,7 @@ class ImageEncoder(nn.Module):
         # some timm backbones (e.g. MambaOut) return channels-last (b, h, w, C) feature maps
         self.channels_last = str(getattr(self.backbone, "output_fmt", "NCHW")).endswith("NHWC")
         self.proj = nn.Linear(channels, dim)
+        self.norm = nn.LayerNorm(dim) if norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.dim = dim
 
@@ -130,6 +135,6 @@ class ImageEncoder(nn.Module):
             regions = fmap[:, self.num_prefix_tokens :]
             side = math.isqrt(regions.shape[1])
             grid = (side, side) if side * side == regions.shape[1] else (1, regions.shape[1])
-        features = self.dropout(self.proj(regions))  # (b, n, d)
+        features = self.dropout(self.norm(self.proj(regions)))  # (b, n, d)
         mask = features.new_ones(features.shape[:2], dtype=bool)  # (b, n)
         return ImageEncoderOutput(features, mask, grid)

@@ -1,0 +1,76 @@
+"""Train the easy-VQA recipes and print test accuracy and wall time (the README's Results table).
+
+Usage:
+    python scripts/easy_vqa_results.py [--recipes recipes/vqa/easy_vqa_parallel.yaml ...] [--out results.json]
+
+Each recipe is run as ``vlkit fit --config RECIPE`` (which trains, then tests the best
+checkpoint) in a subprocess; wall time covers the whole command. Metrics are read from the
+run folder's ``metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ["recipes/vqa/easy_vqa_parallel.yaml", "recipes/vqa/easy_vqa_alternating.yaml"]
+
+
+def last_values(metrics_csv: Path) -> dict[str, float]:
+    """The last non-empty value of every column of a Lightning CSV log."""
+    values: dict[str, float] = {}
+    with open(metrics_csv) as f:
+        for row in csv.DictReader(f):
+            values.update({k: float(v) for k, v in row.items() if v not in ("", None)})
+    return values
+
+
+def run(recipe: str, extra: list[str]) -> dict:
+    name = Path(recipe).stem
+    before = set((ROOT / "runs" / name).glob("version_*"))
+    start = time.perf_counter()
+    subprocess.run(
+        ["vlkit", "fit", "--config", recipe, "--trainer.enable_progress_bar", "false", *extra],
+        cwd=ROOT,
+        check=True,
+    )
+    seconds = time.perf_counter() - start
+    (run_dir,) = set((ROOT / "runs" / name).glob("version_*")) - before
+    metrics = last_values(run_dir / "metrics.csv")
+    return {
+        "recipe": recipe,
+        "run_dir": str(run_dir.relative_to(ROOT)),
+        "wall_s": round(seconds, 1),
+        "test_vqa_acc": metrics["test/vqa_acc"],
+        "test_exact_match": metrics["test/exact_match"],
+        "val_vqa_acc": metrics.get("val/vqa_acc"),
+        "epochs": int(metrics.get("epoch", -1)) + 1,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", nargs="+", default=DEFAULT)
+    parser.add_argument("--out", default=None, help="also write the results as JSON here")
+    args, extra = parser.parse_known_args()
+    results = [run(recipe, extra) for recipe in args.recipes]
+    print("| recipe | test VQA accuracy | test exact match | epochs | wall time |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| `{r['recipe']}` | {r['test_vqa_acc']:.4f} | {r['test_exact_match']:.4f} | {r['epochs']} | "
+            f"{r['wall_s'] / 60:.1f} min |"
+        )
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Import rules from STYLE.md: light imports, Lightning only where training happens."""
+
+import subprocess
+import sys
+
+LAYER_PACKAGES = [
+    "vlkit",
+    "vlkit.attention",
+    "vlkit.fusion",
+    "vlkit.vision",
+    "vlkit.text",
+    "vlkit.models",
+    "vlkit.metrics",
+]
+
+
+def modules_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+def test_layer_packages_do_not_import_lightning_datasets_or_transformers():
+    loaded = modules_after("import " + ", ".join(LAYER_PACKAGES))
+    assert set(LAYER_PACKAGES) <= loaded
+    assert not loaded & {"pytorch_lightning", "lightning", "datasets", "transformers"}
+
+
+def test_training_packages_import_datasets_lazily():
+    loaded = modules_after("import vlkit.data, vlkit.tasks, vlkit.cli")
+    assert "pytorch_lightning" in loaded
+    assert not loaded & {"datasets", "transformers"}
