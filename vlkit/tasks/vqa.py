@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 
 import pytorch_lightning as pl
 import torch
@@ -27,7 +29,8 @@ class VQATask(pl.LightningModule):
     (Teney et al., CVPR 2018, arXiv:1708.02711), summed over answers and averaged over the
     batch. Logged per split (``train``/``val``/``test``): ``loss``, ``vqa_acc``,
     ``exact_match`` and ``skipped`` (unreadable samples). Optimiser: AdamW with a linear
-    warm-up then cosine decay, stepped every batch.
+    warm-up then cosine decay, stepped every batch; the image backbone can train at a fraction
+    of the learning rate (``backbone_lr_ratio``).
 
     The vocabularies are hyper-parameters, so a checkpoint alone rebuilds the model and
     answers questions (``vlkit predict``).
@@ -43,6 +46,9 @@ class VQATask(pl.LightningModule):
         weight_decay: AdamW weight decay, applied to weight matrices only.
         warmup_fraction: fraction of all training steps spent warming up, in ``[0, 1)``.
         min_lr_ratio: final learning rate as a fraction of ``lr``, in ``[0, 1]``.
+        backbone_lr_ratio: learning rate of the image backbone as a fraction of ``lr``, in
+            ``[0, 1]`` (e.g. 0.1 to fine-tune pretrained weights gently; 0 keeps the backbone
+            weights fixed, while BatchNorm statistics still update).
 
     Raises:
         ValueError: unknown model name, missing vocabularies, or out-of-range settings.
@@ -59,6 +65,7 @@ class VQATask(pl.LightningModule):
         weight_decay: float = 1e-2,
         warmup_fraction: float = 0.05,
         min_lr_ratio: float = 0.01,
+        backbone_lr_ratio: float = 1.0,
     ) -> None:
         super().__init__()
         if model not in list_models("vqa_*"):
@@ -68,8 +75,15 @@ class VQATask(pl.LightningModule):
                 "VQATask needs the question vocabulary and the answer list; `vlkit fit` links them from "
                 "the DataModule, in Python pass vocabulary=dm.vocabulary, answers=dm.answers"
             )
-        if lr <= 0 or not 0 <= warmup_fraction < 1 or not 0 <= min_lr_ratio <= 1:
-            raise ValueError("need lr > 0, 0 <= warmup_fraction < 1 and 0 <= min_lr_ratio <= 1")
+        if (
+            lr <= 0
+            or not 0 <= warmup_fraction < 1
+            or not 0 <= min_lr_ratio <= 1
+            or not 0 <= backbone_lr_ratio <= 1
+        ):
+            raise ValueError(
+                "need lr > 0, 0 <= warmup_fraction < 1, 0 <= min_lr_ratio <= 1 and 0 <= backbone_lr_ratio <= 1"
+            )
         self.save_hyperparameters()
         self.model = create_model(
             model, num_answers=len(answers), vocab_size=len(vocabulary), **(model_args or {})
@@ -151,25 +165,41 @@ class VQATask(pl.LightningModule):
         ]
 
     def configure_optimizers(self):
-        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.hparams.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=self.hparams.lr,
+        backbone = (
+            self.model.image_encoder.get_submodule("backbone")
+            if hasattr(self.model.image_encoder, "backbone")
+            else None
         )
+        backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+        groups = []
+        for in_backbone in (False, True):
+            lr = self.hparams.lr * (self.hparams.backbone_lr_ratio if in_backbone else 1.0)
+            params = [
+                p for p in self.parameters() if p.requires_grad and (id(p) in backbone_ids) == in_backbone
+            ]
+            decay = [p for p in params if p.dim() >= 2]  # weight matrices and conv kernels
+            no_decay = [p for p in params if p.dim() < 2]  # biases and norm parameters
+            groups += [
+                {"params": decay, "weight_decay": self.hparams.weight_decay, "lr": lr},
+                {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+            ]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hparams.lr)
         total = max(int(self.trainer.estimated_stepping_batches), 2)
         warmup = min(max(int(total * self.hparams.warmup_fraction), 1), total - 1)
-        scheduler = torch.optim.lr_scheduler.SequentialLR(
-            optimizer,
-            [
-                torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=warmup),
-                torch.optim.lr_scheduler.CosineAnnealingLR(
-                    optimizer, T_max=total - warmup, eta_min=self.hparams.lr * self.hparams.min_lr_ratio
-                ),
-            ],
-            milestones=[warmup],
+        schedule = functools.partial(
+            warmup_cosine, warmup=warmup, total=total, min_ratio=self.hparams.min_lr_ratio
         )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float, start_ratio: float = 1e-3) -> float:
+    """Learning-rate factor: linear warm-up from ``start_ratio`` to 1 over ``warmup`` steps,
+    then cosine decay to ``min_ratio`` at step ``total`` (Loshchilov & Hutter, ICLR 2017).
+
+    The same factor multiplies every parameter group's learning rate.
+    """
+    if step < warmup:
+        return start_ratio + (1.0 - start_ratio) * step / warmup
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))

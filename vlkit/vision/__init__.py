@@ -1,5 +1,6 @@
 """Vision modules: take images ``(b, 3, H, W)``."""
 
 from vlkit.vision.encoder import ImageEncoder, ImageEncoderOutput
+from vlkit.vision.pretrained import PACKAGED_WEIGHTS, packaged_weights_file
 
-__all__ = ["ImageEncoder", "ImageEncoderOutput"]
+__all__ = ["PACKAGED_WEIGHTS", "ImageEncoder", "ImageEncoderOutput", "packaged_weights_file"]

