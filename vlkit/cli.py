@@ -123,12 +123,14 @@ def predict_main(args: list[str] | None = None) -> list[tuple[str, float]]:
     image = image_transform(image_size, train=False, augment=False)(load_image(opts.image))[None]
     answers = task.answer(image, ids, top_k=opts.top_k)[0]
 
-    table = Table(title=f"Q: {opts.question}")
+    table = Table()
     table.add_column("answer")
     table.add_column("probability", justify="right")
     for answer, prob in answers:
         table.add_row(answer, f"{prob:.4f}")
-    Console().print(table)
+    console = Console()
+    console.print(f"Q: {opts.question}", markup=False, highlight=False, soft_wrap=True)
+    console.print(table)
     return answers
 
 
