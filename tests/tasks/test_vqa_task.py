@@ -16,6 +16,31 @@ SMALL = {"dim": 32, "hidden_dim": 32, "embed_dim": 16, "dropout": 0.0}
 VOCAB = ["<pad>", "<unk>", "what", "color"]
 
 
+def tiny_dm(data, batch_size: int, augment: bool = True) -> VQADataModule:
+    """The tiny single-answer dataset with its column names, 32-pixel images."""
+    return VQADataModule(
+        data,
+        image_column="img",
+        question_column="q",
+        answer_column="answers",
+        batch_size=batch_size,
+        image_size=32,
+        augment=augment,
+    )
+
+
+def quiet_trainer(**kwargs) -> pl.Trainer:
+    """A CPU trainer with no logger, checkpoints, progress bar or summary."""
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
 def _batch(multi: bool) -> VQABatch:
     scores = torch.tensor([[1.0, 2 / 3, 0.0], [0.0, 0.0, 1.0]])
     return VQABatch(
@@ -54,14 +79,7 @@ def test_answer_returns_top_k_with_probabilities():
 
 
 def test_warmup_then_cosine_schedule(tiny_vqa, tmp_path):
-    dm = VQADataModule(
-        tiny_vqa,
-        image_column="img",
-        question_column="q",
-        answer_column="answers",
-        batch_size=4,
-        image_size=32,
-    )
+    dm = tiny_dm(tiny_vqa, batch_size=4)
     task = VQATask(
         model_args=SMALL,
         vocabulary=dm.vocabulary,
@@ -76,16 +94,8 @@ def test_warmup_then_cosine_schedule(tiny_vqa, tmp_path):
         def on_train_batch_start(self, trainer, *args):
             lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
-    trainer = pl.Trainer(
-        max_epochs=4,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[Record()],
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
+    trainer = quiet_trainer(
+        max_epochs=4, callbacks=[Record()], limit_val_batches=0, default_root_dir=tmp_path
     )
     trainer.fit(task, dm)
     total = len(lrs)  # 24 rows / 4 = 6 steps per epoch
@@ -99,27 +109,11 @@ def test_warmup_then_cosine_schedule(tiny_vqa, tmp_path):
 
 def test_short_fit_learns_the_tiny_dataset(tiny_vqa, tmp_path):
     pl.seed_everything(0)
-    dm = VQADataModule(
-        tiny_vqa,
-        image_column="img",
-        question_column="q",
-        answer_column="answers",
-        batch_size=8,
-        image_size=32,
-        augment=False,
-    )
+    dm = tiny_dm(tiny_vqa, batch_size=8, augment=False)
     task = VQATask(
         model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers, lr=3e-3, warmup_fraction=0.0
     )
-    trainer = pl.Trainer(
-        max_epochs=25,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(max_epochs=25, default_root_dir=tmp_path)
     first = trainer.validate(task, dm, verbose=False)[0]["val/loss"]
     trainer.fit(task, dm)
     after = trainer.validate(task, dm.train_dataloader(), verbose=False)[0]
@@ -139,26 +133,11 @@ def test_warmup_cosine_factor_by_hand():
 
 
 def test_backbone_trains_at_a_fraction_of_the_learning_rate(tiny_vqa, tmp_path):
-    dm = VQADataModule(
-        tiny_vqa,
-        image_column="img",
-        question_column="q",
-        answer_column="answers",
-        batch_size=8,
-        image_size=32,
-    )
+    dm = tiny_dm(tiny_vqa, batch_size=8)
     task = VQATask(
         model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers, lr=0.01, backbone_lr_ratio=0.1
     )
-    trainer = pl.Trainer(
-        max_steps=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(max_steps=1, default_root_dir=tmp_path)
     trainer.fit(task, dm)
     backbone = {id(p) for p in task.model.image_encoder.backbone.parameters()}
     groups = trainer.optimizers[0].param_groups

@@ -47,7 +47,7 @@ def test_conversion_is_cached(lite0_file):
 @pytest.mark.parametrize("photo, label", [("coffee", ESPRESSO), ("chelsea", TABBY_CAT), ("rocket", MISSILE)])
 def test_packaged_weights_classify_real_photos(lite0_file, photo, label):
     model = timm.create_model(
-        "efficientnet_lite0", pretrained=True, pretrained_cfg_overlay=dict(file=str(lite0_file))
+        "efficientnet_lite0", pretrained=True, pretrained_cfg_overlay={"file": str(lite0_file)}
     ).eval()
     cfg = model.pretrained_cfg
     transform = v2.Compose(
