@@ -149,9 +149,9 @@ def _small_vqa_builder(name: str, fusion_cls: type[nn.Module], title: str) -> No
         combine: how the attended image and text vectors are joined: ``"product"``
             (element-wise, as in Antol et al., ICCV 2015; the default), ``"sum"`` (the paper's
             ``q̂ + v̂``) or ``"concat"``. On easy-VQA with a 20-minute CPU budget, ``product``
-            learns questions that compare a word with the image ("is there a red shape?")
-            within ~1,200 steps (val accuracy 0.96), while ``sum`` still answers them from
-            the prior (0.74); with unlimited training both can fit.
+            learned questions that compare a word with the image ("is there a red shape?")
+            within one epoch (543 steps, val accuracy 0.96), while ``sum`` still answered them
+            from the prior (0.74); with unlimited training both can fit.
     """
     register_model(builder)
 
