@@ -97,7 +97,7 @@ def load_dataset_dict(dataset: Any, config_name: str | None = None) -> Any:
     else:
         try:
             result = datasets.load_dataset(str(dataset), config_name)
-        except Exception as err:
+        except Exception as err:  # any loading failure: re-raised below with what was tried
             raise RuntimeError(
                 f"could not load dataset {dataset!r} (config {config_name!r}) with datasets.load_dataset: "
                 f"{err}. Packaged sources: {sorted(SOURCES)}; a Hub id needs network access "

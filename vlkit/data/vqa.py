@@ -185,7 +185,7 @@ class _VQADataset(Dataset):
         row = self.split.rows[i]
         try:
             image = self.transform(load_image(self.images[row][self.image_column]))
-        except Exception as err:
+        except Exception as err:  # any decoding failure makes the sample unusable
             if self.on_bad_sample == "skip":
                 log.warning("skipping %s row %d: unreadable image (%s)", self.split.name, row, err)
                 return None

@@ -165,11 +165,7 @@ class VQATask(pl.LightningModule):
         ]
 
     def configure_optimizers(self):
-        backbone = (
-            self.model.image_encoder.get_submodule("backbone")
-            if hasattr(self.model.image_encoder, "backbone")
-            else None
-        )
+        backbone = getattr(self.model.image_encoder, "backbone", None)
         backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
         groups = []
         for in_backbone in (False, True):

@@ -40,7 +40,8 @@ class ImageEncoderOutput(NamedTuple):
 class ImageEncoder(nn.Module):
     """A timm backbone whose feature map is read as a set of image regions, projected to ``d``.
 
-    ``features = LayerNorm(W · backbone(image))``, one row per feature-map cell. Region features in the style of "Show, Attend and Tell" (Xu et al., ICML 2015,
+    ``features = LayerNorm(W · backbone(image))``, one row per feature-map cell. Region
+    features in the style of "Show, Attend and Tell" (Xu et al., ICML 2015,
     arXiv:1502.03044) and the co-attention VQA models (Lu et al., NeurIPS 2016): the
     ``h × w`` cells of a convolutional feature map become ``n = h·w`` region vectors.
 
