@@ -146,8 +146,10 @@ def test_non_bool_mask_raises_type_error(bad):
 
 
 def test_check_mask_accepts_none_and_bool():
-    check_mask(None)
-    check_mask(torch.ones(2, dtype=torch.bool))
+    # accepted masks pass through silently (return None, raise nothing)
+    assert check_mask(None) is None
+    assert check_mask(torch.ones(2, dtype=torch.bool)) is None
+    assert check_mask(torch.zeros(2, 3, dtype=torch.bool), "text_mask") is None
 
 
 @pytest.mark.parametrize("mask_shape", [(2, 3, 5), (4,), (3, 4, 3), (2, 4, 1, 3)])

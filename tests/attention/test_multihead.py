@@ -53,6 +53,14 @@ def inputs(seed=0):
     return x, context
 
 
+def cross_attention_with_grad_inputs():
+    """A seeded cross-attention layer and inputs that require gradients."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(DIM, HEADS, dim_context=DIM_CTX)
+    x, context = inputs()
+    return mha, x.requires_grad_(True), context.requires_grad_(True)
+
+
 def key_padding(n):
     mask = torch.ones(B, n, dtype=torch.bool)
     mask[1, n - 2 :] = False  # batch 1: last two positions are padding
@@ -129,11 +137,7 @@ def test_all_masked_row_is_zero_context_in_both_paths(cross_attn):
 
 @pytest.mark.parametrize("need_weights", [False, True])
 def test_all_masked_row_has_finite_gradients(need_weights):
-    torch.manual_seed(0)
-    mha = MultiHeadAttention(DIM, HEADS, dim_context=DIM_CTX)
-    x, context = inputs()
-    x.requires_grad_(True)
-    context.requires_grad_(True)
+    mha, x, context = cross_attention_with_grad_inputs()
     mask = torch.ones(B, M, N, dtype=torch.bool)
     mask[0, 1] = False
     out = mha(x, context=context, mask=mask, need_weights=need_weights).output
@@ -324,11 +328,7 @@ def test_wrong_input_width_raises_value_error(self_attn):
 # --------------------------------------------------------------------------- training behaviour
 @pytest.mark.parametrize("need_weights", [False, True])
 def test_gradients_reach_every_parameter(need_weights):
-    torch.manual_seed(0)
-    mha = MultiHeadAttention(DIM, HEADS, dim_context=DIM_CTX)
-    x, context = inputs()
-    x.requires_grad_(True)
-    context.requires_grad_(True)
+    mha, x, context = cross_attention_with_grad_inputs()
     mha(x, context=context, mask=key_padding(N), need_weights=need_weights).output.pow(2).sum().backward()
     names = {name for name, _ in mha.named_parameters()}
     assert {"q_proj.weight", "q_proj.bias", "k_proj.weight", "v_proj.weight", "out_proj.weight"} <= names

@@ -56,20 +56,20 @@ def test_create_unknown_model_lists_registered_names():
 def test_register_model_and_duplicate(monkeypatch):
     monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))  # keep the global registry clean
 
-    def test_tiny_linear(out_features: int = 3) -> nn.Module:
+    def tiny_linear(out_features: int = 3) -> nn.Module:
         return nn.Linear(2, out_features)
 
-    assert register_model(test_tiny_linear) is test_tiny_linear  # usable as a decorator
-    assert list_models("test_tiny_*") == ["test_tiny_linear"]
-    model = create_model("test_tiny_linear", out_features=5)
+    assert register_model(tiny_linear) is tiny_linear  # usable as a decorator
+    assert list_models("tiny_*") == ["tiny_linear"]
+    model = create_model("tiny_linear", out_features=5)
     assert isinstance(model, nn.Linear) and model.out_features == 5
 
-    def test_tiny_linear():
+    def tiny_linear():  # a second builder with the same name, on purpose
         return nn.Identity()
 
     with pytest.raises(ValueError, match="already registered"):
-        register_model(test_tiny_linear)
-    assert isinstance(create_model("test_tiny_linear"), nn.Linear)  # the first one is kept
+        register_model(tiny_linear)
+    assert isinstance(create_model("tiny_linear"), nn.Linear)  # the first one is kept
 
 
 def test_registering_an_existing_builtin_name_raises(monkeypatch):
