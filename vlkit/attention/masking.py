@@ -60,7 +60,7 @@ def masked_softmax(scores: Tensor, mask: Tensor | None = None, dim: int = -1) ->
 
     Used as the alignment step of every attention layer in vlkit (Bahdanau et al.,
     ICLR 2015; Vaswani et al., NeurIPS 2017). The softmax is computed in float32 and cast
-    back, so it is stable under fp16/bf16 autocast.
+    back (float64 stays float64), so it is stable under fp16/bf16 autocast.
 
     Args:
         scores: attention scores, any float dtype, e.g. ``(b, m, n)``.
@@ -77,8 +77,10 @@ def masked_softmax(scores: Tensor, mask: Tensor | None = None, dim: int = -1) ->
         TypeError: if ``mask`` is not a bool tensor.
         ValueError: if ``mask`` cannot be broadcast to ``scores``.
     """
+    # at least float32 (fp16/bf16 are upcast, float64 stays float64)
+    compute_dtype = torch.promote_types(scores.dtype, torch.float32)
     if mask is None:
-        return torch.softmax(scores, dim=dim, dtype=torch.float32).to(scores.dtype)
+        return torch.softmax(scores, dim=dim, dtype=compute_dtype).to(scores.dtype)
     check_mask(mask)
     try:
         mask = mask.expand_as(scores)
@@ -87,8 +89,8 @@ def masked_softmax(scores: Tensor, mask: Tensor | None = None, dim: int = -1) ->
             f"mask of shape {tuple(mask.shape)} cannot be broadcast to scores of shape "
             f"{tuple(scores.shape)}; pass (b, n) key masks as (b, 1, n)"
         ) from err
-    scores32 = scores.float().masked_fill(~mask, torch.finfo(torch.float32).min)
-    weights = torch.softmax(scores32, dim=dim)
+    upcast = scores.to(compute_dtype).masked_fill(~mask, torch.finfo(compute_dtype).min)
+    weights = torch.softmax(upcast, dim=dim)
     # zero masked positions explicitly: this also turns all-masked rows (uniform over
     # min values) into all-zero rows
     weights = weights.masked_fill(~mask, 0.0)
