@@ -19,6 +19,7 @@ from vlkit.attention import (
     ConcatAttention,
     DotProductAttention,
     GeneralAttention,
+    NadarayaWatsonAttention,
     ScaledDotProductAttention,
 )
 from vlkit.attention.scoring import DotProductScore
@@ -32,6 +33,8 @@ LAYERS = [
     ("general", lambda dq, dk: GeneralAttention(dq, dk), 4, 6),
     ("additive", lambda dq, dk: AdditiveAttention(dq, dk, hidden_dim=5), 4, 6),
     ("concat", lambda dq, dk: ConcatAttention(dq, dk, hidden_dim=5), 4, 6),
+    ("nadaraya_watson", lambda dq, dk: NadarayaWatsonAttention(), 6, 6),
+    ("nadaraya_watson_parametric", lambda dq, dk: NadarayaWatsonAttention(dq), 6, 6),
 ]
 LAYER_IDS = [layer[0] for layer in LAYERS]
 LAYER_PARAMS = [layer[1:] for layer in LAYERS]
@@ -173,3 +176,38 @@ def test_gradients_reach_every_parameter_and_input(make, d_q, d_k):
         assert t.grad is not None and t.grad.abs().sum() > 0
     # padded values get no gradient
     assert (value.grad[1, 3:] == 0).all()
+
+
+def test_nadaraya_watson_hand_value_scalar_inputs():
+    # α(x, x_i) = softmax_i(-(x - x_i)^2 / 2) on scalars
+    x_train = torch.tensor([[[0.0], [1.0], [3.0]]])  # (1, 3, 1)
+    y_train = torch.tensor([[[1.0], [2.0], [4.0]]])
+    query = torch.tensor([[[1.0]]])  # (1, 1, 1)
+    out = NadarayaWatsonAttention()(query, x_train, y_train)
+    logits = torch.tensor([-0.5, 0.0, -2.0])
+    expected = torch.exp(logits) / torch.exp(logits).sum()
+    torch.testing.assert_close(out.weights[0, 0], expected)
+    torch.testing.assert_close(out.context[0, 0, 0], (expected * torch.tensor([1.0, 2.0, 4.0])).sum())
+
+
+def test_parametric_nadaraya_watson_hand_value_and_learns_the_bandwidth():
+    x_train = torch.tensor([[[0.0], [1.0], [3.0]]])
+    y_train = torch.tensor([[[1.0], [2.0], [4.0]]])
+    query = torch.tensor([[[1.0]]])
+    layer = NadarayaWatsonAttention(dim=1)
+    with torch.no_grad():
+        layer.score.weight.fill_(2.0)  # -((x - x_i) w)^2 / 2
+    out = layer(query, x_train, y_train)
+    logits = torch.tensor([-2.0, 0.0, -8.0])
+    torch.testing.assert_close(out.weights[0, 0], torch.softmax(logits, 0))
+    out.context.sum().backward()
+    assert layer.score.weight.grad is not None and layer.score.weight.grad.abs().sum() > 0
+
+
+def test_nadaraya_watson_non_parametric_has_no_parameters_and_wide_query_is_nearest_neighbour():
+    layer = NadarayaWatsonAttention()
+    assert list(layer.parameters()) == []
+    keys = torch.tensor([[[0.0, 0.0], [10.0, 10.0]]])
+    values = torch.tensor([[[1.0], [5.0]]])
+    out = layer(torch.tensor([[[9.0, 9.5]]]), keys, values)
+    torch.testing.assert_close(out.context, torch.tensor([[[5.0]]]))  # kernel mass on the near key

@@ -154,7 +154,15 @@ def test_create_score_unknown_name_lists_valid_names():
     assert "cosine" in message
     for name in ("dot", "scaled_dot", "general", "multiplicative", "additive", "concat"):
         assert name in message
-    assert set(SCORE_FUNCTIONS) == {"dot", "scaled_dot", "general", "multiplicative", "additive", "concat"}
+    assert set(SCORE_FUNCTIONS) == {
+        "dot",
+        "scaled_dot",
+        "general",
+        "multiplicative",
+        "additive",
+        "concat",
+        "gaussian",
+    }
 
 
 @pytest.mark.parametrize("name", ["general", "additive", "concat"])

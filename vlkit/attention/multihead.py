@@ -49,10 +49,16 @@ class MultiHeadAttention(nn.Module):
         qkv_bias: whether the q/k/v projections have a bias.
         attn_drop: dropout on the attention weights, in ``[0, 1)``.
         proj_drop: dropout after the output projection, in ``[0, 1)``.
+        alignment: an alignment module used instead of the global softmax, e.g.
+            :class:`vlkit.attention.LocalMonotonicAlignment` (local attention, Luong et al.
+            2015); it sees the scores ``(b, h, m, n)`` and, for local-p, the queries ``x``
+            (so build :class:`vlkit.attention.LocalPredictiveAlignment` with ``query_dim=dim``).
+            With an alignment the explicit path always runs.
 
     Shapes:
         ``forward(x: (b, m, d), context: (b, n, d_c) | None, mask: (b, n) or (b, m, n) bool
-        (True = attend), causal: bool, need_weights: bool) -> MultiHeadAttentionOutput``.
+        (True = attend), causal: bool, need_weights: bool, query_positions: (m,) or (b, m)
+        int | None, for local-m) -> MultiHeadAttentionOutput``.
         A query row whose mask is all False gets a zero context (its output is the output
         projection's bias), never NaN.
 
@@ -69,6 +75,7 @@ class MultiHeadAttention(nn.Module):
         qkv_bias: bool = True,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
+        alignment: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if num_heads <= 0 or dim % num_heads != 0:
@@ -81,6 +88,7 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(dim, dim)
         self.attn_drop = attn_drop
         self.proj_drop = nn.Dropout(proj_drop)
+        self.alignment = alignment
 
     def _build_mask(
         self, mask: Tensor | None, causal: bool, b: int, m: int, n: int, device: torch.device
@@ -108,6 +116,7 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
+        query_positions: Tensor | None = None,
     ) -> MultiHeadAttentionOutput:
         context = x if context is None else context
         if x.dim() != 3 or context.dim() != 3 or x.shape[0] != context.shape[0]:
@@ -128,10 +137,14 @@ class MultiHeadAttention(nn.Module):
         drop = self.attn_drop if self.training else 0.0
 
         weights = None
-        if need_weights:
+        if need_weights or self.alignment is not None:
             scores = q @ k.transpose(-1, -2) * self.head_dim**-0.5  # (b, h, m, n)
-            weights = masked_softmax(scores, attn_mask)
+            if self.alignment is None:
+                weights = masked_softmax(scores, attn_mask)
+            else:
+                weights = self.alignment(scores, attn_mask, x, query_positions)
             out = F.dropout(weights, drop, self.training) @ v  # (b, h, m, dh)
+            weights = weights if need_weights else None
         else:
             empty_rows = None
             if attn_mask is not None:

@@ -14,11 +14,12 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
-from vlkit.attention.masking import masked_softmax
+from vlkit.attention.alignment import GlobalAlignment
 from vlkit.attention.scoring import (
     AdditiveScore,
     ConcatScore,
     DotProductScore,
+    GaussianKernelScore,
     GeneralScore,
     ScaledDotProductScore,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "ConcatAttention",
     "DotProductAttention",
     "GeneralAttention",
+    "NadarayaWatsonAttention",
     "ScaledDotProductAttention",
 ]
 
@@ -50,64 +52,88 @@ class AttentionOutput(NamedTuple):
 class Attention(nn.Module):
     """Attention pooling with a pluggable score function (Bahdanau et al., ICLR 2015, arXiv:1409.0473).
 
-    ``context_j = Σ_i α_ji v_i`` with ``α_j = masked_softmax(a(q_j, k_i))``.
+    ``context_j = Σ_i α_ji v_i`` with ``α_j = alignment(a(q_j, k_i))``; the alignment is
+    the global masked softmax unless another is given (e.g. Luong's local-m / local-p,
+    :mod:`vlkit.attention.alignment`).
 
     Args:
         score: a score module mapping ``(b, m, d_q), (b, n, d_k) -> (b, m, n)``.
         dropout: dropout probability on the weights, in ``[0, 1)`` (training only; the
             returned weights are the ones before dropout).
+        alignment: module ``(scores, mask, query, query_positions) -> weights``; default
+            :class:`vlkit.attention.GlobalAlignment`.
 
     Shapes:
         ``forward(query: (b, m, d_q), key: (b, n, d_k), value: (b, n, d_v),
-        mask: (b, n) or (b, m, n) bool, True = attend) -> AttentionOutput``.
+        mask: (b, n) or (b, m, n) bool, True = attend, query_positions: (m,) or (b, m) int,
+        used by local-m only) -> AttentionOutput``.
 
     Raises:
-        ValueError: if key and value lengths differ, or the mask shape does not fit.
+        ValueError: if key and value lengths differ, the mask shape does not fit, or
+            ``dropout`` is outside ``[0, 1)``.
         TypeError: if the mask is not bool.
     """
 
-    def __init__(self, score: nn.Module, dropout: float = 0.0) -> None:
+    def __init__(self, score: nn.Module, dropout: float = 0.0, alignment: nn.Module | None = None) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.score = score
+        self.alignment = GlobalAlignment() if alignment is None else alignment
         self.dropout = nn.Dropout(dropout)
 
-    def forward(
-        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
-    ) -> AttentionOutput:
-        if key.shape[:2] != value.shape[:2]:
-            raise ValueError(
-                f"key (b, n, d_k) and value (b, n, d_v) must share b and n, got "
-                f"{tuple(key.shape)} and {tuple(value.shape)}"
-            )
+    def align(
+        self, query: Tensor, key: Tensor, mask: Tensor | None = None, query_positions: Tensor | None = None
+    ) -> Tensor:
+        """The attention weights ``(b, m, n)`` (score, then alignment) without the context step."""
         scores = self.score(query, key)  # (b, m, n)
         if mask is not None and mask.dim() == 2:
             mask = mask[:, None, :]  # (b, 1, n)
-        weights = masked_softmax(scores, mask)  # (b, m, n)
+        return self.alignment(scores, mask, query, query_positions)  # (b, m, n)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        query_positions: Tensor | None = None,
+    ) -> AttentionOutput:
+        _check_key_value(key, value)
+        weights = self.align(query, key, mask, query_positions)  # (b, m, n)
         context = self.dropout(weights) @ value  # (b, m, d_v)
         return AttentionOutput(context, weights)
+
+
+def _check_key_value(key: Tensor, value: Tensor) -> None:
+    if key.shape[:2] != value.shape[:2]:
+        raise ValueError(
+            f"key (b, n, d_k) and value (b, n, d_v) must share b and n, got "
+            f"{tuple(key.shape)} and {tuple(value.shape)}"
+        )
 
 
 class DotProductAttention(Attention):
     """Attention with the dot-product score ``qᵀk`` (Luong et al., EMNLP 2015, arXiv:1508.04025).
 
-    See :class:`Attention` for shapes and errors; query and key widths must match.
+    See :class:`Attention` for shapes, errors and the ``dropout`` / ``alignment`` arguments;
+    query and key widths must match.
     """
 
-    def __init__(self, dropout: float = 0.0) -> None:
-        super().__init__(DotProductScore(), dropout)
+    def __init__(self, dropout: float = 0.0, alignment: nn.Module | None = None) -> None:
+        super().__init__(DotProductScore(), dropout, alignment)
 
 
 class ScaledDotProductAttention(Attention):
     """Attention with the scaled dot-product score ``qᵀk/√d`` (Vaswani et al., NeurIPS 2017, arXiv:1706.03762).
 
     The single-head explicit form; :class:`vlkit.attention.MultiHeadAttention` is the
-    multi-head layer with a fused kernel. See :class:`Attention` for shapes and errors.
+    multi-head layer with a fused kernel. See :class:`Attention` for shapes, errors and the
+    ``dropout`` / ``alignment`` arguments.
     """
 
-    def __init__(self, dropout: float = 0.0) -> None:
-        super().__init__(ScaledDotProductScore(), dropout)
+    def __init__(self, dropout: float = 0.0, alignment: nn.Module | None = None) -> None:
+        super().__init__(ScaledDotProductScore(), dropout, alignment)
 
 
 class GeneralAttention(Attention):
@@ -117,10 +143,17 @@ class GeneralAttention(Attention):
         query_dim: query width ``d_q``.
         key_dim: key width ``d_k`` (defaults to ``query_dim``).
         dropout: weight dropout in ``[0, 1)``.
+        alignment: alignment module (default global softmax).
     """
 
-    def __init__(self, query_dim: int, key_dim: int | None = None, dropout: float = 0.0) -> None:
-        super().__init__(GeneralScore(query_dim, key_dim), dropout)
+    def __init__(
+        self,
+        query_dim: int,
+        key_dim: int | None = None,
+        dropout: float = 0.0,
+        alignment: nn.Module | None = None,
+    ) -> None:
+        super().__init__(GeneralScore(query_dim, key_dim), dropout, alignment)
 
 
 class AdditiveAttention(Attention):
@@ -131,10 +164,18 @@ class AdditiveAttention(Attention):
         key_dim: key width ``d_k`` (may differ from ``d_q``).
         hidden_dim: width of the tanh layer.
         dropout: weight dropout in ``[0, 1)``.
+        alignment: alignment module (default global softmax).
     """
 
-    def __init__(self, query_dim: int, key_dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
-        super().__init__(AdditiveScore(query_dim, key_dim, hidden_dim), dropout)
+    def __init__(
+        self,
+        query_dim: int,
+        key_dim: int,
+        hidden_dim: int,
+        dropout: float = 0.0,
+        alignment: nn.Module | None = None,
+    ) -> None:
+        super().__init__(AdditiveScore(query_dim, key_dim, hidden_dim), dropout, alignment)
 
 
 class ConcatAttention(Attention):
@@ -145,7 +186,38 @@ class ConcatAttention(Attention):
         key_dim: key width ``d_k``.
         hidden_dim: rows of ``W``.
         dropout: weight dropout in ``[0, 1)``.
+        alignment: alignment module (default global softmax).
     """
 
-    def __init__(self, query_dim: int, key_dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
-        super().__init__(ConcatScore(query_dim, key_dim, hidden_dim), dropout)
+    def __init__(
+        self,
+        query_dim: int,
+        key_dim: int,
+        hidden_dim: int,
+        dropout: float = 0.0,
+        alignment: nn.Module | None = None,
+    ) -> None:
+        super().__init__(ConcatScore(query_dim, key_dim, hidden_dim), dropout, alignment)
+
+
+class NadarayaWatsonAttention(Attention):
+    """Nadaraya–Watson kernel regression as attention pooling (Nadaraya, 1964; Watson, 1964).
+
+    ``f(x) = Σ_i softmax_i(−‖(x − x_i) ⊙ w‖² / 2) y_i``: a Gaussian kernel as the score
+    (:class:`vlkit.attention.GaussianKernelScore`). Non-parametric when ``dim`` is None
+    (``w = 1``); parametric, with a learnable bandwidth ``w`` per feature, when ``dim`` is
+    given (for scalar inputs, ``dim = 1``, this is ``−((x − x_i) w)² / 2``).
+
+    Args:
+        dim: width of queries and keys for the parametric form; None for non-parametric.
+        dropout: weight dropout in ``[0, 1)``.
+        alignment: alignment module (default global softmax).
+
+    Shapes: ``forward(query: (b, m, d), key: (b, n, d), value: (b, n, d_v), mask) ->
+    AttentionOutput``; see :class:`Attention`.
+    """
+
+    def __init__(
+        self, dim: int | None = None, dropout: float = 0.0, alignment: nn.Module | None = None
+    ) -> None:
+        super().__init__(GaussianKernelScore(dim), dropout, alignment)

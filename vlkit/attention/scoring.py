@@ -11,6 +11,7 @@ Every score module maps queries ``(b, m, d_q)`` and keys ``(b, n, d_k)`` to scor
 | ``general``   | ``qᵀ W k``                        | Luong et al., EMNLP 2015  |
 | ``additive``  | ``w_vᵀ tanh(W_q q + W_k k)``      | Bahdanau et al., ICLR 2015 |
 | ``concat``    | ``vᵀ tanh(W [q; k])``             | Luong et al., EMNLP 2015  |
+| ``gaussian``  | ``−‖(q − k) ⊙ w‖² / 2``           | Nadaraya 1964; Watson 1964 |
 
 Shape legend: ``b`` batch, ``m`` queries, ``n`` keys, ``d`` width.
 """
@@ -27,6 +28,7 @@ __all__ = [
     "AdditiveScore",
     "ConcatScore",
     "DotProductScore",
+    "GaussianKernelScore",
     "GeneralScore",
     "ScaledDotProductScore",
     "create_score",
@@ -165,6 +167,41 @@ class ConcatScore(nn.Module):
         return self.score_proj(hidden).squeeze(-1)  # (b, m, n)
 
 
+class GaussianKernelScore(nn.Module):
+    """Gaussian-kernel score of Nadaraya–Watson kernel regression (Nadaraya, 1964; Watson, 1964).
+
+    ``a(q, k) = −‖(q − k) ⊙ w‖² / 2``, so ``softmax_i a(q, k_i)`` is the normalised Gaussian
+    kernel ``K(q − k_i)``. Non-parametric when ``dim`` is None (``w = 1``, the textbook
+    ``α(x, x_i) = softmax_i(−(x − x_i)² / 2)``); parametric with a learnable bandwidth
+    ``w ∈ R^dim`` (initialised to 1) otherwise: for ``dim = 1`` this is exactly
+    ``−((x − x_i) w)² / 2`` (SPEC.md section 1); wider inputs get one bandwidth per feature.
+
+    Args:
+        dim: width of queries and keys for the parametric form; None for non-parametric.
+
+    Shapes: ``forward(query: (b, m, d), key: (b, n, d)) -> (b, m, n)``, all ``<= 0``.
+
+    Raises:
+        ValueError: on non-3-D inputs, mismatched batch or width, or a width other than ``dim``.
+    """
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+        self.weight = None if dim is None else nn.Parameter(torch.ones(dim))  # w
+
+    def forward(self, query: Tensor, key: Tensor) -> Tensor:
+        _check_qk(query, key, same_width=True)
+        if self.weight is not None:
+            if query.shape[-1] != self.dim:
+                raise ValueError(f"GaussianKernelScore was built for width {self.dim}, got {query.shape[-1]}")
+            query, key = query * self.weight, key * self.weight
+        # ‖q − k‖² = ‖q‖² + ‖k‖² − 2 qᵀk, without materialising (b, m, n, d)
+        sq_dist = (query * query).sum(-1)[:, :, None] + (key * key).sum(-1)[:, None, :]
+        sq_dist = (sq_dist - 2 * query @ key.transpose(-1, -2)).clamp_min(0)  # (b, m, n)
+        return -sq_dist / 2
+
+
 #: Score functions by their standard name.
 SCORE_FUNCTIONS: dict[str, type[nn.Module]] = {
     "dot": DotProductScore,
@@ -173,6 +210,7 @@ SCORE_FUNCTIONS: dict[str, type[nn.Module]] = {
     "multiplicative": GeneralScore,
     "additive": AdditiveScore,
     "concat": ConcatScore,
+    "gaussian": GaussianKernelScore,
 }
 
 
@@ -183,7 +221,8 @@ def create_score(
 
     Args:
         name: one of ``dot``, ``scaled_dot``, ``general`` (= ``multiplicative``),
-            ``additive``, ``concat``.
+            ``additive``, ``concat``, ``gaussian`` (Nadaraya–Watson kernel: non-parametric
+            without ``query_dim``, a learnable bandwidth per feature with it).
         query_dim, key_dim, hidden_dim: widths needed by the parametric scores
             (``general`` needs ``query_dim``; ``additive``/``concat`` need all three,
             ``key_dim`` defaulting to ``query_dim`` and ``hidden_dim`` to ``query_dim``).
@@ -196,6 +235,8 @@ def create_score(
     cls = SCORE_FUNCTIONS[name]
     if cls in (DotProductScore, ScaledDotProductScore):
         return cls()
+    if cls is GaussianKernelScore:
+        return GaussianKernelScore(query_dim)
     if query_dim is None:
         raise ValueError(f"score function {name!r} has parameters: pass query_dim")
     key_dim = query_dim if key_dim is None else key_dim
