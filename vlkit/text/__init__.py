@@ -1,6 +1,20 @@
 """Text modules: tokenisation and encoders that take token ids ``(b, l)``."""
 
-from vlkit.text.lstm import LSTMTextEncoder, TextEncoderOutput
+from vlkit.text.common import TextEncoderOutput, check_token_ids
+from vlkit.text.factory import TEXT_ENCODERS, create_text_encoder
+from vlkit.text.lstm import LSTMTextEncoder
 from vlkit.text.tokenizer import PAD_TOKEN, UNK_TOKEN, WordTokenizer
+from vlkit.text.transformer import POSITION_ENCODINGS, TransformerTextEncoder
 
-__all__ = ["PAD_TOKEN", "UNK_TOKEN", "LSTMTextEncoder", "TextEncoderOutput", "WordTokenizer"]
+__all__ = [
+    "PAD_TOKEN",
+    "POSITION_ENCODINGS",
+    "TEXT_ENCODERS",
+    "UNK_TOKEN",
+    "LSTMTextEncoder",
+    "TextEncoderOutput",
+    "TransformerTextEncoder",
+    "WordTokenizer",
+    "check_token_ids",
+    "create_text_encoder",
+]

@@ -5,27 +5,13 @@ Shape legend: ``b`` batch, ``l`` tokens, ``e`` embedding width, ``d`` output wid
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from vlkit.attention.masking import check_mask
+from vlkit.text.common import TextEncoderOutput, check_token_ids
 
-__all__ = ["LSTMTextEncoder", "TextEncoderOutput"]
-
-
-class TextEncoderOutput(NamedTuple):
-    """Output of a text encoder.
-
-    Attributes:
-        features: ``(b, l, d)`` token features, zero at padded positions.
-        mask: ``(b, l)`` bool, True for real tokens.
-    """
-
-    features: Tensor
-    mask: Tensor
+__all__ = ["LSTMTextEncoder"]
 
 
 class LSTMTextEncoder(nn.Module):
@@ -85,22 +71,7 @@ class LSTMTextEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, token_ids: Tensor, mask: Tensor | None = None) -> TextEncoderOutput:
-        if token_ids.dim() != 2 or token_ids.is_floating_point():
-            raise ValueError(
-                f"token_ids must be an integer tensor (b, l), got {token_ids.dtype} {tuple(token_ids.shape)}"
-            )
-        if token_ids.numel() and (int(token_ids.min()) < 0 or int(token_ids.max()) >= self.vocab_size):
-            raise ValueError(
-                f"token ids must lie in [0, {self.vocab_size}), got range "
-                f"[{int(token_ids.min())}, {int(token_ids.max())}]; was the model built with this tokenizer?"
-            )
-        check_mask(mask)
-        if mask is None:
-            mask = token_ids != 0
-        elif mask.shape != token_ids.shape:
-            raise ValueError(
-                f"mask {tuple(mask.shape)} must have the shape of token_ids {tuple(token_ids.shape)}"
-            )
+        mask = check_token_ids(token_ids, mask, self.vocab_size)
         lengths = mask.sum(1)  # (b,)
         positions = torch.arange(token_ids.shape[1], device=mask.device)
         if not torch.equal(mask, positions[None, :] < lengths[:, None]):
