@@ -1,4 +1,4 @@
-"""The README's Python examples run as written."""
+"""The README's Python examples run as written, and give the shapes their comments state."""
 
 import re
 from pathlib import Path
@@ -7,18 +7,32 @@ import pytest
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+# a line `a.shape, b.shape   # (8, 512), (8, 300) ...` states the shapes of its expressions
+SHAPE_LINE = re.compile(r"^(?P<expr>[^#=]*\.shape[^#=]*?)\s+#\s*(?P<comment>.*)$")
+TUPLE = re.compile(r"\((\d+(?:, \d+)*)\)")
 
 
-def test_readme_has_python_examples():
-    assert BLOCKS
+def stated_shapes(block: str) -> list[tuple[str, list[tuple[int, ...]]]]:
+    checks = []
+    for line in block.splitlines():
+        match = SHAPE_LINE.match(line)
+        if match:
+            shapes = [tuple(int(x) for x in t.split(", ")) for t in TUPLE.findall(match["comment"])]
+            checks.append((match["expr"].strip(), shapes))
+    return checks
+
+
+def test_readme_has_python_examples_with_stated_shapes():
+    assert BLOCKS and all(stated_shapes(block) for block in BLOCKS)
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_python_example_runs(index):
     namespace: dict = {}
     exec(compile(BLOCKS[index], f"README.md[python block {index}]", "exec"), namespace)  # noqa: S102
-    if "out" in namespace:  # the fusion example: check the shapes it states
-        out = namespace["out"]
-        assert tuple(out.image.shape) == (8, 512) and tuple(out.text.shape) == (8, 300)
-        assert tuple(out.image_weights.shape) == (8, 196) and tuple(out.text_weights.shape) == (8, 12)
-        assert (out.text_weights[:, 9:] == 0).all()
+    for expr, shapes in stated_shapes(BLOCKS[index]):
+        value = eval(expr, namespace)
+        got = [tuple(v) for v in (value if isinstance(value, tuple) else (value,))]
+        assert got == shapes, f"README states {expr} = {shapes}, got {got}"
+    if "text_mask" in namespace:  # the fusion example: padding gets zero weight
+        assert (namespace["out"].text_weights[:, 9:] == 0).all()

@@ -283,3 +283,69 @@ def test_builder_options_reach_the_image_encoder(tmp_path, monkeypatch):
     assert torch.equal(encoder.backbone.state_dict()["conv_stem.weight"], state["conv_stem.weight"])
     fresh = timm.create_model("efficientnet_lite0", features_only=True, out_indices=(3,))
     assert not torch.equal(fresh.state_dict()["conv_stem.weight"], state["conv_stem.weight"])
+
+
+# --------------------------------------------------------------------------------------
+# builder options from the attention library: Transformer question encoder, hard attention
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(EXPECTED_VQA))
+def test_builder_with_transformer_text_encoder(name):
+    from vlkit.text import TransformerTextEncoder
+
+    torch.manual_seed(0)
+    model = create_model(
+        name,
+        num_answers=NUM_ANSWERS,
+        vocab_size=VOCAB,
+        text_encoder="transformer",
+        text_depth=3,
+        text_heads=2,
+        text_positions="learned",
+        **SMALL,
+    ).eval()
+    assert isinstance(model.text_encoder, TransformerTextEncoder) and len(model.text_encoder.blocks) == 3
+    ids = torch.tensor([[3, 4, 5, 0], [9, 2, 0, 0]])
+    image = torch.randn(2, 3, 32, 32)
+    out = model(image, ids)
+    padded = model(image, torch.cat([ids, torch.zeros(2, 2, dtype=torch.long)], 1))
+    torch.testing.assert_close(padded.logits, out.logits, atol=1e-5, rtol=1e-5)
+    assert (out.text_weights[ids == 0] == 0).all()
+
+
+def test_builder_rejects_unknown_text_encoder():
+    with pytest.raises(ValueError, match="lstm"):
+        create_model("vqa_parallel_coattn_small", num_answers=3, vocab_size=VOCAB, text_encoder="gru")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_VQA))
+@pytest.mark.parametrize("estimator", ["gumbel", "reinforce"])
+def test_builder_with_hard_attention_picks_one_region(name, estimator):
+    from vlkit.attention import HardContext
+
+    torch.manual_seed(0)
+    model = create_model(name, num_answers=NUM_ANSWERS, vocab_size=VOCAB, hard_attention=estimator, **SMALL)
+    hard = [m for m in model.modules() if isinstance(m, HardContext)]
+    assert len(hard) == 1 and hard[0].estimator == estimator
+    image, ids = torch.randn(2, 3, 32, 32), torch.tensor([[3, 4, 5, 0], [9, 2, 0, 0]])
+    # the attended image vector is one region: capture it at the fusion's output
+    captured = {}
+    model.fusion.register_forward_hook(lambda m, i, o: captured.update(image=o.image, inputs=i))
+    model.eval()(image, ids)
+    regions, weights = captured["inputs"][0], model(image, ids).image_weights
+    torch.testing.assert_close(captured["image"], regions[torch.arange(2), weights.argmax(-1)])
+
+
+def test_hard_attention_gumbel_gradients_reach_the_image_attention():
+    torch.manual_seed(0)
+    model = create_model(
+        "vqa_alternating_coattn_small",
+        num_answers=NUM_ANSWERS,
+        vocab_size=VOCAB,
+        hard_attention="gumbel",
+        **SMALL,
+    ).train()
+    out = model(torch.randn(2, 3, 32, 32), torch.tensor([[3, 4, 5, 0], [9, 2, 0, 0]]))
+    out.logits.pow(2).sum().backward()
+    for name, p in model.fusion.attend_image.named_parameters():
+        if "context" not in name:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -151,3 +151,37 @@ def test_backbone_trains_at_a_fraction_of_the_learning_rate(tiny_vqa, tmp_path):
     assert seen == {id(p) for p in task.parameters()}  # every parameter is optimised exactly once
     with pytest.raises(ValueError, match="backbone_lr_ratio"):
         VQATask(vocabulary=VOCAB, answers=["a"], backbone_lr_ratio=2.0)
+
+
+def test_reinforce_hard_attention_adds_the_policy_loss(tiny_vqa):
+    from vlkit.attention import HardContext
+
+    torch.manual_seed(0)
+    dm = tiny_dm(tiny_vqa, batch_size=8, augment=False)
+    dm.setup("fit")
+    task = VQATask(
+        model="vqa_alternating_coattn_small",
+        model_args=SMALL | {"hard_attention": "reinforce"},
+        vocabulary=dm.vocabulary,
+        answers=dm.answers,
+    ).train()
+    batch = next(iter(dm.train_dataloader()))
+    logged = {}
+    task.log = lambda name, value, **kw: logged.update({name: value})
+    hard = next(m for m in task.modules() if isinstance(m, HardContext))
+    total = task.training_step(batch, 0)
+    assert "train/policy_loss" in logged
+    torch.testing.assert_close(total, logged["train/loss"] + logged["train/policy_loss"])
+    assert hard._pending is None and bool(hard.baseline_ready)
+    total.backward()
+    score = task.model.fusion.attend_image.score.weight  # only the policy loss reaches it
+    assert score.grad is not None and score.grad.abs().sum() > 0
+
+
+def test_sample_losses_per_sample_and_ignored_labels():
+    task = VQATask(model_args=SMALL, vocabulary=VOCAB, answers=["a", "b", "c"])
+    logits = torch.randn(2, 3)
+    batch = _batch(False)._replace(label=torch.tensor([0, -100]))
+    per_sample, loss = task.sample_losses(logits, batch)
+    assert per_sample[1] == 0
+    torch.testing.assert_close(loss, F.cross_entropy(logits, batch.label, ignore_index=-100))

@@ -60,8 +60,10 @@ def _check_inputs(
             raise ValueError(f"{name} must have shape {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
 
 
-def _pool(x: Tensor, weights: Tensor) -> Tensor:
-    """Weighted sum ``Σ_i a_i x_i``: ``(b, m, d), (b, m) -> (b, d)``."""
+def _pool(x: Tensor, weights: Tensor, hard: nn.Module | None = None) -> Tensor:
+    """Weighted sum ``Σ_i a_i x_i`` (soft), or the hard context's pick: ``(b, m, d), (b, m) -> (b, d)``."""
+    if hard is not None:
+        return hard(weights[:, None, :], x).context[:, 0]  # (b, d)
     return torch.einsum("bm,bmd->bd", weights, x)
 
 
@@ -85,6 +87,9 @@ class ParallelCoAttention(nn.Module):
         text_dim: width ``d_q`` of the text token features.
         hidden_dim: co-attention width ``k``.
         dropout: dropout on ``H_v`` and ``H_q`` during training, in ``[0, 1)``.
+        image_context: a :class:`vlkit.attention.HardContext` to pick one region from
+            ``a_v`` instead of the soft sum ``v̂ = Σ a_v^i v_i`` (hard attention, Xu et al.,
+            ICML 2015); None (default) for the paper's soft attention.
 
     Shapes:
         ``forward(image: (b, n, d_v), image_mask: (b, n) bool | None, text: (b, l, d_q),
@@ -96,9 +101,17 @@ class ParallelCoAttention(nn.Module):
         TypeError: if a mask is not bool.
     """
 
-    def __init__(self, image_dim: int, text_dim: int, hidden_dim: int = 512, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        image_dim: int,
+        text_dim: int,
+        hidden_dim: int = 512,
+        dropout: float = 0.0,
+        image_context: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.image_dim, self.text_dim = image_dim, text_dim
+        self.image_context = image_context
         self.affinity = nn.Parameter(torch.empty(text_dim, image_dim))  # W_b
         # qᵀ W_b v sums d_q·d_v products: this std gives it unit variance for unit-variance
         # features, so C = tanh(·) starts unsaturated (Xavier would give std ≈ √d)
@@ -125,7 +138,10 @@ class ParallelCoAttention(nn.Module):
         image_weights = masked_softmax(self.image_score(hidden_v).squeeze(-1), image_mask)  # (b, n)
         text_weights = masked_softmax(self.text_score(hidden_q).squeeze(-1), text_mask)  # (b, l)
         return CoAttentionOutput(
-            _pool(image, image_weights), _pool(text, text_weights), image_weights, text_weights
+            _pool(image, image_weights, self.image_context),
+            _pool(text, text_weights),
+            image_weights,
+            text_weights,
         )
 
 
@@ -140,14 +156,24 @@ class GuidedAttention(nn.Module):
             (``g = 0``, so the ``W_g g`` term vanishes).
         hidden_dim: width ``k`` of ``H``.
         dropout: dropout on ``H`` during training.
+        context: a :class:`vlkit.attention.HardContext` to pick one position instead of
+            the soft sum (hard attention); None for soft attention.
 
     Shapes:
         ``forward(x: (b, m, d_x), mask: (b, m) bool | None, guide: (b, d_g) | None)
         -> (attended: (b, d_x), weights: (b, m))``.
     """
 
-    def __init__(self, input_dim: int, guide_dim: int | None, hidden_dim: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        guide_dim: int | None,
+        hidden_dim: int,
+        dropout: float = 0.0,
+        context: nn.Module | None = None,
+    ) -> None:
         super().__init__()
+        self.context = context
         self.input_proj = nn.Linear(input_dim, hidden_dim, bias=False)  # W_x
         self.guide_proj = None if guide_dim is None else nn.Linear(guide_dim, hidden_dim, bias=False)  # W_g
         self.score = nn.Linear(hidden_dim, 1, bias=False)  # w_hx
@@ -161,7 +187,7 @@ class GuidedAttention(nn.Module):
             hidden = hidden + self.guide_proj(guide)[:, None, :]  # (W_g g) 1ᵀ
         hidden = self.dropout(torch.tanh(hidden))  # H: (b, m, k)
         weights = masked_softmax(self.score(hidden).squeeze(-1), mask)  # (b, m)
-        return _pool(x, weights), weights
+        return _pool(x, weights, self.context), weights
 
 
 class AlternatingCoAttention(nn.Module):
@@ -179,6 +205,8 @@ class AlternatingCoAttention(nn.Module):
         text_dim: width ``d_q`` of the text token features.
         hidden_dim: width ``k`` of the attention hidden layer.
         dropout: dropout on the hidden layers during training, in ``[0, 1)``.
+        image_context: a :class:`vlkit.attention.HardContext` making step 2 hard attention
+            (one region ``v_s``, Xu et al., ICML 2015); None (default) for soft attention.
 
     Shapes:
         ``forward(image: (b, n, d_v), image_mask: (b, n) bool | None, text: (b, l, d_q),
@@ -190,11 +218,18 @@ class AlternatingCoAttention(nn.Module):
         TypeError: if a mask is not bool.
     """
 
-    def __init__(self, image_dim: int, text_dim: int, hidden_dim: int = 512, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        image_dim: int,
+        text_dim: int,
+        hidden_dim: int = 512,
+        dropout: float = 0.0,
+        image_context: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.image_dim, self.text_dim = image_dim, text_dim
         self.summarise_text = GuidedAttention(text_dim, None, hidden_dim, dropout)  # step 1
-        self.attend_image = GuidedAttention(image_dim, text_dim, hidden_dim, dropout)  # step 2
+        self.attend_image = GuidedAttention(image_dim, text_dim, hidden_dim, dropout, image_context)  # step 2
         self.attend_text = GuidedAttention(text_dim, image_dim, hidden_dim, dropout)  # step 3
 
     def forward(

@@ -10,10 +10,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from vlkit.attention import HardContext
 from vlkit.fusion import AlternatingCoAttention, ParallelCoAttention
 from vlkit.models.heads import VQAHead
 from vlkit.models.registry import register_model
-from vlkit.text import LSTMTextEncoder
+from vlkit.text import create_text_encoder
 from vlkit.vision import ImageEncoder
 
 __all__ = ["COMBINE_MODES", "VQAModel", "VQAOutput"]
@@ -110,6 +111,12 @@ def _small_vqa_builder(name: str, fusion_cls: type[nn.Module], title: str) -> No
         freeze_backbone: bool = False,
         dropout: float = 0.1,
         combine: str = "product",
+        text_encoder: str = "lstm",
+        text_depth: int = 2,
+        text_heads: int = 4,
+        text_positions: str = "sinusoidal",
+        text_dropout: float = 0.0,
+        hard_attention: str | None = None,
     ) -> VQAModel:
         return VQAModel(
             image_encoder=ImageEncoder(
@@ -121,16 +128,31 @@ def _small_vqa_builder(name: str, fusion_cls: type[nn.Module], title: str) -> No
                 packaged_weights=packaged_weights,
                 freeze=freeze_backbone,
             ),
-            text_encoder=LSTMTextEncoder(vocab_size, dim, embed_dim=embed_dim),
-            fusion=fusion_cls(dim, dim, hidden_dim, dropout=dropout),
+            text_encoder=create_text_encoder(
+                text_encoder,
+                vocab_size,
+                dim,
+                embed_dim=embed_dim,
+                depth=text_depth,
+                num_heads=text_heads,
+                positions=text_positions,
+                dropout=text_dropout,
+            ),
+            fusion=fusion_cls(
+                dim,
+                dim,
+                hidden_dim,
+                dropout=dropout,
+                image_context=None if hard_attention is None else HardContext(hard_attention),
+            ),
             head=VQAHead(2 * dim if combine == "concat" else dim, num_answers, hidden_dim, dropout=dropout),
             combine=combine,
         )
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"""{title} VQA model, small: timm ``resnet10t`` stage 2 (stride 8) regions, a
-    bidirectional LSTM question encoder, {title.lower()} (Lu et al., NeurIPS 2016, arXiv:1606.00061)
-    and an MLP head.
+    bidirectional LSTM (or Transformer) question encoder, {title.lower()} (Lu et al., NeurIPS 2016,
+    arXiv:1606.00061) with soft (or hard) attention over the image, and an MLP head.
 
     Args:
         num_answers: size of the answer vocabulary ``K``.
@@ -152,6 +174,16 @@ def _small_vqa_builder(name: str, fusion_cls: type[nn.Module], title: str) -> No
             learned questions that compare a word with the image ("is there a red shape?")
             within one epoch (543 steps, val accuracy 0.96), while ``sum`` still answered them
             from the prior (0.74); with unlimited training both can fit.
+        text_encoder: ``"lstm"`` (default) or ``"transformer"`` (see
+            :func:`vlkit.text.create_text_encoder`).
+        text_depth, text_heads, text_positions: Transformer blocks, heads and position kind
+            (``"sinusoidal"`` or ``"learned"``); ignored by the LSTM.
+        text_dropout: dropout inside the question encoder.
+        hard_attention: None (soft attention over image regions, the paper) or the estimator
+            of hard attention over regions (Xu et al., ICML 2015, arXiv:1502.03044):
+            ``"gumbel"`` (straight-through Gumbel-softmax) or ``"reinforce"`` (score function
+            with a moving-average baseline; ``VQATask`` adds its loss). See
+            :mod:`vlkit.attention.hard`.
     """
     register_model(builder)
 

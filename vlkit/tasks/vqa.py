@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vlkit.attention import hard_attention_loss
 from vlkit.data.vqa import VQABatch
 from vlkit.metrics import ExactMatchAccuracy, VQAAccuracy
 from vlkit.models import VQAOutput, create_model, list_models
@@ -27,7 +28,9 @@ class VQATask(pl.LightningModule):
     Loss: cross-entropy on the answer index when each question has one answer; binary
     cross-entropy on the soft scores ``min(#annotators / 3, 1)`` when it has several
     (Teney et al., CVPR 2018, arXiv:1708.02711), summed over answers and averaged over the
-    batch. Logged per split (``train``/``val``/``test``): ``loss``, ``vqa_acc``,
+    batch. A model with hard attention trained by REINFORCE (``hard_attention="reinforce"``)
+    adds the score-function loss of :func:`vlkit.attention.hard_attention_loss` with reward
+    ``−loss`` per sample, logged as ``train/policy_loss``. Logged per split (``train``/``val``/``test``): ``loss``, ``vqa_acc``,
     ``exact_match`` and ``skipped`` (unreadable samples). Optimiser: AdamW with a linear
     warm-up then cosine decay, stepped every batch; the image backbone can train at a fraction
     of the learning rate (``backbone_lr_ratio``).
@@ -99,15 +102,30 @@ class VQATask(pl.LightningModule):
     def forward(self, image: Tensor, question_ids: Tensor, question_mask: Tensor | None = None) -> VQAOutput:
         return self.model(image, question_ids, question_mask)
 
-    def loss(self, logits: Tensor, batch: VQABatch) -> Tensor:
-        """Cross-entropy on ``label`` (one answer) or BCE on soft ``scores`` (several)."""
+    def sample_losses(self, logits: Tensor, batch: VQABatch) -> tuple[Tensor, Tensor]:
+        """Per-sample losses ``(b,)`` and the batch loss: cross-entropy on ``label`` (one answer;
+        rows labelled -100 count 0 and are left out of the mean) or BCE on the soft ``scores``
+        summed over answers (several)."""
         if batch.multi_answer:
-            return F.binary_cross_entropy_with_logits(logits, batch.scores, reduction="sum") / logits.shape[0]
-        return F.cross_entropy(logits, batch.label, ignore_index=-100)
+            per_sample = F.binary_cross_entropy_with_logits(logits, batch.scores, reduction="none").sum(-1)
+            return per_sample, per_sample.mean()
+        per_sample = F.cross_entropy(logits, batch.label, ignore_index=-100, reduction="none")
+        return per_sample, per_sample.sum() / (batch.label != -100).sum().clamp_min(1)
+
+    def loss(self, logits: Tensor, batch: VQABatch) -> Tensor:
+        """The batch loss (see :meth:`sample_losses`)."""
+        return self.sample_losses(logits, batch)[1]
 
     def _step(self, batch: VQABatch, split: str) -> Tensor:
         logits = self(batch.image, batch.question_ids, batch.question_mask).logits  # (b, K)
-        loss = self.loss(logits, batch)
+        per_sample, loss = self.sample_losses(logits, batch)
+        total = loss
+        if split == "train":
+            # hard attention trained by REINFORCE: reward = log p(y | s, x) = -loss (Xu et al. 2015)
+            policy = hard_attention_loss(self.model, -per_sample.detach())
+            if policy is not None:
+                total = loss + policy
+                self.log("train/policy_loss", policy, batch_size=logits.shape[0], on_step=True, on_epoch=True)
         preds = logits.argmax(-1)
         self.vqa_acc[f"{split}_"](preds, batch.scores)
         self.exact_match[f"{split}_"](preds, batch.label)
@@ -142,7 +160,7 @@ class VQATask(pl.LightningModule):
         )
         if batch.num_skipped:
             log.warning("%s: %d unreadable sample(s) skipped in this batch", split, batch.num_skipped)
-        return loss
+        return total
 
     def training_step(self, batch: VQABatch, batch_idx: int) -> Tensor:
         return self._step(batch, "train")
