@@ -2,6 +2,10 @@
 
 Usage:
     python scripts/easy_vqa_results.py [--recipes recipes/vqa/easy_vqa_parallel.yaml ...] [--out results.json]
+    python scripts/easy_vqa_results.py --curves runs/easy_vqa_hard_attention/version_0 ...
+
+``--curves`` prints, for finished run folders, the per-epoch training loss and validation
+loss / VQA accuracy (no training).
 
 Each recipe is run as ``vlkit fit --config RECIPE`` (which trains, then tests the best
 checkpoint) in a subprocess; wall time covers the whole command. Metrics are read from the
@@ -31,6 +35,28 @@ def last_values(metrics_csv: Path) -> dict[str, float]:
     return values
 
 
+def epoch_curve(metrics_csv: Path) -> list[dict[str, float]]:
+    """Per-epoch ``train/loss_epoch``, ``val/loss`` and ``val/vqa_acc`` of a Lightning CSV log."""
+    epochs: dict[int, dict[str, float]] = {}
+    keys = ("train/loss_epoch", "train/vqa_acc", "val/loss", "val/vqa_acc")
+    with open(metrics_csv) as f:
+        for row in csv.DictReader(f):
+            if row.get("epoch") not in ("", None):
+                values = {k: float(row[k]) for k in keys if row.get(k) not in ("", None)}
+                epochs.setdefault(int(float(row["epoch"])), {}).update(values)
+    return [{"epoch": e, **v} for e, v in sorted(epochs.items()) if v]
+
+
+def print_curves(run_dirs: list[str]) -> None:
+    for run_dir in run_dirs:
+        print(
+            f"\n{run_dir}\n| epoch | train loss | train VQA acc | val loss | val VQA acc |\n|---|---|---|---|---|"
+        )
+        for row in epoch_curve(Path(run_dir) / "metrics.csv"):
+            cells = [row.get(k) for k in ("train/loss_epoch", "train/vqa_acc", "val/loss", "val/vqa_acc")]
+            print(f"| {row['epoch']} | " + " | ".join("" if c is None else f"{c:.4f}" for c in cells) + " |")
+
+
 def run(recipe: str, extra: list[str]) -> dict:
     name = Path(recipe).stem
     before = set((ROOT / "runs" / name).glob("version_*"))
@@ -58,7 +84,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="+", default=DEFAULT)
     parser.add_argument("--out", default=None, help="also write the results as JSON here")
+    parser.add_argument(
+        "--curves", nargs="+", default=None, help="print per-epoch curves of these run folders"
+    )
     args, extra = parser.parse_known_args()
+    if args.curves:
+        print_curves(args.curves)
+        return
     results = [run(recipe, extra) for recipe in args.recipes]
     print("| recipe | test VQA accuracy | test exact match | epochs | wall time |")
     print("|---|---|---|---|---|")
