@@ -1,6 +1,20 @@
-"""Vision modules: take images ``(b, 3, H, W)``."""
+"""Vision modules: take images ``(b, 3, H, W)`` or feature maps ``(b, C, H, W)``."""
 
+from vlkit.vision.cbam import CBAM, ChannelAttention, SpatialAttention
 from vlkit.vision.encoder import ImageEncoder, ImageEncoderOutput
 from vlkit.vision.pretrained import PACKAGED_WEIGHTS, packaged_weights_file
+from vlkit.vision.stn import STN_TRANSFORMS, SpatialTransformer, SpatialTransformerOutput, theta_from_params
 
-__all__ = ["PACKAGED_WEIGHTS", "ImageEncoder", "ImageEncoderOutput", "packaged_weights_file"]
+__all__ = [
+    "CBAM",
+    "PACKAGED_WEIGHTS",
+    "STN_TRANSFORMS",
+    "ChannelAttention",
+    "ImageEncoder",
+    "ImageEncoderOutput",
+    "SpatialAttention",
+    "SpatialTransformer",
+    "SpatialTransformerOutput",
+    "packaged_weights_file",
+    "theta_from_params",
+]

@@ -1,0 +1,125 @@
+"""Tests for vlkit.vision.cbam against the SPEC.md section 2 equations."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from timm.layers.cbam import ChannelAttn
+
+from vlkit.vision import CBAM, ChannelAttention, SpatialAttention
+
+
+def feature_map(seed=0, c=32, h=5, w=6):
+    return torch.randn(2, c, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def test_cbam_under_constant_weights_matches_a_hand_evaluation():
+    c, r = 32, 16
+    cbam = CBAM(c, reduction=r, kernel_size=7)
+    for p in cbam.parameters():
+        torch.nn.init.constant_(p, 0.05)
+    x = feature_map(c=c)
+
+    # channel attention: shared MLP C -> C/r -> C, every weight 0.05, ReLU, no bias
+    def mlp(v):  # v: (b, C)
+        hidden = torch.relu(0.05 * v.sum(-1, keepdim=True)).expand(-1, c // r)
+        return (0.05 * hidden.sum(-1, keepdim=True)).expand(-1, c)
+
+    m_c = torch.sigmoid(mlp(x.mean((2, 3))) + mlp(x.amax((2, 3))))  # (b, C)
+    f1 = x * m_c[:, :, None, None]
+    # spatial attention: 7x7 conv (weights 0.05, bias 0.05, zero padding 3) over [mean_c; max_c]
+    pooled = f1.mean(1) + f1.amax(1)  # the two input channels have the same weights: sum them
+    padded = torch.nn.functional.pad(pooled, (3, 3, 3, 3))
+    conv = torch.zeros_like(pooled)
+    for i in range(pooled.shape[1]):
+        for j in range(pooled.shape[2]):
+            conv[:, i, j] = 0.05 * padded[:, i : i + 7, j : j + 7].sum((1, 2)) + 0.05
+    m_s = torch.sigmoid(conv)[:, None]
+    torch.testing.assert_close(cbam(x), f1 * m_s)
+    torch.testing.assert_close(cbam.spatial_map(x), m_s)
+
+
+def test_channel_attention_is_timm_channel_attn_with_the_spec_contract():
+    layer = ChannelAttention(32, reduction=16)
+    assert isinstance(layer, ChannelAttn)
+    assert layer.fc1.out_channels == 2 and layer.fc1.bias is None
+    x = feature_map()
+    w1, w2 = layer.fc1.weight[:, :, 0, 0], layer.fc2.weight[:, :, 0, 0]
+
+    def mlp(v):
+        return torch.relu(v @ w1.T) @ w2.T
+
+    expected = torch.sigmoid(mlp(x.mean((2, 3))) + mlp(x.amax((2, 3))))
+    torch.testing.assert_close(layer.attention_map(x)[:, :, 0, 0], expected)
+    torch.testing.assert_close(layer(x), x * expected[:, :, None, None])
+
+
+def test_channel_attention_depends_on_both_avg_and_max_descriptors():
+    torch.manual_seed(0)
+    layer = ChannelAttention(8, reduction=2)
+    x = torch.rand(1, 8, 4, 4)
+    # same mean, different max: move mass inside each channel
+    y = x.clone()
+    y[..., 0, 0] += 1.0
+    y[..., 0, 1] -= 1.0
+    assert torch.allclose(x.mean((2, 3)), y.mean((2, 3)))
+    assert not torch.allclose(layer.attention_map(x), layer.attention_map(y))
+    # same max, different mean
+    z = x.clone()
+    z[..., 3, 3] = z.amin((2, 3)) - 1.0  # lower a non-max element
+    assert torch.allclose(x.amax((2, 3)), z.amax((2, 3))) and not torch.allclose(
+        x.mean((2, 3)), z.mean((2, 3))
+    )
+    assert not torch.allclose(layer.attention_map(x), layer.attention_map(z))
+
+
+def test_spatial_attention_matches_the_equation_and_keeps_the_size():
+    layer = SpatialAttention(kernel_size=3)
+    x = feature_map()
+    pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
+    m_s = torch.sigmoid(torch.nn.functional.conv2d(pooled, layer.conv.weight, layer.conv.bias, padding=1))
+    torch.testing.assert_close(layer(x), x * m_s)
+    assert layer.attention_map(x).shape == (2, 1, 5, 6)
+
+
+def test_cbam_order_is_channel_first():
+    torch.manual_seed(0)
+    cbam = CBAM(32, reduction=4)
+    x = feature_map()
+    torch.testing.assert_close(cbam(x), cbam.spatial(cbam.channel(x)))
+    assert not torch.allclose(cbam(x), cbam.channel(cbam.spatial(x)))
+
+
+def test_gradients_reach_every_parameter():
+    cbam = CBAM(32, reduction=8)
+    cbam(feature_map()).pow(2).sum().backward()
+    for name, p in cbam.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_cbam_works_as_a_timm_residual_block_attention_layer():
+    torch.manual_seed(0)
+    model = timm.create_model("resnet10t", pretrained=False, num_classes=0, block_args={"attn_layer": CBAM})
+    blocks = [m for m in model.modules() if isinstance(m, CBAM)]
+    assert len(blocks) == 4  # one per residual block of resnet10t
+    out = model(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 512) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(p.grad is not None for block in blocks for p in block.parameters())
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: ChannelAttention(0),
+        lambda: ChannelAttention(8, reduction=0),
+        lambda: SpatialAttention(4),
+        lambda: SpatialAttention(0),
+        lambda: ChannelAttention(8)(torch.randn(1, 4, 3, 3)),
+        lambda: SpatialAttention()(torch.randn(4, 3, 3)),
+    ],
+)
+def test_errors(call):
+    with pytest.raises(ValueError):
+        call()

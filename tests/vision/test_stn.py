@@ -1,0 +1,111 @@
+"""Tests for vlkit.vision.stn.SpatialTransformer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vlkit.vision import SpatialTransformer, SpatialTransformerOutput, theta_from_params
+
+
+def pattern(b=2, c=3, size=8, seed=0):
+    return torch.rand(b, c, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("transform", ["affine", "attention"])
+def test_identity_initialised_stn_returns_its_input(transform):
+    stn = SpatialTransformer(3, transform=transform)
+    x = pattern()
+    out = stn(x)
+    assert isinstance(out, SpatialTransformerOutput)
+    torch.testing.assert_close(out.theta, torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(2, 2, 3))
+    torch.testing.assert_close(out.output, x, atol=1e-5, rtol=0)
+
+
+def test_pure_translation_moves_the_pattern_by_one_pixel():
+    stn = SpatialTransformer(3)
+    x = pattern()
+    theta = torch.tensor([[1.0, 0.0, 2 / 8], [0.0, 1.0, 0.0]]).expand(2, 2, 3)  # one pixel in x
+    out = stn.transform_with(x, theta)
+    torch.testing.assert_close(out[..., :-1], x[..., 1:], atol=1e-5, rtol=0)  # V(j) = U(j + 1)
+    torch.testing.assert_close(out[..., -1], torch.zeros_like(out[..., -1]), atol=1e-5, rtol=0)
+
+
+def test_ninety_degree_rotation():
+    stn = SpatialTransformer(3)
+    x = pattern()
+    theta = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]).expand(2, 2, 3)
+    out = stn.transform_with(x, theta)
+    torch.testing.assert_close(out, torch.rot90(x, 1, dims=(-2, -1)), atol=1e-5, rtol=0)
+
+
+def test_attention_transform_zooms_into_a_quadrant():
+    stn = SpatialTransformer(1, transform="attention", output_size=(4, 4))
+    x = torch.zeros(1, 1, 8, 8)
+    x[..., :4, 4:] = 1.0  # top-right quadrant lit
+    theta = theta_from_params(torch.tensor([[0.5, 0.5, -0.5]]), "attention")  # s = 1/2, t = (1/2, -1/2)
+    torch.testing.assert_close(theta, torch.tensor([[[0.5, 0.0, 0.5], [0.0, 0.5, -0.5]]]))
+    out = stn.transform_with(x, theta)
+    assert out.shape == (1, 1, 4, 4)
+    torch.testing.assert_close(out, torch.ones(1, 1, 4, 4), atol=1e-5, rtol=0)
+
+
+def test_output_size():
+    stn = SpatialTransformer(3, output_size=(5, 7))
+    assert stn(pattern()).output.shape == (2, 3, 5, 7)
+
+
+def test_gradients_reach_the_localisation_network():
+    torch.manual_seed(0)
+    stn = SpatialTransformer(3, transform="affine")
+    stn(pattern()).output.pow(2).sum().backward()
+    for name, p in stn.named_parameters():
+        assert p.grad is not None, name
+    # at the identity only the last layer's weight gets a gradient (its zero weights block the
+    # rest); once it is non-zero, as after training steps, every layer gets one
+    assert stn.regressor[-1].weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        stn.regressor[-1].weight.normal_(std=1e-3)
+    stn.zero_grad()
+    stn(pattern()).output.pow(2).sum().backward()
+    for name, p in stn.named_parameters():
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_custom_localisation_network():
+    loc = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))
+    stn = SpatialTransformer(3, transform="attention", localization=loc, localization_dim=10)
+    out = stn(pattern())
+    torch.testing.assert_close(out.output, pattern(), atol=1e-5, rtol=0)
+
+
+def test_default_localisation_handles_tiny_maps():
+    stn = SpatialTransformer(16)
+    assert stn(torch.randn(2, 16, 1, 1)).output.shape == (2, 16, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"transform": "projective"},
+        {"in_channels": 0},
+        {"output_size": (0, 4)},
+        {"localization": nn.Flatten()},
+    ],
+)
+def test_constructor_errors(kwargs):
+    with pytest.raises(ValueError):
+        SpatialTransformer(**({"in_channels": 3} | kwargs))
+
+
+def test_forward_errors():
+    stn = SpatialTransformer(3)
+    with pytest.raises(ValueError, match=r"\(b, 3, H, W\)"):
+        stn(torch.randn(2, 4, 8, 8))
+    with pytest.raises(ValueError, match="theta"):
+        stn.transform_with(pattern(), torch.zeros(2, 3, 3))
+    with pytest.raises(ValueError, match="parameters"):
+        theta_from_params(torch.zeros(2, 4), "attention")
+    with pytest.raises(ValueError, match="valid"):
+        theta_from_params(torch.zeros(2, 6), "shear")

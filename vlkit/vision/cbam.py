@@ -1,0 +1,149 @@
+"""CBAM: channel attention, spatial attention and their sequence (Woo et al., ECCV 2018, arXiv:1807.06521).
+
+SPEC.md section 2::
+
+    M_c(F) = σ(MLP(AvgPool(F)) + MLP(MaxPool(F)))     shared MLP C → C/r → C with ReLU
+    M_s(F) = σ(conv7×7([mean_c(F); max_c(F)]))
+    F'  = M_c(F) ⊙ F,   F'' = M_s(F') ⊙ F'           channel first
+
+:class:`ChannelAttention` *is* timm's ``ChannelAttn`` (the same equation; the tests check it
+against a hand evaluation), exposed under vlkit's name and arguments. timm's ``SpatialAttn``
+adds a BatchNorm after the convolution, which the contract above does not have, so
+:class:`SpatialAttention` is vlkit's own. Every block maps ``(b, C, H, W) -> (b, C, H, W)``
+and takes the channel count as its first argument, so the classes can be handed to timm
+backbones as ``attn_layer`` (applied to the residual branch before the addition).
+
+Shape legend: ``b`` batch, ``C`` channels, ``H × W`` the feature map.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.layers.cbam import ChannelAttn
+from torch import Tensor, nn
+
+__all__ = ["CBAM", "ChannelAttention", "SpatialAttention"]
+
+
+def _check_map(x: Tensor, channels: int | None = None) -> None:
+    if x.dim() != 4 or (channels is not None and x.shape[1] != channels):
+        want = "(b, C, H, W)" if channels is None else f"(b, {channels}, H, W)"
+        raise ValueError(f"expected a feature map {want}, got shape {tuple(x.shape)}")
+
+
+class ChannelAttention(ChannelAttn):
+    """CBAM channel attention ``M_c(F) = σ(MLP(AvgPool(F)) + MLP(MaxPool(F)))`` (Woo et al., ECCV 2018).
+
+    The shared MLP is ``C → C/r → C`` with ReLU, as 1×1 convolutions without bias (timm's
+    ``ChannelAttn``, which this class is).
+
+    Args:
+        channels: number of channels ``C`` (> 0).
+        reduction: reduction ratio ``r`` (> 0); the hidden width is ``round(C / r)``, at least 1.
+        act_layer: activation class of the MLP.
+        device, dtype: where and in which dtype to create the parameters (timm's convention).
+
+    Shapes:
+        ``forward(x: (b, C, H, W)) -> (b, C, H, W)`` = ``M_c(x) ⊙ x``;
+        ``attention_map(x) -> (b, C, 1, 1)`` in ``(0, 1)``.
+
+    Raises:
+        ValueError: non-positive sizes, or an input that is not ``(b, C, H, W)``.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: float = 16,
+        act_layer: type[nn.Module] = nn.ReLU,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if channels <= 0 or reduction <= 0:
+            raise ValueError(f"need channels > 0 and reduction > 0, got {channels} and {reduction}")
+        super().__init__(channels, rd_ratio=1.0 / reduction, act_layer=act_layer, device=device, dtype=dtype)
+        self.channels = channels
+
+    def attention_map(self, x: Tensor) -> Tensor:
+        """``M_c(x)``: ``(b, C, H, W) -> (b, C, 1, 1)``."""
+        _check_map(x, self.channels)
+        avg = self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))  # MLP(AvgPool(F))
+        mx = self.fc2(self.act(self.fc1(x.amax((2, 3), keepdim=True))))  # MLP(MaxPool(F))
+        return self.gate(avg + mx)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_map(x, self.channels)
+        return super().forward(x)
+
+
+class SpatialAttention(nn.Module):
+    """CBAM spatial attention ``M_s(F) = σ(conv([mean_c(F); max_c(F)]))`` (Woo et al., ECCV 2018).
+
+    Args:
+        kernel_size: odd size of the convolution (7 in the paper); padding keeps ``H × W``.
+        device, dtype: where and in which dtype to create the parameters.
+
+    Shapes:
+        ``forward(x: (b, C, H, W)) -> (b, C, H, W)`` = ``M_s(x) ⊙ x``;
+        ``attention_map(x) -> (b, 1, H, W)`` in ``(0, 1)``.
+
+    Raises:
+        ValueError: an even or non-positive ``kernel_size``, or an input that is not 4-D.
+    """
+
+    def __init__(
+        self, kernel_size: int = 7, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> None:
+        super().__init__()
+        if kernel_size <= 0 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, device=device, dtype=dtype)
+
+    def attention_map(self, x: Tensor) -> Tensor:
+        """``M_s(x)``: ``(b, C, H, W) -> (b, 1, H, W)``."""
+        _check_map(x)
+        pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)  # (b, 2, H, W)
+        return torch.sigmoid(self.conv(pooled))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.attention_map(x)
+
+
+class CBAM(nn.Module):
+    """Convolutional Block Attention Module (Woo, Park, Lee & Kweon, ECCV 2018, arXiv:1807.06521).
+
+    ``F' = M_c(F) ⊙ F``, then ``F'' = M_s(F') ⊙ F'`` (channel attention first).
+
+    Args:
+        channels: number of channels ``C``.
+        reduction: channel-MLP reduction ratio ``r`` (16 in the paper).
+        kernel_size: spatial convolution size (7 in the paper).
+        device, dtype: where and in which dtype to create the parameters (timm passes them
+            when it builds ``attn_layer``).
+
+    Shapes:
+        ``forward(x: (b, C, H, W)) -> (b, C, H, W)``; ``spatial_map(x) -> (b, 1, H, W)`` is the
+        spatial attention ``M_s(F')`` the forward pass applies (for visualisation).
+
+    Raises:
+        ValueError: bad sizes or inputs (see :class:`ChannelAttention`, :class:`SpatialAttention`).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: float = 16,
+        kernel_size: int = 7,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.channel = ChannelAttention(channels, reduction, device=device, dtype=dtype)
+        self.spatial = SpatialAttention(kernel_size, device=device, dtype=dtype)
+
+    def spatial_map(self, x: Tensor) -> Tensor:
+        """``M_s(M_c(x) ⊙ x)``: ``(b, C, H, W) -> (b, 1, H, W)``."""
+        return self.spatial.attention_map(self.channel(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.spatial(self.channel(x))

@@ -1,0 +1,153 @@
+"""Spatial Transformer Network (Jaderberg, Simonyan, Zisserman & Kavukcuoglu, NeurIPS 2015, arXiv:1506.02025).
+
+Three parts (SPEC.md section 2): a **localisation network** regresses the transform θ from
+the input U; the **grid generator** maps each output coordinate ``(x_t, y_t)`` (normalised to
+``[-1, 1]``) to a source coordinate ``(x_s, y_s)ᵀ = θ (x_t, y_t, 1)ᵀ``; the **sampler** fills
+the output V from U by bilinear interpolation (:func:`torch.nn.functional.affine_grid` +
+:func:`torch.nn.functional.grid_sample`). θ starts at the identity, so an untrained STN
+returns its input.
+
+Transforms: ``"affine"`` (6 parameters, θ is any 2×3 matrix) and ``"attention"`` (3
+parameters, isotropic scale ``s`` and translation ``t``: θ = [[s, 0, t_x], [0, s, t_y]]; the
+paper's restricted "attention" transform, a crop-and-zoom).
+
+Shape legend: ``b`` batch, ``C`` channels, ``H × W`` input, ``H' × W'`` output.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["STN_TRANSFORMS", "SpatialTransformer", "SpatialTransformerOutput", "theta_from_params"]
+
+#: Number of regressed parameters per transform kind.
+STN_TRANSFORMS = {"affine": 6, "attention": 3}
+_IDENTITY = {"affine": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0], "attention": [1.0, 0.0, 0.0]}
+
+
+class SpatialTransformerOutput(NamedTuple):
+    """Output of :class:`SpatialTransformer`.
+
+    Attributes:
+        output: ``(b, C, H', W')`` the resampled input V.
+        theta: ``(b, 2, 3)`` the affine matrices used (source = θ · (target, 1)).
+    """
+
+    output: Tensor
+    theta: Tensor
+
+
+def theta_from_params(params: Tensor, transform: str) -> Tensor:
+    """Build ``(b, 2, 3)`` θ from regressed parameters: ``(b, 6)`` affine or ``(b, 3)`` = (s, t_x, t_y).
+
+    Raises:
+        ValueError: unknown transform, or parameters of the wrong width.
+    """
+    if transform not in STN_TRANSFORMS:
+        raise ValueError(f"unknown transform {transform!r}; valid: {sorted(STN_TRANSFORMS)}")
+    if params.dim() != 2 or params.shape[1] != STN_TRANSFORMS[transform]:
+        raise ValueError(
+            f"a {transform!r} transform takes (b, {STN_TRANSFORMS[transform]}) parameters, "
+            f"got {tuple(params.shape)}"
+        )
+    if transform == "affine":
+        return params.view(-1, 2, 3)
+    scale, tx, ty = params.unbind(1)
+    zero = torch.zeros_like(scale)
+    return torch.stack([torch.stack([scale, zero, tx], 1), torch.stack([zero, scale, ty], 1)], 1)
+
+
+def _default_localization(in_channels: int, width: int) -> nn.Sequential:
+    """A small conv net ``(b, C, H, W) -> (b, 16·width)``; works for any ``H, W >= 1``."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+    )
+
+
+class SpatialTransformer(nn.Module):
+    """Spatial transformer module (Jaderberg et al., NeurIPS 2015, arXiv:1506.02025).
+
+    ``θ = regressor(localization(U))`` (identity at initialisation: the regressor's weights
+    are 0 and its bias is the identity transform), ``V = grid_sample(U, affine_grid(θ))``.
+
+    Args:
+        in_channels: channels ``C`` of the input.
+        transform: ``"affine"`` (full 2×3) or ``"attention"`` (isotropic scale + translation).
+        output_size: ``(H', W')`` of the output; None keeps the input size.
+        localization: a module ``(b, C, H, W) -> (b, localization_dim)``; None builds a small
+            conv net (two 3×3 convolutions of ``width`` channels, 4×4 adaptive pooling).
+        localization_dim: output width of a custom ``localization`` (required with one).
+        width: channels of the default localisation net.
+        hidden_dim: hidden width of the regressor MLP ``localization_dim → hidden_dim → #params``.
+        align_corners: passed to ``affine_grid`` / ``grid_sample`` (False: -1 and 1 are the
+            outer edges of the corner pixels).
+
+    Shapes:
+        ``forward(x: (b, C, H, W) float) -> SpatialTransformerOutput(output (b, C, H', W'),
+        theta (b, 2, 3))``. ``transform_with(x, theta)`` resamples with a given θ.
+
+    Raises:
+        ValueError: unknown transform, bad sizes, a custom localisation net without its
+            width, or an input that is not ``(b, C, H, W)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        transform: str = "affine",
+        output_size: tuple[int, int] | None = None,
+        localization: nn.Module | None = None,
+        localization_dim: int | None = None,
+        width: int = 16,
+        hidden_dim: int = 32,
+        align_corners: bool = False,
+    ) -> None:
+        super().__init__()
+        if transform not in STN_TRANSFORMS:
+            raise ValueError(f"unknown transform {transform!r}; valid: {sorted(STN_TRANSFORMS)}")
+        if in_channels <= 0 or width <= 0 or hidden_dim <= 0:
+            raise ValueError(
+                f"need in_channels, width and hidden_dim > 0, got {in_channels}, {width}, {hidden_dim}"
+            )
+        if output_size is not None and (len(output_size) != 2 or min(output_size) <= 0):
+            raise ValueError(f"output_size must be (H', W') with positive sizes, got {output_size}")
+        if localization is not None and localization_dim is None:
+            raise ValueError("a custom localization net needs localization_dim (the width of its output)")
+        self.in_channels, self.transform = in_channels, transform
+        self.output_size = None if output_size is None else tuple(output_size)
+        self.align_corners = align_corners
+        if localization is None:
+            localization, localization_dim = _default_localization(in_channels, width), 16 * width
+        self.localization = localization
+        self.regressor = nn.Sequential(
+            nn.Linear(localization_dim, hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, STN_TRANSFORMS[transform]),
+        )
+        nn.init.zeros_(self.regressor[-1].weight)  # θ starts at the identity
+        with torch.no_grad():
+            self.regressor[-1].bias.copy_(torch.tensor(_IDENTITY[transform]))
+
+    def transform_with(self, x: Tensor, theta: Tensor) -> Tensor:
+        """Resample ``x (b, C, H, W)`` with a given ``theta (b, 2, 3)``: the grid generator and sampler."""
+        if theta.shape != (x.shape[0], 2, 3):
+            raise ValueError(f"theta must be (b, 2, 3) = ({x.shape[0]}, 2, 3), got {tuple(theta.shape)}")
+        size = self.output_size or tuple(x.shape[-2:])
+        grid = F.affine_grid(theta.to(x.dtype), [x.shape[0], x.shape[1], *size], self.align_corners)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=self.align_corners)
+
+    def forward(self, x: Tensor) -> SpatialTransformerOutput:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected input (b, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
+        theta = theta_from_params(self.regressor(self.localization(x)), self.transform)  # (b, 2, 3)
+        return SpatialTransformerOutput(self.transform_with(x, theta), theta)
