@@ -349,3 +349,23 @@ def test_hard_attention_gumbel_gradients_reach_the_image_attention():
     for name, p in model.fusion.attend_image.named_parameters():
         if "context" not in name:
             assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_builder_passes_cbam_stn_and_partial_freeze_to_the_image_encoder():
+    from vlkit.vision import CBAM, SpatialTransformer
+
+    model = create_model(
+        "vqa_parallel_coattn_small",
+        num_answers=NUM_ANSWERS,
+        vocab_size=VOCAB,
+        cbam="stages",
+        stn="input",
+        freeze_backbone=1,
+        **SMALL,
+    )
+    encoder = model.image_encoder
+    assert sum(isinstance(m, CBAM) for m in encoder.modules()) == 3
+    assert isinstance(encoder.input_stn, SpatialTransformer) and encoder.freeze == 1
+    out = model(torch.randn(2, 3, 32, 32), torch.tensor([[3, 4, 0], [5, 0, 0]]))
+    out.logits.sum().backward()
+    assert encoder.input_stn.regressor[-1].weight.grad is not None

