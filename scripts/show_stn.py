@@ -1,0 +1,105 @@
+"""Draw what a spatial transformer does: input images with the STN's sampling grid, and its outputs.
+
+Usage:
+    python scripts/show_stn.py --out stn.png [--ckpt runs/<recipe>/version_N/checkpoints/last.ckpt]
+        [--images a.png b.png ...] [--size 128]
+
+With ``--ckpt`` (a ``VQATask`` checkpoint whose image encoder has ``stn: input``), the trained
+STN is shown. Without one, a demonstration θ (rotate 20°, zoom ×1.4 on the upper left) is
+used. Images default to four easy-VQA test images. The PNG has one column per image: the
+input with the sampling grid (where each output pixel reads from) on top, the output below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from torchvision.transforms import v2
+
+from vlkit.vision import SpatialTransformer
+
+DEMO_THETA = torch.tensor(
+    [[math.cos(0.35), -math.sin(0.35), -0.2], [math.sin(0.35), math.cos(0.35), -0.2]]
+) * (torch.tensor([[1 / 1.4], [1 / 1.4]]))
+
+
+def sampling_grid(theta: torch.Tensor, size: int, lines: int = 9) -> torch.Tensor:
+    """Source points ``(b, lines, lines, 2)`` in pixels of a ``size × size`` input for a coarse output grid."""
+    grid = F.affine_grid(theta, [theta.shape[0], 1, lines, lines], align_corners=True)  # in [-1, 1]
+    return (grid + 1) / 2 * (size - 1)
+
+
+def render(images: torch.Tensor, outputs: torch.Tensor, theta: torch.Tensor) -> Image.Image:
+    """One PNG: inputs (b, 3, S, S) in [0, 1] with the sampling grid drawn, outputs below."""
+    b, _, size, _ = images.shape
+    to_pil = v2.ToPILImage()
+    sheet = Image.new("RGB", (b * (size + 8), 2 * (size + 8)), "white")
+    points = sampling_grid(theta, size)
+    for i in range(b):
+        framed = to_pil(images[i].clamp(0, 1)).convert("RGB")
+        draw = ImageDraw.Draw(framed)
+        for row in points[i].tolist():  # horizontal lines of the output grid
+            draw.line([tuple(p) for p in row], fill=(255, 0, 0), width=1)
+        for col in points[i].transpose(0, 1).tolist():
+            draw.line([tuple(p) for p in col], fill=(255, 0, 0), width=1)
+        sheet.paste(framed, (i * (size + 8) + 4, 4))
+        sheet.paste(to_pil(outputs[i].clamp(0, 1)).convert("RGB"), (i * (size + 8) + 4, size + 12))
+    return sheet
+
+
+def load_images(paths: list[str], size: int) -> torch.Tensor:
+    to_tensor = v2.Compose(
+        [v2.ToImage(), v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True)]
+    )
+    return torch.stack([to_tensor(Image.open(p).convert("RGB")) for p in paths])
+
+
+def trained_stn(ckpt: str) -> SpatialTransformer:
+    from vlkit.tasks import VQATask
+
+    task = VQATask.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    stn = task.model.image_encoder.input_stn
+    if stn is None:
+        raise ValueError(
+            f"{ckpt}: the image encoder has no input STN (train a recipe with model_args stn: input)"
+        )
+    return stn.eval()
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="stn.png")
+    parser.add_argument("--ckpt", default=None)
+    parser.add_argument("--images", nargs="+", default=None)
+    parser.add_argument("--size", type=int, default=128)
+    args = parser.parse_args(argv)
+    if args.images is None:
+        import easy_vqa
+
+        paths = easy_vqa.get_test_image_paths()
+        args.images = [paths[i] for i in range(4)]
+    images = load_images(args.images, args.size)
+    if args.ckpt:
+        stn = trained_stn(args.ckpt)
+        # the STN sees normalised images, as in training; it resamples the raw ones for display
+        normalised = v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])(images)
+        with torch.no_grad():
+            theta = stn(normalised).theta
+    else:
+        stn = SpatialTransformer(3)
+        theta = DEMO_THETA.expand(len(images), 2, 3)
+    with torch.no_grad():
+        outputs = stn.transform_with(images, theta)
+    out = Path(args.out)
+    render(images, outputs, theta).save(out)
+    print(f"wrote {out} ({len(images)} images, θ of the first: {theta[0].tolist()})")
+    return out
+
+
+if __name__ == "__main__":
+    main()
