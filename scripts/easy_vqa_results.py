@@ -76,7 +76,7 @@ def run(recipe: str, extra: list[str]) -> dict:
         "test_vqa_acc": metrics["test/vqa_acc"],
         "test_exact_match": metrics["test/exact_match"],
         "val_vqa_acc": metrics.get("val/vqa_acc"),
-        "epochs": int(metrics.get("epoch", -1)) + 1,
+        "epochs": len(epoch_curve(run_dir / "metrics.csv")),  # training epochs (test rows excluded)
     }
 
 
