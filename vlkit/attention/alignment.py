@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vlkit.attention.masking import check_mask, masked_softmax
+from vlkit.attention.masking import broadcast_mask, masked_softmax
 
 __all__ = [
     "ALIGNMENTS",
@@ -40,14 +40,7 @@ def _key_mask(mask: Tensor | None, scores: Tensor) -> Tensor:
     """The mask broadcast to ``scores`` (all True when None)."""
     if mask is None:
         return torch.ones_like(scores, dtype=torch.bool)
-    check_mask(mask)
-    try:
-        return mask.expand_as(scores)
-    except RuntimeError as err:
-        raise ValueError(
-            f"mask of shape {tuple(mask.shape)} cannot be broadcast to scores of shape "
-            f"{tuple(scores.shape)}; pass (b, n) key masks as (b, 1, n)"
-        ) from err
+    return broadcast_mask(mask, scores)
 
 
 def _per_query(x: Tensor, scores: Tensor) -> Tensor:
@@ -57,9 +50,21 @@ def _per_query(x: Tensor, scores: Tensor) -> Tensor:
     return x
 
 
-def _window(positions: Tensor, centres: Tensor, half_width: int) -> Tensor:
-    """``|s − p_t| <= D``: ``positions (n,)``, ``centres (..., m)`` -> ``(..., m, n)`` bool."""
-    return (positions - centres[..., None]).abs() <= half_width
+def _local_weights(scores: Tensor, keep: Tensor, centres: Tensor, half_width: int, gaussian: bool) -> Tensor:
+    """Softmax inside the window ``|s − p_t| <= D``, times ``exp(−(s − p_t)² / 2σ²)``, ``σ = D/2``, if ``gaussian``.
+
+    ``scores (b, [h,] m, n)``, ``keep`` the kept keys broadcast to ``scores``, ``centres`` the
+    real positions ``p_t`` as ``(m,)`` or ``(b, m)`` in float32 or float64 (the dtype the
+    window and the Gaussian are computed in). Returns weights in the dtype of ``scores``.
+    """
+    positions = torch.arange(scores.shape[-1], device=scores.device, dtype=centres.dtype)  # s: (n,)
+    offsets = positions - centres[..., None]  # s − p_t: (..., m, n)
+    weights = masked_softmax(scores, keep & _per_query(offsets.abs() <= half_width, scores))
+    if not gaussian:
+        return weights
+    sigma = max(half_width / 2, 1e-6)
+    factor = _per_query(torch.exp(-(offsets**2) / (2 * sigma**2)), scores)
+    return (weights.to(centres.dtype) * factor).to(scores.dtype)
 
 
 class GlobalAlignment(nn.Module):
@@ -122,7 +127,7 @@ class LocalMonotonicAlignment(nn.Module):
         query: Tensor | None = None,
         query_positions: Tensor | None = None,
     ) -> Tensor:
-        m, n = scores.shape[-2], scores.shape[-1]
+        m = scores.shape[-2]
         if query_positions is None:
             query_positions = torch.arange(m, device=scores.device)
         if query_positions.shape not in ((m,), (scores.shape[0], m)):
@@ -130,22 +135,8 @@ class LocalMonotonicAlignment(nn.Module):
                 f"query_positions must be (m,) = ({m},) or (b, m) = ({scores.shape[0]}, {m}), "
                 f"got {tuple(query_positions.shape)}"
             )
-        compute_dtype = torch.promote_types(scores.dtype, torch.float32)
-        centres = query_positions.to(compute_dtype)  # p_t: (m,) or (b, m)
-        positions = torch.arange(n, device=scores.device, dtype=compute_dtype)  # s: (n,)
-        window = _per_query(_window(positions, centres, self.window), scores)  # (b|1, [1,] m, n)
-        weights = masked_softmax(scores, _key_mask(mask, scores) & window)
-        if self.gaussian:
-            weights = weights * _per_query(_gaussian(positions, centres, self.window), scores).to(
-                weights.dtype
-            )
-        return weights
-
-
-def _gaussian(positions: Tensor, centres: Tensor, half_width: int) -> Tensor:
-    """``exp(−(s − p_t)² / 2σ²)`` with ``σ = D/2``: ``(n,), (..., m) -> (..., m, n)`` (float32 or float64)."""
-    sigma = max(half_width / 2, 1e-6)
-    return torch.exp(-((positions - centres[..., None]) ** 2) / (2 * sigma**2))
+        centres = query_positions.to(torch.promote_types(scores.dtype, torch.float32))  # p_t: (m,) or (b, m)
+        return _local_weights(scores, _key_mask(mask, scores), centres, self.window, self.gaussian)
 
 
 class LocalPredictiveAlignment(nn.Module):
@@ -205,11 +196,7 @@ class LocalPredictiveAlignment(nn.Module):
             gate = torch.sigmoid(self.position_score(hidden)).to(compute_dtype)
         centres = source_len.to(compute_dtype) * gate.squeeze(-1)  # p_t: (b, m)
         self.last_positions = centres.detach()
-        positions = torch.arange(scores.shape[-1], device=scores.device, dtype=compute_dtype)
-        window = _per_query(_window(positions, centres, self.window), scores)  # (b, [1,] m, n)
-        gaussian = _per_query(_gaussian(positions, centres, self.window), scores)  # (b, [1,] m, n)
-        weights = masked_softmax(scores, keep & window)
-        return (weights.to(compute_dtype) * gaussian).to(scores.dtype)
+        return _local_weights(scores, keep, centres, self.window, gaussian=True)
 
 
 #: Alignment modules by name.

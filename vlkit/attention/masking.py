@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["check_mask", "lengths_to_mask", "masked_softmax"]
+__all__ = ["broadcast_mask", "check_mask", "lengths_to_mask", "masked_softmax"]
 
 
 def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
@@ -55,6 +55,23 @@ def check_mask(mask: Tensor | None, name: str = "mask") -> None:
         )
 
 
+def broadcast_mask(mask: Tensor, scores: Tensor) -> Tensor:
+    """Check a bool mask and expand it to the shape of ``scores`` (a view, no copy).
+
+    Raises:
+        TypeError: if ``mask`` is not bool.
+        ValueError: if ``mask`` cannot be broadcast to ``scores``.
+    """
+    check_mask(mask)
+    try:
+        return mask.expand_as(scores)
+    except RuntimeError as err:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} cannot be broadcast to scores of shape "
+            f"{tuple(scores.shape)}; pass (b, n) key masks as (b, 1, n)"
+        ) from err
+
+
 def masked_softmax(scores: Tensor, mask: Tensor | None = None, dim: int = -1) -> Tensor:
     """Softmax over ``dim`` that gives masked positions weight exactly 0.
 
@@ -81,14 +98,7 @@ def masked_softmax(scores: Tensor, mask: Tensor | None = None, dim: int = -1) ->
     compute_dtype = torch.promote_types(scores.dtype, torch.float32)
     if mask is None:
         return torch.softmax(scores, dim=dim, dtype=compute_dtype).to(scores.dtype)
-    check_mask(mask)
-    try:
-        mask = mask.expand_as(scores)
-    except RuntimeError as err:
-        raise ValueError(
-            f"mask of shape {tuple(mask.shape)} cannot be broadcast to scores of shape "
-            f"{tuple(scores.shape)}; pass (b, n) key masks as (b, 1, n)"
-        ) from err
+    mask = broadcast_mask(mask, scores)
     upcast = scores.to(compute_dtype).masked_fill(~mask, torch.finfo(compute_dtype).min)
     weights = torch.softmax(upcast, dim=dim)
     # zero masked positions explicitly: this also turns all-masked rows (uniform over
