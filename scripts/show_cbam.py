@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
 
+from vlkit.data.vqa import IMAGENET_MEAN, IMAGENET_STD
 from vlkit.vision import CBAM
 
 
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> Path:
         [v2.ToImage(), v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True)]
     )
     images = torch.stack([to_tensor(Image.open(p).convert("RGB")) for p in args.images])
-    normalised = v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])(images)
+    normalised = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(images)
     maps = spatial_maps(task.model.image_encoder, normalised)
     out = Path(args.out)
     render(images, maps).save(out)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torchvision.transforms import v2
 
+from vlkit.data.vqa import IMAGENET_MEAN, IMAGENET_STD
 from vlkit.vision import SpatialTransformer
 
 DEMO_THETA = torch.tensor(
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> Path:
     if args.ckpt:
         stn = trained_stn(args.ckpt)
         # the STN sees normalised images, as in training; it resamples the raw ones for display
-        normalised = v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])(images)
+        normalised = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(images)
         with torch.no_grad():
             theta = stn(normalised).theta
     else:

@@ -23,16 +23,10 @@ import yaml
 from pytorch_lightning.callbacks import Callback
 
 RECIPE = "recipes/vqa/easy_vqa_parallel.yaml"
-BASE = {
-    "backbone": "efficientnet_lite0",
-    "packaged_weights": True,
-    "freeze_backbone": True,
-    "feature_index": 3,
-    "dim": 256,
-    "hidden_dim": 256,
-    "dropout": 0.1,
-    "combine": "product",
-}
+# the recipe's own model_args; each variant overrides some of them
+BASE = yaml.safe_load((Path(__file__).resolve().parents[1] / RECIPE).read_text())["model"]["init_args"][
+    "model_args"
+]
 # variant -> (model_args overrides, task overrides)
 VARIANTS = {
     "none": ({}, {}),
