@@ -15,7 +15,7 @@ import math
 import pytest
 import torch
 
-from vlkit.fusion import AlternatingCoAttention, CoAttentionOutput, GuidedAttention, ParallelCoAttention
+from vlkit.fusion import AlternatingCoAttention, FusionOutput, GuidedAttention, ParallelCoAttention
 
 D_V, D_Q, K = 6, 3, 4  # d_v != d_q on purpose
 B, N, L = 2, 5, 4  # n != l so a swapped C / Cᵀ cannot pass by shape
@@ -132,7 +132,7 @@ def test_matches_loop_reference_without_masks(cls, seed):
     layer = make_layer(cls, seed)
     image, text = make_inputs(seed)
     out = layer(image, None, text, None)
-    assert isinstance(out, CoAttentionOutput)
+    assert isinstance(out, FusionOutput)
     assert_matches_reference(layer, out, image, text, [N] * B, [L] * B)
 
 
@@ -237,7 +237,7 @@ def test_all_masked_text_row_gives_zero_weights_and_no_nan(cls):
     image, text = (t.float() for t in make_inputs(9))
     text_mask = torch.tensor([[True] * L, [False] * L])
     out = layer(image, None, text, text_mask)
-    for t in out:
+    for t in (*out[:5], *out.maps.values()):
         assert torch.isfinite(t).all()
     assert (out.text_weights[1] == 0).all()
     assert (out.text[1] == 0).all()  # zero context
@@ -251,7 +251,7 @@ def test_gradients_reach_every_parameter(cls):
     layer = cls(D_V, D_Q, hidden_dim=K)
     image, text = (t.float() for t in make_inputs(10))
     out = layer(image, None, text, torch.tensor([[True] * L, [True, True, True, False]]))
-    loss = sum(t.sum() for t in out)
+    loss = out.image.sum() + out.text.sum()
     loss.backward()
     params = dict(layer.named_parameters())
     assert params  # the layer has parameters at all
@@ -370,3 +370,26 @@ def test_exact_values_under_constant_weights(cls):
     torch.testing.assert_close(
         out.text, torch.tensor([expected_q_hat], dtype=torch.float64), atol=1e-7, rtol=0
     )
+
+
+@pytest.mark.parametrize("cls", LAYERS, ids=LAYER_IDS)
+@pytest.mark.parametrize("combine", ["sum", "product", "concat"])
+def test_fused_joins_the_attended_vectors(cls, combine):
+    torch.manual_seed(0)
+    layer = cls(D_Q, D_Q, hidden_dim=K, combine=combine).eval()  # sum/product need d_v = d_q
+    g = torch.Generator().manual_seed(11)
+    image, text = torch.randn(B, N, D_Q, generator=g), torch.randn(B, L, D_Q, generator=g)
+    out = layer(image, None, text, None)
+    expected = {
+        "sum": out.image + out.text,
+        "product": out.image * out.text,
+        "concat": torch.cat([out.image, out.text], -1),
+    }[combine]
+    torch.testing.assert_close(out.fused, expected)
+    assert layer.output_dim == expected.shape[-1]
+
+
+@pytest.mark.parametrize("cls", LAYERS, ids=LAYER_IDS)
+def test_sum_with_different_widths_is_rejected(cls):
+    with pytest.raises(ValueError, match="equal image and text widths"):
+        cls(D_V, D_Q, hidden_dim=K, combine="sum")

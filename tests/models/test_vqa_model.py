@@ -6,9 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from vlkit.fusion import ParallelCoAttention
+from vlkit.fusion import FusionOutput, list_fusions
 from vlkit.models import (
-    COMBINE_MODES,
     VQAHead,
     VQAModel,
     VQAOutput,
@@ -17,8 +16,6 @@ from vlkit.models import (
     register_model,
     registry,
 )
-from vlkit.text import LSTMTextEncoder
-from vlkit.vision import ImageEncoder
 
 SMALL = {"dim": 32, "hidden_dim": 16, "embed_dim": 8}
 NUM_ANSWERS, VOCAB = 7, 20
@@ -142,7 +139,7 @@ def test_gradients_reach_every_parameter(name):
 
 
 # --------------------------------------------------------------------------------------
-# VQAModel combine modes, with stub parts so the joint vector is known exactly
+# VQAModel wiring, with stub parts so the fused vector is known exactly
 # --------------------------------------------------------------------------------------
 class StubImageEncoder(nn.Module):
     def forward(self, image):
@@ -157,80 +154,49 @@ class StubTextEncoder(nn.Module):
 
 
 class FixedFusion(nn.Module):
-    """Returns fixed attended vectors v̂, q̂ (and weights, unless ``with_weights=False``)."""
+    """Returns a fixed fused vector (and weights, unless ``with_weights=False``)."""
 
-    def __init__(self, v, q, with_weights=True):
+    def __init__(self, fused, with_weights=True):
         super().__init__()
-        self.v, self.q, self.with_weights = v, q, with_weights
+        self.fused, self.with_weights = fused, with_weights
 
     def forward(self, image, image_mask, text, text_mask):
-        b = image.shape[0]
-        v, q = self.v.expand(b, -1), self.q.expand(b, -1)
+        fused = self.fused.expand(image.shape[0], -1)
         if not self.with_weights:
-            return v, q
-        return v, q, image_mask.float() / image_mask.shape[1], text_mask.float()
+            return FusionOutput(fused)
+        return FusionOutput(
+            fused, image_weights=image_mask.float() / image_mask.shape[1], text_weights=text_mask.float()
+        )
 
 
-V_HAT = torch.tensor([[1.0, 2.0, -3.0]])
-Q_HAT = torch.tensor([[0.5, -1.0, 4.0]])
+FUSED = torch.tensor([[1.0, 2.0, -3.0]])
 
 
-@pytest.mark.parametrize(
-    "combine, expected",
-    [
-        ("sum", [[1.5, 1.0, 1.0]]),
-        ("product", [[0.5, -2.0, -12.0]]),
-        ("concat", [[1.0, 2.0, -3.0, 0.5, -1.0, 4.0]]),
-    ],
-)
-def test_combine_modes_exact(combine, expected):
-    model = VQAModel(StubImageEncoder(), StubTextEncoder(), FixedFusion(V_HAT, Q_HAT), nn.Identity(), combine)
+def test_model_feeds_fused_vector_to_head_and_passes_weights():
+    model = VQAModel(StubImageEncoder(), StubTextEncoder(), FixedFusion(FUSED), nn.Identity())
     out = model(torch.zeros(1, 3, 8, 8), torch.tensor([[2, 3, 0]]))
-    torch.testing.assert_close(out.logits, torch.tensor(expected))  # identity head: logits = joint vector
+    torch.testing.assert_close(out.logits, FUSED)  # identity head: logits = fused vector
     assert out.image_weights.shape == (1, 4)
     assert torch.equal(out.text_weights, torch.tensor([[1.0, 1.0, 0.0]]))
 
 
-def test_combine_mode_table():
-    assert set(COMBINE_MODES) == {"sum", "product", "concat"}
-
-
-def test_concat_needs_head_input_twice_dim():
-    dim = 32
-    torch.manual_seed(0)
-
-    def parts(head_dim):
-        return (
-            ImageEncoder("resnet10t", dim, feature_index=2),
-            LSTMTextEncoder(VOCAB, dim, embed_dim=8),
-            ParallelCoAttention(dim, dim, hidden_dim=16),
-            VQAHead(head_dim, NUM_ANSWERS, hidden_dim=16),
-        )
-
-    image, ids = torch.randn(2, 3, 32, 32), torch.tensor([[3, 4], [5, 0]])
-    model = VQAModel(*parts(2 * dim), combine="concat").eval()
-    assert model(image, ids).logits.shape == (2, NUM_ANSWERS)
-    wrong = VQAModel(*parts(dim), combine="concat").eval()
-    with pytest.raises(RuntimeError):  # the head's first Linear cannot take 2 · dim inputs
-        wrong(image, ids)
-
-
-def test_unknown_combine_raises():
-    with pytest.raises(ValueError, match="combine") as info:
-        VQAModel(
-            StubImageEncoder(), StubTextEncoder(), FixedFusion(V_HAT, Q_HAT), nn.Identity(), combine="max"
-        )
-    for mode in COMBINE_MODES:
-        assert mode in str(info.value)
-
-
 def test_fusion_without_weights_gives_none():
     model = VQAModel(
-        StubImageEncoder(), StubTextEncoder(), FixedFusion(V_HAT, Q_HAT, with_weights=False), nn.Identity()
+        StubImageEncoder(), StubTextEncoder(), FixedFusion(FUSED, with_weights=False), nn.Identity()
     )
     out = model(torch.zeros(2, 3, 8, 8), torch.tensor([[2, 3], [4, 0]]))
     assert out.image_weights is None and out.text_weights is None
-    torch.testing.assert_close(out.logits, (V_HAT + Q_HAT).expand(2, -1))
+    torch.testing.assert_close(out.logits, FUSED.expand(2, -1))
+
+
+@pytest.mark.parametrize("combine, width", [("concat", 64), ("product", 32), ("sum", 32)])
+def test_builder_combine_sets_head_width(combine, width):
+    model = create_model(
+        "vqa_small", num_answers=NUM_ANSWERS, vocab_size=VOCAB, combine=combine, **SMALL
+    ).eval()
+    assert model.fusion.combine == combine and model.fusion.output_dim == width
+    assert model.head.net[1].in_features == width
+    assert model(torch.randn(2, 3, 32, 32), torch.tensor([[3, 4], [5, 0]])).logits.shape == (2, NUM_ANSWERS)
 
 
 # --------------------------------------------------------------------------------------
@@ -369,3 +335,47 @@ def test_builder_passes_cbam_stn_and_partial_freeze_to_the_image_encoder():
     out = model(torch.randn(2, 3, 32, 32), torch.tensor([[3, 4, 0], [5, 0, 0]]))
     out.logits.sum().backward()
     assert encoder.input_stn.regressor[-1].weight.grad is not None
+
+
+# --------------------------------------------------------------------------------------
+# vqa_small with every fusion of the registry
+# --------------------------------------------------------------------------------------
+SMALL_FUSION_ARGS = {
+    "mcan": {"depth": 1, "num_heads": 2},
+    "cross_modal_transformer": {"depth": 1, "num_heads": 2},
+}
+
+
+@pytest.mark.parametrize("fusion", list_fusions())
+def test_vqa_small_with_every_fusion(fusion):
+    torch.manual_seed(0)
+    model = create_model(
+        "vqa_small",
+        num_answers=NUM_ANSWERS,
+        vocab_size=VOCAB,
+        fusion=fusion,
+        fusion_args=SMALL_FUSION_ARGS.get(fusion),
+        text_encoder="embedding" if fusion == "hierarchical_coattention" else "lstm",
+        **SMALL,
+    ).eval()
+    image = torch.randn(2, 3, 32, 32)
+    ids = torch.tensor([[3, 4, 5, 0], [9, 2, 0, 0]])
+    padded = torch.cat([ids, torch.zeros(2, 3, dtype=torch.long)], dim=1)
+    out, out_padded = model(image, ids), model(image, padded)
+    assert out.logits.shape == (2, NUM_ANSWERS)
+    assert model.head.net[1].in_features == model.fusion.output_dim
+    torch.testing.assert_close(out_padded.logits, out.logits, atol=1e-5, rtol=1e-5)
+
+
+def test_vqa_small_rejects_arguments_the_fusion_does_not_take():
+    with pytest.raises(ValueError, match="combine") as info:
+        create_model("vqa_small", num_answers=3, vocab_size=5, fusion="mfb", combine="sum", **SMALL)
+    assert "factor" in str(info.value)  # lists what MFB takes
+    with pytest.raises(ValueError, match="image_context"):
+        create_model(
+            "vqa_small", num_answers=3, vocab_size=5, fusion="mcan", hard_attention="gumbel", **SMALL
+        )
+    with pytest.raises(ValueError, match="unknown fusion 'nope'"):
+        create_model("vqa_small", num_answers=3, vocab_size=5, fusion="nope", **SMALL)
+    with pytest.raises(ValueError, match="fixes fusion"):
+        create_model("vqa_parallel_coattn_small", num_answers=3, vocab_size=5, fusion="mcan", **SMALL)

@@ -11,6 +11,7 @@ from vlkit.text import (
     LSTMTextEncoder,
     TextEncoderOutput,
     TransformerTextEncoder,
+    WordEmbeddingEncoder,
     create_text_encoder,
 )
 
@@ -124,7 +125,25 @@ def test_factory_builds_each_encoder():
     tf = create_text_encoder("transformer", VOCAB, 16, depth=3, num_heads=2, positions="learned")
     assert isinstance(tf, TransformerTextEncoder) and len(tf.blocks) == 3
     assert tf.blocks[0].attn.num_heads == 2 and hasattr(tf, "position_embedding")
-    assert set(TEXT_ENCODERS) == {"lstm", "transformer"}
+    emb = create_text_encoder("embedding", VOCAB, 16, dropout=0.0)
+    assert isinstance(emb, WordEmbeddingEncoder) and emb.embedding.embedding_dim == 16
+    assert set(TEXT_ENCODERS) == {"lstm", "transformer", "embedding"}
+
+
+def test_word_embedding_encoder_is_the_lookup_zeroed_at_padding():
+    torch.manual_seed(0)
+    enc = WordEmbeddingEncoder(VOCAB, 6)
+    ids = torch.tensor([[3, 4, 0], [5, 0, 0]])
+    out = enc(ids)
+    assert torch.equal(out.mask, ids != 0)
+    torch.testing.assert_close(out.features[0, :2], enc.embedding.weight[[3, 4]])
+    assert (out.features[ids == 0] == 0).all()
+    mask = torch.tensor([[True, False, False], [True, False, False]])  # an explicit mask wins
+    assert (enc(ids, mask).features[0, 1] == 0).all()
+    with pytest.raises(ValueError, match="vocab_size"):
+        WordEmbeddingEncoder(1, 4)
+    with pytest.raises(ValueError, match="token ids must lie"):
+        enc(torch.tensor([[VOCAB]]))
 
 
 def test_factory_unknown_name_lists_valid_ones():

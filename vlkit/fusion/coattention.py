@@ -10,54 +10,13 @@ Shape legend: ``b`` batch, ``n`` image regions, ``l`` text tokens, ``d_v`` image
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import Tensor, nn
 
-from vlkit.attention.masking import check_mask, masked_softmax
+from vlkit.attention.masking import masked_softmax
+from vlkit.fusion.common import COMBINE_MODES, FusionOutput, check_fusion_inputs, combined_dim
 
-__all__ = ["AlternatingCoAttention", "CoAttentionOutput", "GuidedAttention", "ParallelCoAttention"]
-
-
-class CoAttentionOutput(NamedTuple):
-    """Output of a co-attention layer.
-
-    Attributes:
-        image: ``(b, d_v)`` attended image vector ``v̂``.
-        text: ``(b, d_q)`` attended text vector ``q̂``.
-        image_weights: ``(b, n)`` attention over image regions ``a_v`` (0 where masked).
-        text_weights: ``(b, l)`` attention over text tokens ``a_q`` (0 where masked).
-    """
-
-    image: Tensor
-    text: Tensor
-    image_weights: Tensor
-    text_weights: Tensor
-
-
-def _check_inputs(
-    image: Tensor,
-    image_mask: Tensor | None,
-    text: Tensor,
-    text_mask: Tensor | None,
-    image_dim: int,
-    text_dim: int,
-) -> None:
-    if image.dim() != 3 or text.dim() != 3 or image.shape[0] != text.shape[0]:
-        raise ValueError(
-            f"image must be (b, n, d_v) and text (b, l, d_q) with the same b, got "
-            f"{tuple(image.shape)} and {tuple(text.shape)}"
-        )
-    if image.shape[-1] != image_dim or text.shape[-1] != text_dim:
-        raise ValueError(
-            f"expected image width {image_dim} and text width {text_dim}, got "
-            f"{image.shape[-1]} and {text.shape[-1]}; set image_dim/text_dim to match the encoders"
-        )
-    for name, mask, x in (("image_mask", image_mask, image), ("text_mask", text_mask, text)):
-        check_mask(mask, name)
-        if mask is not None and mask.shape != x.shape[:2]:
-            raise ValueError(f"{name} must have shape {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+__all__ = ["AlternatingCoAttention", "GuidedAttention", "ParallelCoAttention"]
 
 
 def _pool(x: Tensor, weights: Tensor, hard: nn.Module | None = None) -> Tensor:
@@ -90,14 +49,19 @@ class ParallelCoAttention(nn.Module):
         image_context: a :class:`vlkit.attention.HardContext` to pick one region from
             ``a_v`` instead of the soft sum ``v̂ = Σ a_v^i v_i`` (hard attention, Xu et al.,
             ICML 2015); None (default) for the paper's soft attention.
+        combine: how ``fused`` joins ``v̂`` and ``q̂``: ``"concat"`` (default, any widths),
+            ``"sum"`` (the paper's ``q̂ + v̂``, needs ``d_v = d_q``) or ``"product"`` (see
+            :data:`vlkit.fusion.COMBINE_MODES`).
 
     Shapes:
         ``forward(image: (b, n, d_v), image_mask: (b, n) bool | None, text: (b, l, d_q),
-        text_mask: (b, l) bool | None) -> CoAttentionOutput`` (True = attend).
+        text_mask: (b, l) bool | None) -> FusionOutput`` (True = attend) with ``fused``
+        ``(b, output_dim)``, ``image`` = ``v̂``, ``text`` = ``q̂``, ``image_weights`` = ``a_v``,
+        ``text_weights`` = ``a_q`` and ``maps["affinity"]`` = ``C`` ``(b, l, n)``.
 
     Raises:
-        ValueError: on wrongly shaped inputs or masks, or widths that differ from the
-            constructor's.
+        ValueError: on wrongly shaped inputs or masks, widths that differ from the
+            constructor's, or a ``combine`` mode that does not fit the widths.
         TypeError: if a mask is not bool.
     """
 
@@ -108,9 +72,11 @@ class ParallelCoAttention(nn.Module):
         hidden_dim: int = 512,
         dropout: float = 0.0,
         image_context: nn.Module | None = None,
+        combine: str = "concat",
     ) -> None:
         super().__init__()
         self.image_dim, self.text_dim = image_dim, text_dim
+        self.combine, self.output_dim = combine, combined_dim(combine, image_dim, text_dim)
         self.image_context = image_context
         self.affinity = nn.Parameter(torch.empty(text_dim, image_dim))  # W_b
         # qᵀ W_b v sums d_q·d_v products: this std gives it unit variance for unit-variance
@@ -124,8 +90,8 @@ class ParallelCoAttention(nn.Module):
 
     def forward(
         self, image: Tensor, image_mask: Tensor | None, text: Tensor, text_mask: Tensor | None
-    ) -> CoAttentionOutput:
-        _check_inputs(image, image_mask, text, text_mask, self.image_dim, self.text_dim)
+    ) -> FusionOutput:
+        check_fusion_inputs(image, image_mask, text, text_mask, self.image_dim, self.text_dim)
         affinity = torch.tanh(text @ self.affinity @ image.transpose(1, 2))  # C: (b, l, n)
         if text_mask is not None:
             affinity = affinity.masked_fill(~text_mask[:, :, None], 0.0)
@@ -137,11 +103,15 @@ class ParallelCoAttention(nn.Module):
         hidden_q = self.dropout(torch.tanh(text_h + affinity @ image_h))  # H_q: (b, l, k)
         image_weights = masked_softmax(self.image_score(hidden_v).squeeze(-1), image_mask)  # (b, n)
         text_weights = masked_softmax(self.text_score(hidden_q).squeeze(-1), text_mask)  # (b, l)
-        return CoAttentionOutput(
-            _pool(image, image_weights, self.image_context),
-            _pool(text, text_weights),
+        image_vec = _pool(image, image_weights, self.image_context)  # v̂: (b, d_v)
+        text_vec = _pool(text, text_weights)  # q̂: (b, d_q)
+        return FusionOutput(
+            COMBINE_MODES[self.combine](image_vec, text_vec),
+            image_vec,
+            text_vec,
             image_weights,
             text_weights,
+            maps={"affinity": affinity},
         )
 
 
@@ -207,14 +177,19 @@ class AlternatingCoAttention(nn.Module):
         dropout: dropout on the hidden layers during training, in ``[0, 1)``.
         image_context: a :class:`vlkit.attention.HardContext` making step 2 hard attention
             (one region ``v_s``, Xu et al., ICML 2015); None (default) for soft attention.
+        combine: how ``fused`` joins ``v̂`` and ``q̂``: ``"concat"`` (default, any widths),
+            ``"sum"`` (the paper's, needs ``d_v = d_q``) or ``"product"``.
 
     Shapes:
         ``forward(image: (b, n, d_v), image_mask: (b, n) bool | None, text: (b, l, d_q),
-        text_mask: (b, l) bool | None) -> CoAttentionOutput``; ``image_weights`` are step 2's,
-        ``text_weights`` step 3's. Masked positions get weight 0 and cannot change outputs.
+        text_mask: (b, l) bool | None) -> FusionOutput`` with ``fused`` ``(b, output_dim)``,
+        ``image`` = ``v̂``, ``text`` = ``q̂``; ``image_weights`` are step 2's, ``text_weights``
+        step 3's and ``maps["summary"]`` step 1's ``(b, l)``. Masked positions get weight 0
+        and cannot change outputs.
 
     Raises:
-        ValueError: on wrongly shaped inputs or masks.
+        ValueError: on wrongly shaped inputs or masks, or a ``combine`` mode that does not fit
+            the widths.
         TypeError: if a mask is not bool.
     """
 
@@ -225,18 +200,27 @@ class AlternatingCoAttention(nn.Module):
         hidden_dim: int = 512,
         dropout: float = 0.0,
         image_context: nn.Module | None = None,
+        combine: str = "concat",
     ) -> None:
         super().__init__()
         self.image_dim, self.text_dim = image_dim, text_dim
+        self.combine, self.output_dim = combine, combined_dim(combine, image_dim, text_dim)
         self.summarise_text = GuidedAttention(text_dim, None, hidden_dim, dropout)  # step 1
         self.attend_image = GuidedAttention(image_dim, text_dim, hidden_dim, dropout, image_context)  # step 2
         self.attend_text = GuidedAttention(text_dim, image_dim, hidden_dim, dropout)  # step 3
 
     def forward(
         self, image: Tensor, image_mask: Tensor | None, text: Tensor, text_mask: Tensor | None
-    ) -> CoAttentionOutput:
-        _check_inputs(image, image_mask, text, text_mask, self.image_dim, self.text_dim)
-        summary, _ = self.summarise_text(text, text_mask)  # ŝ: (b, d_q)
+    ) -> FusionOutput:
+        check_fusion_inputs(image, image_mask, text, text_mask, self.image_dim, self.text_dim)
+        summary, summary_weights = self.summarise_text(text, text_mask)  # ŝ: (b, d_q)
         image_vec, image_weights = self.attend_image(image, image_mask, summary)  # v̂: (b, d_v)
         text_vec, text_weights = self.attend_text(text, text_mask, image_vec)  # q̂: (b, d_q)
-        return CoAttentionOutput(image_vec, text_vec, image_weights, text_weights)
+        return FusionOutput(
+            COMBINE_MODES[self.combine](image_vec, text_vec),
+            image_vec,
+            text_vec,
+            image_weights,
+            text_weights,
+            maps={"summary": summary_weights},
+        )

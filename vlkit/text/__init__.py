@@ -1,8 +1,9 @@
 """Text modules: tokenisation and encoders that take token ids ``(b, l)``."""
 
 from vlkit.text.common import TextEncoderOutput, check_token_ids
+from vlkit.text.embedding import WordEmbeddingEncoder
 from vlkit.text.factory import TEXT_ENCODERS, create_text_encoder
-from vlkit.text.lstm import LSTMTextEncoder
+from vlkit.text.lstm import LSTMTextEncoder, packed_lstm
 from vlkit.text.tokenizer import PAD_TOKEN, UNK_TOKEN, WordTokenizer
 from vlkit.text.transformer import POSITION_ENCODINGS, TransformerTextEncoder
 
@@ -14,7 +15,9 @@ __all__ = [
     "LSTMTextEncoder",
     "TextEncoderOutput",
     "TransformerTextEncoder",
+    "WordEmbeddingEncoder",
     "WordTokenizer",
     "check_token_ids",
     "create_text_encoder",
+    "packed_lstm",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from vlkit.text.embedding import WordEmbeddingEncoder
 from vlkit.text.lstm import LSTMTextEncoder
 from vlkit.text.transformer import TransformerTextEncoder
 
@@ -13,6 +14,7 @@ __all__ = ["TEXT_ENCODERS", "create_text_encoder"]
 TEXT_ENCODERS: dict[str, type[nn.Module]] = {
     "lstm": LSTMTextEncoder,
     "transformer": TransformerTextEncoder,
+    "embedding": WordEmbeddingEncoder,
 }
 
 
@@ -29,11 +31,13 @@ def create_text_encoder(
     """Build a text encoder ``(ids (b, l), mask (b, l)) -> TextEncoderOutput(features (b, l, dim), mask)``.
 
     Args:
-        name: ``"lstm"`` (:class:`vlkit.text.LSTMTextEncoder`, bidirectional, one layer) or
-            ``"transformer"`` (:class:`vlkit.text.TransformerTextEncoder`).
+        name: ``"lstm"`` (:class:`vlkit.text.LSTMTextEncoder`, bidirectional, one layer),
+            ``"transformer"`` (:class:`vlkit.text.TransformerTextEncoder`) or ``"embedding"``
+            (:class:`vlkit.text.WordEmbeddingEncoder`, word embeddings only, for
+            :class:`vlkit.fusion.HierarchicalCoAttention`).
         vocab_size: number of token ids, padding (id 0) included.
         dim: output width.
-        embed_dim: word-embedding width of the LSTM (the Transformer embeds to ``dim``).
+        embed_dim: word-embedding width of the LSTM (the others embed to ``dim``).
         depth: Transformer blocks.
         num_heads: Transformer attention heads.
         positions: Transformer positions, ``"sinusoidal"`` or ``"learned"``.
@@ -46,6 +50,8 @@ def create_text_encoder(
         raise ValueError(f"unknown text encoder {name!r}; valid: {sorted(TEXT_ENCODERS)}")
     if name == "lstm":
         return LSTMTextEncoder(vocab_size, dim, embed_dim=embed_dim, dropout=dropout)
+    if name == "embedding":
+        return WordEmbeddingEncoder(vocab_size, dim, dropout=dropout)
     return TransformerTextEncoder(
         vocab_size, dim, depth=depth, num_heads=num_heads, positions=positions, dropout=dropout
     )

@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from vlkit.text.common import TextEncoderOutput, check_token_ids
 
-__all__ = ["LSTMTextEncoder"]
+__all__ = ["LSTMTextEncoder", "packed_lstm"]
 
 
 class LSTMTextEncoder(nn.Module):
@@ -72,15 +72,34 @@ class LSTMTextEncoder(nn.Module):
 
     def forward(self, token_ids: Tensor, mask: Tensor | None = None) -> TextEncoderOutput:
         mask = check_token_ids(token_ids, mask, self.vocab_size)
-        lengths = mask.sum(1)  # (b,)
-        positions = torch.arange(token_ids.shape[1], device=mask.device)
-        if not torch.equal(mask, positions[None, :] < lengths[:, None]):
-            raise ValueError("mask must be right-padded (all True positions before all False ones)")
-        embedded = self.dropout(self.embedding(token_ids))  # (b, l, e)
-        packed = pack_padded_sequence(
-            embedded, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
-        )
-        out, _ = self.lstm(packed)
-        features, _ = pad_packed_sequence(out, batch_first=True, total_length=token_ids.shape[1])  # (b, l, d)
+        features = packed_lstm(self.lstm, self.dropout(self.embedding(token_ids)), mask)  # (b, l, d)
         features = self.dropout(self.norm(features)) * mask[:, :, None].to(features.dtype)
         return TextEncoderOutput(features, mask)
+
+
+def packed_lstm(lstm: nn.LSTM, x: Tensor, mask: Tensor) -> Tensor:
+    """Run a ``batch_first`` LSTM over the kept prefix of each sequence only.
+
+    The sequences are packed, so padding never enters the recurrence (in either direction)
+    and cannot change the states of real positions; padded positions come back as zeros.
+
+    Args:
+        lstm: an :class:`torch.nn.LSTM` built with ``batch_first=True``.
+        x: ``(b, l, e)`` inputs.
+        mask: ``(b, l)`` bool, right-padded (True positions before False ones); a row with
+            no True position gives zeros.
+
+    Returns:
+        ``(b, l, d)`` hidden states (``d`` = hidden size × directions).
+
+    Raises:
+        ValueError: if the mask is not right-padded.
+    """
+    lengths = mask.sum(1)  # (b,)
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    if not torch.equal(mask, positions[None, :] < lengths[:, None]):
+        raise ValueError("mask must be right-padded (all True positions before all False ones)")
+    packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+    out, _ = lstm(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (b, l, d)
+    return out * mask[:, :, None].to(out.dtype)
