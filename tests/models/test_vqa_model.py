@@ -191,10 +191,15 @@ def test_fusion_without_weights_gives_none():
 
 @pytest.mark.parametrize("combine, width", [("concat", 64), ("product", 32), ("sum", 32)])
 def test_builder_combine_sets_head_width(combine, width):
+    fusion = {"name": "parallel_coattention", "combine": combine}
     model = create_model(
-        "vqa_small", num_answers=NUM_ANSWERS, vocab_size=VOCAB, combine=combine, **SMALL
+        "vqa_small", num_answers=NUM_ANSWERS, vocab_size=VOCAB, fusion=fusion, **SMALL
     ).eval()
     assert model.fusion.combine == combine and model.fusion.output_dim == width
+    preset = create_model(
+        "vqa_parallel_coattn_small", num_answers=NUM_ANSWERS, vocab_size=VOCAB, combine=combine, **SMALL
+    )
+    assert preset.fusion.combine == combine and preset.fusion.output_dim == width
     assert model.head.net[1].in_features == width
     assert model(torch.randn(2, 3, 32, 32), torch.tensor([[3, 4], [5, 0]])).logits.shape == (2, NUM_ANSWERS)
 
@@ -347,14 +352,13 @@ SMALL_FUSION_ARGS = {
 
 
 @pytest.mark.parametrize("fusion", list_fusions())
-def test_vqa_small_with_every_fusion(fusion):
+def test_vqa_small_with_every_fusion(fusion):  # a string, or a mapping with the layer's arguments
     torch.manual_seed(0)
     model = create_model(
         "vqa_small",
         num_answers=NUM_ANSWERS,
         vocab_size=VOCAB,
-        fusion=fusion,
-        fusion_args=SMALL_FUSION_ARGS.get(fusion),
+        fusion={"name": fusion, **SMALL_FUSION_ARGS[fusion]} if fusion in SMALL_FUSION_ARGS else fusion,
         text_encoder="embedding" if fusion == "hierarchical_coattention" else "lstm",
         **SMALL,
     ).eval()
@@ -369,7 +373,9 @@ def test_vqa_small_with_every_fusion(fusion):
 
 def test_vqa_small_rejects_arguments_the_fusion_does_not_take():
     with pytest.raises(ValueError, match="combine") as info:
-        create_model("vqa_small", num_answers=3, vocab_size=5, fusion="mfb", combine="sum", **SMALL)
+        create_model(
+            "vqa_small", num_answers=3, vocab_size=5, fusion={"name": "mfb", "combine": "sum"}, **SMALL
+        )
     assert "factor" in str(info.value)  # lists what MFB takes
     with pytest.raises(ValueError, match="image_context"):
         create_model(
@@ -377,5 +383,7 @@ def test_vqa_small_rejects_arguments_the_fusion_does_not_take():
         )
     with pytest.raises(ValueError, match="unknown fusion 'nope'"):
         create_model("vqa_small", num_answers=3, vocab_size=5, fusion="nope", **SMALL)
+    with pytest.raises(ValueError, match="'name' key"):
+        create_model("vqa_small", num_answers=3, vocab_size=5, fusion={"depth": 2}, **SMALL)
     with pytest.raises(ValueError, match="fixes fusion"):
         create_model("vqa_parallel_coattn_small", num_answers=3, vocab_size=5, fusion="mcan", **SMALL)

@@ -74,8 +74,7 @@ class VQAModel(nn.Module):
 def vqa_small(
     num_answers: int,
     vocab_size: int,
-    fusion: str = "parallel_coattention",
-    fusion_args: dict[str, Any] | None = None,
+    fusion: str | dict[str, Any] = "parallel_coattention",
     backbone: str = "resnet10t",
     feature_index: int = 2,
     dim: int = 256,
@@ -86,7 +85,6 @@ def vqa_small(
     packaged_weights: bool = False,
     freeze_backbone: bool | int = False,
     dropout: float = 0.1,
-    combine: str | None = None,
     text_encoder: str = "lstm",
     text_depth: int = 2,
     text_heads: int = 4,
@@ -102,10 +100,16 @@ def vqa_small(
     Args:
         num_answers: size of the answer vocabulary ``K``.
         vocab_size: size of the question vocabulary (padding included).
-        fusion: a name of :data:`vlkit.fusion.FUSIONS` (e.g. ``parallel_coattention``,
-            ``mcan``, ``mfb``, ``cross_modal_transformer``, ``gated``, ``product``).
-        fusion_args: further arguments of that fusion layer (e.g. ``{depth: 2, num_heads: 4}``
-            for MCAN); see its class.
+        fusion: the fusion layer, one YAML line: a name of :data:`vlkit.fusion.FUSIONS`
+            (e.g. ``mcan``, ``mfb``, ``cross_modal_transformer``, ``gated``, ``product``), or
+            a mapping with that ``name`` and the layer's other arguments, e.g.
+            ``{name: mcan, depth: 2}`` or ``{name: parallel_coattention, combine: product}``
+            (``combine``: how co-attention and cross-modal attention join their image and
+            text vectors; on easy-VQA with a 20-minute CPU budget, ``product`` learned
+            questions that compare a word with the image ("is there a red shape?") within
+            one epoch (543 steps, val accuracy 0.96), while ``sum`` still answered them from
+            the prior (0.74)). The layer gets ``hidden_dim`` and ``dropout`` from here unless
+            the mapping sets them.
         backbone: timm backbone name.
         feature_index: backbone stage read as regions (2 = stride 8 for ResNets).
         dim: width of region and token features (both encoders).
@@ -118,13 +122,6 @@ def vqa_small(
         freeze_backbone: keep the backbone's weights and BatchNorm statistics fixed: ``True``
             all of it, an integer ``k`` the stem and first ``k`` stages.
         dropout: dropout in the fusion and the head.
-        combine: for fusions that end with one image and one text vector (co-attention,
-            cross-modal attention): how they are joined, ``"sum"`` (Lu et al.'s ``q̂ + v̂``),
-            ``"product"`` (element-wise, Antol et al.) or ``"concat"``; None keeps the layer's
-            default. On easy-VQA with a 20-minute CPU budget, ``product`` learned questions
-            that compare a word with the image ("is there a red shape?") within one epoch
-            (543 steps, val accuracy 0.96), while ``sum`` still answered them from the prior
-            (0.74); with unlimited training both can fit.
         text_encoder: ``"lstm"`` (default), ``"transformer"`` or ``"embedding"`` (word
             embeddings only, the word level of ``hierarchical_coattention``); see
             :func:`vlkit.text.create_text_encoder`.
@@ -141,16 +138,19 @@ def vqa_small(
         stn: a spatial transformer in the image encoder: None, ``"input"`` or a stage index.
 
     Raises:
-        ValueError: an unknown fusion, or an argument (``combine``, ``hard_attention``, a key
-            of ``fusion_args``) that the chosen fusion does not take; the message lists what
-            it takes.
+        ValueError: an unknown fusion, a mapping without ``name``, or an argument (a key of
+            the mapping, or ``hard_attention``) that the chosen fusion does not take; the
+            message lists what it takes.
     """
-    fusion_kwargs = {"hidden_dim": hidden_dim, "dropout": dropout, **(fusion_args or {})}
-    if combine is not None:
-        fusion_kwargs["combine"] = combine
+    if isinstance(fusion, str):
+        fusion = {"name": fusion}
+    if "name" not in fusion:
+        raise ValueError(f"fusion must be a name or a mapping with a 'name' key, got {fusion!r}")
+    fusion_kwargs = {"hidden_dim": hidden_dim, "dropout": dropout}
+    fusion_kwargs.update((k, v) for k, v in fusion.items() if k != "name")
     if hard_attention is not None:
         fusion_kwargs["image_context"] = HardContext(hard_attention)
-    fusion_layer = create_fusion(fusion, dim, dim, **fusion_kwargs)
+    fusion_layer = create_fusion(fusion["name"], dim, dim, **fusion_kwargs)
     return VQAModel(
         image_encoder=ImageEncoder(
             backbone,
@@ -179,16 +179,18 @@ def vqa_small(
 
 
 def _preset(name: str, fusion: str) -> None:
-    """Register ``name`` = :func:`vqa_small` with ``fusion`` fixed (names older recipes use)."""
+    """Register ``name`` = :func:`vqa_small` with ``fusion`` fixed (the names of earlier recipes
+    and checkpoints, which pass ``combine`` beside the other arguments)."""
 
-    def builder(num_answers: int, vocab_size: int, **kwargs: Any) -> VQAModel:
+    def builder(num_answers: int, vocab_size: int, combine: str = "product", **kwargs: Any) -> VQAModel:
         if "fusion" in kwargs:
             raise ValueError(f"{name} fixes fusion={fusion!r}; use model vqa_small to choose another")
-        return vqa_small(num_answers, vocab_size, fusion=fusion, **kwargs)
+        return vqa_small(num_answers, vocab_size, fusion={"name": fusion, "combine": combine}, **kwargs)
 
     builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"""``vqa_small`` with ``fusion={fusion!r}`` ({FUSIONS[fusion][0].__name__}); the other
-    arguments are :func:`vqa_small`'s."""
+    builder.__doc__ = f"""``vqa_small`` with ``fusion={{name: {fusion}, combine: COMBINE}}``
+    ({FUSIONS[fusion][0].__name__}); ``combine`` (default ``"product"``) joins ``v̂`` and ``q̂``,
+    the other arguments are :func:`vqa_small`'s."""
     register_model(builder)
 
 
