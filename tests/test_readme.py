@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
@@ -32,7 +33,8 @@ def test_readme_python_example_runs(index):
     exec(compile(BLOCKS[index], f"README.md[python block {index}]", "exec"), namespace)  # noqa: S102
     for expr, shapes in stated_shapes(BLOCKS[index]):
         value = eval(expr, namespace)
-        got = [tuple(v) for v in (value if isinstance(value, tuple) else (value,))]
+        several = isinstance(value, tuple) and not isinstance(value, torch.Size)  # `a.shape, b.shape`
+        got = [tuple(v) for v in (value if several else (value,))]
         assert got == shapes, f"README states {expr} = {shapes}, got {got}"
     if "text_mask" in namespace:  # the fusion example: padding gets zero weight
         assert (namespace["out"].text_weights[:, 9:] == 0).all()
