@@ -40,7 +40,7 @@ VARIANTS = {
 
 
 COLUMNS = {
-    "variant": "variant",
+    "name": "variant",
     "test_vqa_acc": "test VQA accuracy",
     "train_s_per_epoch": "train s / epoch",
     "trainable_params": "trainable params",
@@ -56,7 +56,7 @@ def run(variant: str, epochs: int, extra: list[str]) -> dict:
     for key, value in task_args.items():
         overrides += [f"--model.init_args.{key}", str(value)]
     result = run_recipe(str(ROOT / RECIPE), variant, "runs/ablation", epochs, [*overrides, *extra])
-    return {"variant": variant, **result}
+    return result
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
