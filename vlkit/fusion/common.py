@@ -121,7 +121,7 @@ def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
     """
     if mask is None:
         return x.mean(1)
-    total = x.masked_fill(~mask[:, :, None], 0.0).sum(1)  # (b, d); padding values never enter
+    total = zero_padding(x, mask).sum(1)  # (b, d); padding values never enter
     return total / mask.sum(1, keepdim=True).clamp(min=1).to(x.dtype)
 
 

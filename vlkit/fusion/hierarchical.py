@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlkit.fusion.coattention import AlternatingCoAttention, ParallelCoAttention
-from vlkit.fusion.common import FusionOutput, check_fusion_inputs
+from vlkit.fusion.common import FusionOutput, check_fusion_inputs, zero_padding
 from vlkit.text.lstm import packed_lstm
 
 __all__ = ["COATTENTION_KINDS", "HierarchicalCoAttention"]
@@ -111,9 +111,8 @@ class HierarchicalCoAttention(nn.Module):
         check_fusion_inputs(image, image_mask, text, text_mask, self.image_dim, self.text_dim)
         if text_mask is None:
             text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
-        keep = text_mask[:, :, None].to(text.dtype)  # (b, l, 1)
-        words = text * keep  # Q^w, padding zeroed so the convolutions cannot see it
-        phrases = self.phrases(words) * keep  # Q^p
+        words = zero_padding(text, text_mask)  # Q^w, padding zeroed so the convolutions cannot see it
+        phrases = zero_padding(self.phrases(words), text_mask)  # Q^p
         question = packed_lstm(self.question_lstm, phrases, text_mask)  # Q^s
         outs = {
             level: self.coattention[level](image, image_mask, features, text_mask)
