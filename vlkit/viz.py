@@ -1,0 +1,305 @@
+"""Attention maps drawn over images with Pillow: heat-map colours, overlays and caption figures.
+
+Used by ``vlkit predict --save_attention`` for image captioning: one panel per generated word,
+showing where the decoder attended. Pillow, numpy and torch only (no matplotlib).
+
+Shape legend:
+    H, W   image height and width in pixels
+    h, w   rows and columns of the attention grid (image regions), n = h · w
+    T      number of generated words
+
+Region order: a ``(n,)`` weight vector is a row-major ``h × w`` grid, i.e. region ``i`` is at
+row ``i // w``, column ``i % w`` (the order of ``features.flatten(2).transpose(1, 2)`` for a
+``(b, d, h, w)`` feature map).
+
+This module is not imported by ``vlkit/__init__.py``; import it as ``vlkit.viz``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+
+ArrayLike = torch.Tensor | np.ndarray
+
+# matplotlib's 'inferno' sampled at 10 evenly spaced points (0, 1/9, ..., 1): black → purple → orange
+# → pale yellow. Perceptually uniform with monotonically increasing lightness, so the linear
+# interpolation between anchors is monotone in brightness too.
+INFERNO_ANCHORS = np.array(
+    [
+        (0x00, 0x00, 0x04),
+        (0x1B, 0x0C, 0x41),
+        (0x4A, 0x0C, 0x6B),
+        (0x78, 0x1C, 0x6D),
+        (0xA5, 0x2C, 0x60),
+        (0xCF, 0x44, 0x46),
+        (0xED, 0x69, 0x25),
+        (0xFB, 0x9B, 0x06),
+        (0xF7, 0xD1, 0x3D),
+        (0xFC, 0xFF, 0xA4),
+    ],
+    dtype=np.float64,
+)
+
+PANEL_PADDING = 4  # pixels of white around each panel and between a panel and its title
+IMAGE_TITLE = "image"
+
+
+def _as_float_array(values: ArrayLike, name: str) -> np.ndarray:
+    """A float64 numpy copy of a tensor (any device/dtype, detached) or array; NaN/inf rejected."""
+    if isinstance(values, torch.Tensor):
+        array = values.detach().to("cpu", torch.float64).numpy()
+    else:
+        array = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contain NaN or inf; pass finite attention weights")
+    return array
+
+
+def heatmap_colors(values: ArrayLike) -> np.ndarray:
+    """Map values in [0, 1] to RGB colours of the 'inferno' colormap.
+
+    The colormap is :data:`INFERNO_ANCHORS` (10 anchors of matplotlib's 'inferno') interpolated
+    linearly per channel: 0 → near-black ``(0, 0, 4)``, 1 → pale yellow ``(252, 255, 164)``,
+    brightness increasing monotonically in between.
+
+    Args:
+        values: ``(h, w)`` (any shape works) float array or tensor; values outside [0, 1] are
+            clipped.
+
+    Returns:
+        ``(h, w, 3)`` uint8 array (the input shape plus a trailing RGB axis).
+
+    Raises:
+        ValueError: if ``values`` contain NaN or inf.
+    """
+    v = np.clip(_as_float_array(values, "values"), 0.0, 1.0)
+    positions = np.linspace(0.0, 1.0, len(INFERNO_ANCHORS))
+    rgb = np.stack([np.interp(v, positions, INFERNO_ANCHORS[:, c]) for c in range(3)], axis=-1)
+    return np.rint(rgb).astype(np.uint8)
+
+
+def _weight_grid(weights: ArrayLike, grid_size: tuple[int, int] | None, name: str = "weights") -> np.ndarray:
+    """``(n,)`` with ``grid_size`` or ``(h, w)`` weights as a float64 ``(h, w)`` grid."""
+    grid = _as_float_array(weights, name)
+    if grid_size is not None and (len(grid_size) != 2 or min(grid_size) < 1):
+        raise ValueError(f"grid_size must be (h, w) with h, w >= 1, got {grid_size}")
+    if grid.ndim == 1:
+        if grid_size is None:
+            raise ValueError(
+                f"{name} of shape {tuple(grid.shape)} are a flat (n,) vector; pass grid_size=(h, w) "
+                "with h * w = n, or pass (h, w) weights"
+            )
+        h, w = grid_size
+        if h * w != grid.shape[0]:
+            raise ValueError(
+                f"grid_size {tuple(grid_size)} has {h} * {w} = {h * w} regions but {name} have "
+                f"n = {grid.shape[0]}; pass grid_size with h * w = n"
+            )
+        grid = grid.reshape(h, w)
+    elif grid.ndim == 2:
+        if grid_size is not None and tuple(grid_size) != grid.shape:
+            raise ValueError(
+                f"{name} have shape {tuple(grid.shape)} but grid_size is {tuple(grid_size)}; "
+                "drop grid_size or make them agree"
+            )
+    else:
+        raise ValueError(f"{name} must have shape (n,) or (h, w), got {tuple(grid.shape)}")
+    if grid.size == 0:
+        raise ValueError(f"{name} of shape {tuple(grid.shape)} are empty; the grid needs at least one region")
+    return grid
+
+
+def overlay_attention(
+    image: Image.Image,
+    weights: ArrayLike,
+    grid_size: tuple[int, int] | None = None,
+    alpha: float = 0.6,
+) -> Image.Image:
+    """Draw an attention map over an image as an 'inferno' heat map.
+
+    The weights are divided by their maximum (so the most attended region is 1; negative values
+    are clipped to 0), upsampled bilinearly (``align_corners=False``) to the image size, coloured
+    with :func:`heatmap_colors` and blended over the image with a per-pixel opacity of
+    ``alpha · a`` where ``a`` in [0, 1] is the normalised attention at that pixel::
+
+        out = (1 - alpha · a) · image + alpha · a · heatmap_colors(a)
+
+    So unattended pixels keep the image's colours and the most attended ones are
+    ``alpha``-opaque. All-zero weights (nothing attended) return the image unchanged, as does
+    ``alpha = 0``.
+
+    Args:
+        image: any-mode PIL image of size ``W × H`` (converted to RGB).
+        weights: ``(n,)`` attention weights over a row-major ``h × w`` region grid (then
+            ``grid_size`` is required) or ``(h, w)``; float, non-negative (e.g. a softmax
+            output), any scale.
+        grid_size: ``(h, w)`` with ``h · w = n`` for ``(n,)`` weights; optional for ``(h, w)``
+            weights (it must then equal their shape).
+        alpha: opacity of the heat map where the attention is highest, in [0, 1].
+
+    Returns:
+        RGB PIL image of the same size ``W × H`` as ``image``.
+
+    Raises:
+        ValueError: if ``weights`` are not ``(n,)`` or ``(h, w)``, ``(n,)`` weights come without
+            ``grid_size`` or with ``h · w ≠ n``, ``grid_size`` disagrees with ``(h, w)`` weights,
+            the weights are empty or not finite, or ``alpha`` is outside [0, 1].
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    grid = _weight_grid(weights, grid_size)
+    rgb = image.convert("RGB")
+    peak = grid.max()
+    if peak <= 0 or alpha == 0:
+        return rgb  # convert() always returns a new image
+    grid = np.clip(grid / peak, 0.0, 1.0)  # (h, w) in [0, 1]
+    width, height = rgb.size
+    upsampled = F.interpolate(
+        torch.from_numpy(grid)[None, None], size=(height, width), mode="bilinear", align_corners=False
+    )[0, 0].numpy()  # (H, W)
+    upsampled = np.clip(upsampled, 0.0, 1.0)
+    colours = heatmap_colors(upsampled).astype(np.float64)  # (H, W, 3)
+    opacity = (alpha * upsampled)[..., None]  # (H, W, 1)
+    pixels = np.asarray(rgb, dtype=np.float64)  # (H, W, 3)
+    blended = (1.0 - opacity) * pixels + opacity * colours
+    return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8), mode="RGB")
+
+
+def _fit(image: Image.Image, size: int) -> Image.Image:
+    """``image`` as RGB scaled (aspect ratio kept) so that its longer side is ``size`` pixels."""
+    rgb = image.convert("RGB")
+    width, height = rgb.size
+    scale = size / max(width, height)
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return rgb.resize(new_size, Image.Resampling.BICUBIC) if new_size != rgb.size else rgb.copy()
+
+
+def _fit_text(draw: ImageDraw.ImageDraw, text: str, font, max_width: int) -> str:
+    """``text``, shortened with a trailing '..' if it is wider than ``max_width`` pixels."""
+    if draw.textlength(text, font=font) <= max_width:
+        return text
+    while text and draw.textlength(text + "..", font=font) > max_width:
+        text = text[:-1]
+    return text + ".."
+
+
+def caption_attention_figure(
+    image: Image.Image,
+    words: list[str],
+    weights: ArrayLike,
+    grid_size: tuple[int, int] | None = None,
+    columns: int = 5,
+    panel_size: int = 128,
+) -> Image.Image:
+    """A grid of panels showing where a captioning model attended for each generated word.
+
+    The first panel is the plain image titled "image"; then one panel per word with
+    :func:`overlay_attention` of that word's weights (each normalised by its own maximum) and
+    the word written under it. Panels are laid out row by row, ``columns`` per row, on a white
+    background. The image is scaled (aspect ratio kept) so that its longer side is
+    ``panel_size`` pixels; titles wider than the panel are shortened with "..".
+
+    Every panel occupies a cell of ``panel_size + 2 · PANEL_PADDING`` pixels wide and
+    ``panel_size`` plus a title strip tall; the figure is ``min(columns, T + 1)`` cells wide
+    and ``ceil((T + 1) / columns)`` cells tall.
+
+    Args:
+        image: any-mode PIL image.
+        words: the ``T`` generated words (strings), in order.
+        weights: ``(T, n)`` attention weights over a row-major ``h × w`` region grid (then
+            ``grid_size`` is required) or ``(T, h, w)``; float, non-negative; tensor or array.
+        grid_size: ``(h, w)`` with ``h · w = n`` for ``(T, n)`` weights.
+        columns: panels per row, at least 1.
+        panel_size: the longer side of each panel's image in pixels, at least 1.
+
+    Returns:
+        RGB PIL image.
+
+    Raises:
+        TypeError: if ``words`` is a single string instead of a list of words.
+        ValueError: if the number of words is not ``T``, ``weights`` are
+            not ``(T, n)`` or ``(T, h, w)``, ``grid_size`` is missing or ``h · w ≠ n``,
+            ``columns < 1`` or ``panel_size < 1``.
+    """
+    if columns < 1:
+        raise ValueError(f"columns must be at least 1, got {columns}")
+    if panel_size < 1:
+        raise ValueError(f"panel_size must be at least 1, got {panel_size}")
+    if isinstance(words, str):
+        raise TypeError("words must be a list of strings (one per generated word), not one string")
+    maps = _as_float_array(weights, "weights")
+    if maps.ndim not in (2, 3):
+        raise ValueError(f"weights must have shape (T, n) or (T, h, w), got {tuple(maps.shape)}")
+    if maps.shape[0] != len(words):
+        raise ValueError(
+            f"weights have T = {maps.shape[0]} rows but there are {len(words)} words; "
+            "pass one row of weights per word"
+        )
+    grids = [_weight_grid(m, grid_size, name=f"weights[{t}]") for t, m in enumerate(maps)]
+
+    font = ImageFont.load_default()
+    thumb = _fit(image, panel_size)
+    title_height = math.ceil(font.getbbox("Agjy|")[3]) + PANEL_PADDING  # tallest glyphs + padding
+    cell_width = panel_size + 2 * PANEL_PADDING
+    cell_height = panel_size + 2 * PANEL_PADDING + title_height
+
+    panels = [(IMAGE_TITLE, thumb.copy())] + [
+        (word, overlay_attention(thumb, grid)) for word, grid in zip(words, grids)
+    ]
+    num_columns = min(columns, len(panels))
+    num_rows = math.ceil(len(panels) / columns)
+    figure = Image.new("RGB", (num_columns * cell_width, num_rows * cell_height), "white")
+    draw = ImageDraw.Draw(figure)
+    for index, (title, panel) in enumerate(panels):
+        x0 = (index % columns) * cell_width
+        y0 = (index // columns) * cell_height
+        # centre the (possibly non-square) panel in its panel_size × panel_size box
+        figure.paste(
+            panel,
+            (
+                x0 + PANEL_PADDING + (panel_size - panel.width) // 2,
+                y0 + PANEL_PADDING + (panel_size - panel.height) // 2,
+            ),
+        )
+        text = _fit_text(draw, str(title), font, panel_size)
+        text_x = x0 + PANEL_PADDING + (panel_size - draw.textlength(text, font=font)) / 2
+        draw.text((text_x, y0 + 2 * PANEL_PADDING + panel_size), text, fill="black", font=font)
+    return figure
+
+
+def save_caption_attention(
+    path: str | Path,
+    image: Image.Image,
+    words: list[str],
+    weights: ArrayLike,
+    grid_size: tuple[int, int] | None = None,
+    *,
+    columns: int = 5,
+    panel_size: int = 128,
+) -> Path:
+    """Write :func:`caption_attention_figure` as a PNG, creating missing parent folders.
+
+    Args:
+        path: where to write the PNG (written as PNG whatever the suffix).
+        image, words, weights, grid_size, columns, panel_size: as in
+            :func:`caption_attention_figure`.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        TypeError, ValueError: as :func:`caption_attention_figure`.
+    """
+    figure = caption_attention_figure(
+        image, words, weights, grid_size=grid_size, columns=columns, panel_size=panel_size
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.save(path, format="PNG")
+    return path
