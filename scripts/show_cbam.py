@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
 
-from vlkit.data.vqa import IMAGENET_MEAN, IMAGENET_STD
+from vlkit.data.common import IMAGENET_MEAN, IMAGENET_STD
 from vlkit.vision import CBAM
 
 

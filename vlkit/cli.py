@@ -36,7 +36,7 @@ class VLKitCLI(LightningCLI):
             default=True,
             help="after `fit`, evaluate the best checkpoint on the test split",
         )
-        for source in ("vocabulary", "answers", "multi_answer"):
+        for source in ("vocabulary", "answers", "multi_answer", "tokenizer_name"):
             parser.link_arguments(f"data.{source}", f"model.init_args.{source}", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs):
@@ -101,7 +101,7 @@ def predict_main(args: list[str] | None = None) -> list[tuple[str, float]]:
     from rich.console import Console
     from rich.table import Table
 
-    from vlkit.data.vqa import image_transform, load_image
+    from vlkit.data.common import image_transform, load_image
     from vlkit.tasks import VQATask
     from vlkit.text import WordTokenizer
 

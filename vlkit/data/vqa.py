@@ -1,11 +1,6 @@
 """VQA data: any Hugging Face ``DatasetDict`` with image / question / answer(s) columns.
 
-Bad samples follow ``on_bad_sample``:
-
-- ``"error"`` (default): a ``BadSampleError`` naming the split, row and column.
-- ``"skip"``: the sample is left out, counted and reported (a warning when the data is
-  prepared for text problems; a per-epoch count logged by the task as ``<split>/skipped``
-  for unreadable images, which are only found when decoded).
+Bad samples follow ``on_bad_sample`` (see :mod:`vlkit.data.common`).
 
 Answers outside the answer vocabulary are never an error: the vocabulary is the top-K
 training answers by design. Training questions with no answer in the vocabulary are
@@ -15,21 +10,27 @@ questions are all kept, so such questions score 0 as in the official VQA metric.
 
 from __future__ import annotations
 
-import io
 import logging
-import random
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
 import torch
-from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
+from torch.utils.data import DataLoader
 
-from vlkit.data.sources import load_dataset_dict
+from vlkit.data.common import (
+    BadSampleError,
+    ImageRows,
+    check_bad_sample_policy,
+    image_transform,
+    kept_samples,
+    load_image,
+    load_splits,
+    make_loader,
+    pad_ids,
+)
 from vlkit.text.tokenizer import WordTokenizer
 
 __all__ = [
@@ -44,14 +45,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-_BAD_SAMPLE_POLICIES = ("error", "skip")
-
-
-class BadSampleError(ValueError):
-    """A sample that cannot be used; the message names the split, row and column."""
 
 
 class VQABatch(NamedTuple):
@@ -124,41 +117,6 @@ def soft_scores(answers: list[str], index: dict[str, int]) -> dict[int, float]:
     return {index[a]: min(c / 3.0, 1.0) for a, c in counts.items() if a in index}
 
 
-def load_image(value: Any) -> Image.Image:
-    """Open an image cell (``{"bytes", "path"}`` dict, path string, or PIL image) as RGB.
-
-    Any mode (grayscale, palette, RGBA, CMYK, 16-bit) is converted to 8-bit RGB.
-
-    Raises:
-        OSError / ValueError: if the bytes or file cannot be decoded.
-    """
-    if isinstance(value, Image.Image):
-        image = value
-    elif isinstance(value, dict) and value.get("bytes") is not None:
-        image = Image.open(io.BytesIO(value["bytes"]))
-    elif isinstance(value, dict) and value.get("path"):
-        image = Image.open(value["path"])
-    elif isinstance(value, str):
-        image = Image.open(value)
-    else:
-        raise ValueError(f"no image bytes or path in cell {value!r}")
-    image.load()
-    return image.convert("RGB")
-
-
-def image_transform(image_size: int, train: bool, augment: bool) -> v2.Compose:
-    """torchvision transform: resize to ``image_size²``, optional horizontal flip, normalise.
-
-    Only geometric augmentation is used: colour jitter would change the answer to colour
-    questions.
-    """
-    steps: list = [v2.ToImage(), v2.Resize((image_size, image_size), antialias=True)]
-    if train and augment:
-        steps.append(v2.RandomHorizontalFlip())
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    return v2.Compose(steps)
-
-
 @dataclass
 class _Split:
     """The prepared text side of one split."""
@@ -170,41 +128,27 @@ class _Split:
     scores: list[dict[int, float]]
 
 
-class _VQADataset(Dataset):
+class _VQADataset(ImageRows):
     def __init__(
-        self, hf_split: Any, split: _Split, image_column: str, transform: v2.Compose, on_bad_sample: str
+        self, hf_split: Any, split: _Split, image_column: str, transform, on_bad_sample: str
     ) -> None:
-        self.images = hf_split.select_columns([image_column])
-        self.split, self.image_column, self.transform = split, image_column, transform
-        self.on_bad_sample = on_bad_sample
+        super().__init__(hf_split, split.name, image_column, transform, on_bad_sample)
+        self.split = split
 
     def __len__(self) -> int:
         return len(self.split.rows)
 
     def __getitem__(self, i: int) -> tuple | None:
-        row = self.split.rows[i]
-        try:
-            image = self.transform(load_image(self.images[row][self.image_column]))
-        except Exception as err:  # any decoding failure makes the sample unusable
-            if self.on_bad_sample == "skip":
-                log.warning("skipping %s row %d: unreadable image (%s)", self.split.name, row, err)
-                return None
-            raise BadSampleError(
-                f"split {self.split.name!r}, row {row}, column {self.image_column!r}: cannot read the image "
-                f"({type(err).__name__}: {err}). Fix or remove the row, or set on_bad_sample: skip"
-            ) from err
+        image = self.image(self.split.rows[i])
+        if image is None:
+            return None
         return image, self.split.question_ids[i], self.split.label[i], self.split.scores[i]
 
 
 def _collate(samples: list, num_answers: int, multi_answer: bool) -> VQABatch:
-    kept = [s for s in samples if s is not None]
-    if not kept:
-        raise BadSampleError(f"every sample of a batch of {len(samples)} was unreadable")
+    kept = kept_samples(samples)
     images, ids, labels, scores = zip(*kept)
-    length = max(len(x) for x in ids)
-    question_ids = torch.zeros(len(kept), length, dtype=torch.long)
-    for row, x in enumerate(ids):
-        question_ids[row, : len(x)] = torch.tensor(x)
+    question_ids = pad_ids(ids)
     score_matrix = torch.zeros(len(kept), num_answers)
     for row, s in enumerate(scores):
         for answer, value in s.items():
@@ -278,10 +222,7 @@ class VQADataModule(pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if on_bad_sample not in _BAD_SAMPLE_POLICIES:
-            raise ValueError(
-                f"on_bad_sample must be one of {list(_BAD_SAMPLE_POLICIES)}, got {on_bad_sample!r}"
-            )
+        check_bad_sample_policy(on_bad_sample)
         if num_answers < 1 or batch_size < 1 or num_workers < 0 or image_size < 1:
             raise ValueError("num_answers, batch_size and image_size must be >= 1 and num_workers >= 0")
         if not 0.0 < val_fraction < 1.0:
@@ -321,18 +262,6 @@ class VQADataModule(pl.LightningDataModule):
         return self._multi_answer
 
     # -- preparation ----------------------------------------------------------------------
-    def _check_columns(self, name: str, split: Any) -> None:
-        for role, column in (
-            ("image_column", self.image_column),
-            ("question_column", self.question_column),
-            ("answer_column", self.answer_column),
-        ):
-            if column not in split.column_names:
-                raise ValueError(
-                    f"split {name!r} has no column {column!r} (set by {role}); its columns are "
-                    f"{split.column_names}. Set {role} in the data section of the recipe."
-                )
-
     def _questions(self, name: str, split: Any) -> tuple[list[int], list[str]]:
         """Row indices and questions, with empty questions handled by ``on_bad_sample``."""
         rows, questions, bad = [], [], []
@@ -366,36 +295,19 @@ class VQADataModule(pl.LightningDataModule):
     def _prepare(self) -> None:
         if self._prepared:
             return
-        import datasets
-
-        data = load_dataset_dict(self.dataset, self.hparams.dataset_config)
-        names = self.split_names
-        if names["train"] not in data:
-            raise ValueError(
-                f"no training split {names['train']!r}; the dataset has splits {list(data)}. Set train_split."
-            )
-        hf = {"train": data[names["train"]]}
-        if names["validation"] in data:
-            hf["validation"] = data[names["validation"]]
-        else:
-            order = list(range(len(hf["train"])))
-            random.Random(self.hparams.seed).shuffle(order)
-            cut = int(len(order) * self.hparams.val_fraction)
-            log.info("no split %r: holding out %d training rows for validation", names["validation"], cut)
-            hf["validation"] = hf["train"].select(sorted(order[:cut]))
-            hf["train"] = hf["train"].select(sorted(order[cut:]))
-        if names["test"] in data:
-            hf["test"] = data[names["test"]]
-        if self.hparams.max_samples is not None:
-            hf = {k: v.select(range(min(len(v), self.hparams.max_samples))) for k, v in hf.items()}
-        for name, split in hf.items():
-            if len(split) == 0:
-                raise ValueError(f"split {name!r} is empty")
-            self._check_columns(name, split)
-            feature = split.features.get(self.image_column)
-            if isinstance(feature, datasets.Image):
-                split = split.cast_column(self.image_column, datasets.Image(decode=False))
-            hf[name] = split
+        hf = load_splits(
+            self.dataset,
+            self.hparams.dataset_config,
+            self.split_names,
+            {
+                "image_column": self.image_column,
+                "question_column": self.question_column,
+                "answer_column": self.answer_column,
+            },
+            self.hparams.val_fraction,
+            self.hparams.seed,
+            self.hparams.max_samples,
+        )
 
         self.skipped_rows: dict[str, list[int]] = {}
         text = {name: self._questions(name, split) for name, split in hf.items()}
@@ -461,17 +373,8 @@ class VQADataModule(pl.LightningDataModule):
             image_transform(self.hparams.image_size, train, self.hparams.augment),
             self.hparams.on_bad_sample,
         )
-        workers = self.hparams.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=self.hparams.batch_size,
-            shuffle=train,
-            num_workers=workers,
-            collate_fn=_CollateFn(len(self._answers), self._multi_answer),
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=workers > 0,
-            drop_last=False,
-        )
+        collate = _CollateFn(len(self._answers), self._multi_answer)
+        return make_loader(dataset, self.hparams.batch_size, train, self.hparams.num_workers, collate)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

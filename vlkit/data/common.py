@@ -1,0 +1,233 @@
+"""What every task's DataModule shares: splits, images, bad samples, loaders.
+
+Bad samples follow ``on_bad_sample``:
+
+- ``"error"`` (default): a :class:`BadSampleError` naming the split, row and column.
+- ``"skip"``: the sample is left out, counted and reported (a warning when the data is
+  prepared, for text problems; a per-batch count logged by the task as ``<split>/skipped``
+  for unreadable images, which are only found when decoded).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from vlkit.data.sources import load_dataset_dict
+
+__all__ = [
+    "BAD_SAMPLE_POLICIES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "BadSampleError",
+    "ImageRows",
+    "check_bad_sample_policy",
+    "image_transform",
+    "kept_samples",
+    "load_image",
+    "load_splits",
+    "make_loader",
+    "pad_ids",
+]
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BAD_SAMPLE_POLICIES = ("error", "skip")
+
+
+class BadSampleError(ValueError):
+    """A sample that cannot be used; the message names the split, row and column."""
+
+
+def check_bad_sample_policy(on_bad_sample: str) -> None:
+    """Raise ValueError unless ``on_bad_sample`` is one of :data:`BAD_SAMPLE_POLICIES`."""
+    if on_bad_sample not in BAD_SAMPLE_POLICIES:
+        raise ValueError(f"on_bad_sample must be one of {list(BAD_SAMPLE_POLICIES)}, got {on_bad_sample!r}")
+
+
+def load_image(value: Any) -> Image.Image:
+    """Open an image cell (``{"bytes", "path"}`` dict, path string, or PIL image) as RGB.
+
+    Any mode (grayscale, palette, RGBA, CMYK, 16-bit) is converted to 8-bit RGB.
+
+    Raises:
+        OSError / ValueError: if the bytes or file cannot be decoded.
+    """
+    if isinstance(value, Image.Image):
+        image = value
+    elif isinstance(value, dict) and value.get("bytes") is not None:
+        image = Image.open(io.BytesIO(value["bytes"]))
+    elif isinstance(value, dict) and value.get("path"):
+        image = Image.open(value["path"])
+    elif isinstance(value, str):
+        image = Image.open(value)
+    else:
+        raise ValueError(f"no image bytes or path in cell {value!r}")
+    image.load()
+    return image.convert("RGB")
+
+
+def image_transform(image_size: int, train: bool, augment: bool) -> v2.Compose:
+    """torchvision transform: resize to ``image_size²``, optional horizontal flip, normalise.
+
+    Only geometric augmentation is used: colour jitter would change the answer to colour
+    questions.
+    """
+    steps: list = [v2.ToImage(), v2.Resize((image_size, image_size), antialias=True)]
+    if train and augment:
+        steps.append(v2.RandomHorizontalFlip())
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    return v2.Compose(steps)
+
+
+def load_splits(
+    dataset: Any,
+    dataset_config: str | None,
+    split_names: dict[str, str],
+    columns: dict[str, str],
+    val_fraction: float,
+    seed: int,
+    max_samples: int | None,
+) -> dict[str, Any]:
+    """The ``train`` / ``validation`` / ``test`` splits of a dataset, checked and ready to read.
+
+    Args:
+        dataset: anything :func:`vlkit.data.load_dataset_dict` accepts.
+        dataset_config: configuration name for ``datasets.load_dataset``.
+        split_names: ``{"train": ..., "validation": ..., "test": ...}`` names in the dataset.
+            A missing validation split is carved out of train (``val_fraction`` of its rows,
+            chosen with ``seed``); a missing test split is left out.
+        columns: ``{argument name: column}`` that every split must have, e.g.
+            ``{"image_column": "image"}``; the ``image_column`` entry, if any, is set to
+            undecoded (decoded later, in the loader's workers).
+        val_fraction: see ``split_names``, in ``(0, 1)``.
+        seed: seed of the held-out validation rows.
+        max_samples: keep only the first ``max_samples`` rows of each split (smoke runs).
+
+    Returns:
+        ``{"train": Dataset, "validation": Dataset, "test"?: Dataset}``.
+
+    Raises:
+        ValueError: no training split, an empty split, or a missing column (the message lists
+            the available splits or columns and the argument to set).
+    """
+    import datasets
+
+    data = load_dataset_dict(dataset, dataset_config)
+    if split_names["train"] not in data:
+        raise ValueError(
+            f"no training split {split_names['train']!r}; the dataset has splits {list(data)}. Set train_split."
+        )
+    hf = {"train": data[split_names["train"]]}
+    if split_names["validation"] in data:
+        hf["validation"] = data[split_names["validation"]]
+    else:
+        order = list(range(len(hf["train"])))
+        random.Random(seed).shuffle(order)
+        cut = int(len(order) * val_fraction)
+        log.info("no split %r: holding out %d training rows for validation", split_names["validation"], cut)
+        hf["validation"] = hf["train"].select(sorted(order[:cut]))
+        hf["train"] = hf["train"].select(sorted(order[cut:]))
+    if split_names["test"] in data:
+        hf["test"] = data[split_names["test"]]
+    if max_samples is not None:
+        hf = {k: v.select(range(min(len(v), max_samples))) for k, v in hf.items()}
+    image_column = columns.get("image_column")
+    for name, split in hf.items():
+        if len(split) == 0:
+            raise ValueError(f"split {name!r} is empty")
+        for role, column in columns.items():
+            if column not in split.column_names:
+                raise ValueError(
+                    f"split {name!r} has no column {column!r} (set by {role}); its columns are "
+                    f"{split.column_names}. Set {role} in the data section of the recipe."
+                )
+        if image_column is not None and isinstance(split.features.get(image_column), datasets.Image):
+            hf[name] = split.cast_column(image_column, datasets.Image(decode=False))
+    return hf
+
+
+class ImageRows(Dataset):
+    """Base dataset: the images of one split's rows, decoded and transformed on access.
+
+    Subclasses implement ``__len__`` and ``__getitem__`` and call :meth:`image`.
+
+    Args:
+        hf_split: the ``datasets.Dataset`` (image column undecoded).
+        split: the split's name, for messages.
+        image_column: the image column.
+        transform: image transform (see :func:`image_transform`).
+        on_bad_sample: ``"error"`` or ``"skip"``.
+    """
+
+    def __init__(
+        self, hf_split: Any, split: str, image_column: str, transform: Callable, on_bad_sample: str
+    ) -> None:
+        self.images = hf_split.select_columns([image_column])
+        self.split_name, self.image_column, self.transform = split, image_column, transform
+        self.on_bad_sample = on_bad_sample
+
+    def image(self, row: int) -> Tensor | None:
+        """The transformed image of ``row``, or None if unreadable and ``on_bad_sample="skip"``.
+
+        Raises:
+            BadSampleError: unreadable image with ``on_bad_sample="error"``.
+        """
+        try:
+            return self.transform(load_image(self.images[row][self.image_column]))
+        except Exception as err:  # any decoding failure makes the sample unusable
+            if self.on_bad_sample == "skip":
+                log.warning("skipping %s row %d: unreadable image (%s)", self.split_name, row, err)
+                return None
+            raise BadSampleError(
+                f"split {self.split_name!r}, row {row}, column {self.image_column!r}: cannot read the image "
+                f"({type(err).__name__}: {err}). Fix or remove the row, or set on_bad_sample: skip"
+            ) from err
+
+
+def kept_samples(samples: list) -> list:
+    """The samples of a batch that were readable (not None).
+
+    Raises:
+        BadSampleError: if none was.
+    """
+    kept = [s for s in samples if s is not None]
+    if not kept:
+        raise BadSampleError(f"every sample of a batch of {len(samples)} was unreadable")
+    return kept
+
+
+def pad_ids(sequences: list[list[int]] | tuple, pad_id: int = 0) -> Tensor:
+    """Right-pad integer sequences into a ``(b, max length)`` int64 tensor."""
+    length = max(len(x) for x in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    for row, x in enumerate(sequences):
+        ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
+    return ids
+
+
+def make_loader(
+    dataset: Dataset, batch_size: int, train: bool, num_workers: int, collate_fn: Callable
+) -> DataLoader:
+    """A DataLoader: shuffled for training, workers kept alive between epochs, pinned memory on GPU."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+        drop_last=False,
+    )
