@@ -122,7 +122,7 @@ def test_short_fit_learns_the_tiny_dataset(tiny_vqa, tmp_path):
 
 
 def test_warmup_cosine_factor_by_hand():
-    from vlkit.tasks.vqa import warmup_cosine
+    from vlkit.tasks.common import warmup_cosine
 
     assert warmup_cosine(0, warmup=10, total=110, min_ratio=0.1) == pytest.approx(1e-3)
     assert warmup_cosine(5, warmup=10, total=110, min_ratio=0.1) == pytest.approx(1e-3 + (1 - 1e-3) * 0.5)

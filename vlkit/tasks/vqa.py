@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -15,6 +12,7 @@ from vlkit.attention import hard_attention_loss
 from vlkit.data.vqa import VQABatch
 from vlkit.metrics import ExactMatchAccuracy, VQAAccuracy
 from vlkit.models import VQAOutput, create_model, list_models
+from vlkit.tasks.common import TrainingTask
 
 __all__ = ["VQATask"]
 
@@ -22,7 +20,7 @@ log = logging.getLogger(__name__)
 _SPLITS = ("train", "val", "test")
 
 
-class VQATask(pl.LightningModule):
+class VQATask(TrainingTask):
     """Trains a registered VQA model (SPEC.md section 5).
 
     Loss: cross-entropy on the answer index when each question has one answer; binary
@@ -78,15 +76,7 @@ class VQATask(pl.LightningModule):
                 "VQATask needs the question vocabulary and the answer list; `vlkit fit` links them from "
                 "the DataModule, in Python pass vocabulary=dm.vocabulary, answers=dm.answers"
             )
-        if (
-            lr <= 0
-            or not 0 <= warmup_fraction < 1
-            or not 0 <= min_lr_ratio <= 1
-            or not 0 <= backbone_lr_ratio <= 1
-        ):
-            raise ValueError(
-                "need lr > 0, 0 <= warmup_fraction < 1, 0 <= min_lr_ratio <= 1 and 0 <= backbone_lr_ratio <= 1"
-            )
+        self.check_optimizer_args(lr, warmup_fraction, min_lr_ratio, backbone_lr_ratio)
         self.save_hyperparameters()
         self.model = create_model(
             model, num_answers=len(answers), vocab_size=len(vocabulary), **(model_args or {})
@@ -149,17 +139,7 @@ class VQATask(pl.LightningModule):
                 on_epoch=True,
                 prog_bar=name == "vqa_acc",
             )
-        self.log(
-            f"{split}/skipped",
-            float(batch.num_skipped),
-            batch_size=1,
-            on_step=False,
-            on_epoch=True,
-            reduce_fx="sum",
-            sync_dist=True,
-        )
-        if batch.num_skipped:
-            log.warning("%s: %d unreadable sample(s) skipped in this batch", split, batch.num_skipped)
+        self.log_skipped(split, batch.num_skipped)
         return total
 
     def training_step(self, batch: VQABatch, batch_idx: int) -> Tensor:
@@ -181,39 +161,3 @@ class VQATask(pl.LightningModule):
             [(self.answers[i], float(p)) for p, i in zip(v, ix)]
             for v, ix in zip(values.tolist(), indices.tolist())
         ]
-
-    def configure_optimizers(self):
-        backbone = getattr(self.model.image_encoder, "backbone", None)
-        backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
-        groups = []
-        for in_backbone in (False, True):
-            lr = self.hparams.lr * (self.hparams.backbone_lr_ratio if in_backbone else 1.0)
-            params = [
-                p for p in self.parameters() if p.requires_grad and (id(p) in backbone_ids) == in_backbone
-            ]
-            decay = [p for p in params if p.dim() >= 2]  # weight matrices and conv kernels
-            no_decay = [p for p in params if p.dim() < 2]  # biases and norm parameters
-            groups += [
-                {"params": decay, "weight_decay": self.hparams.weight_decay, "lr": lr},
-                {"params": no_decay, "weight_decay": 0.0, "lr": lr},
-            ]
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hparams.lr)
-        total = max(int(self.trainer.estimated_stepping_batches), 2)
-        warmup = min(max(int(total * self.hparams.warmup_fraction), 1), total - 1)
-        schedule = functools.partial(
-            warmup_cosine, warmup=warmup, total=total, min_ratio=self.hparams.min_lr_ratio
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float, start_ratio: float = 1e-3) -> float:
-    """Learning-rate factor: linear warm-up from ``start_ratio`` to 1 over ``warmup`` steps,
-    then cosine decay to ``min_ratio`` at step ``total`` (Loshchilov & Hutter, ICLR 2017).
-
-    The same factor multiplies every parameter group's learning rate.
-    """
-    if step < warmup:
-        return start_ratio + (1.0 - start_ratio) * step / warmup
-    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))

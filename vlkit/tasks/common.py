@@ -1,0 +1,89 @@
+"""What every task shares: the optimiser and schedule, argument checks, skipped-sample logs."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+
+import pytorch_lightning as pl
+import torch
+
+__all__ = ["TrainingTask", "warmup_cosine"]
+
+log = logging.getLogger(__name__)
+
+
+class TrainingTask(pl.LightningModule):
+    """Base LightningModule of the vlkit tasks: AdamW with warm-up and cosine decay.
+
+    Subclasses hold ``self.model`` (whose ``image_encoder.backbone``, if any, can train at
+    ``backbone_lr_ratio`` of the learning rate) and save ``lr``, ``weight_decay``,
+    ``warmup_fraction``, ``min_lr_ratio`` and ``backbone_lr_ratio`` as hyper-parameters
+    (checked by :meth:`check_optimizer_args`).
+    """
+
+    @staticmethod
+    def check_optimizer_args(
+        lr: float, warmup_fraction: float, min_lr_ratio: float, backbone_lr_ratio: float
+    ) -> None:
+        """Raise ValueError unless ``lr > 0`` and the three ratios are in range."""
+        if (
+            lr <= 0
+            or not 0 <= warmup_fraction < 1
+            or not 0 <= min_lr_ratio <= 1
+            or not 0 <= backbone_lr_ratio <= 1
+        ):
+            raise ValueError(
+                "need lr > 0, 0 <= warmup_fraction < 1, 0 <= min_lr_ratio <= 1 and 0 <= backbone_lr_ratio <= 1"
+            )
+
+    def log_skipped(self, split: str, num_skipped: int) -> None:
+        """Log ``<split>/skipped`` (summed over the epoch) and warn about unreadable samples."""
+        self.log(
+            f"{split}/skipped",
+            float(num_skipped),
+            batch_size=1,
+            on_step=False,
+            on_epoch=True,
+            reduce_fx="sum",
+            sync_dist=True,
+        )
+        if num_skipped:
+            log.warning("%s: %d unreadable sample(s) skipped in this batch", split, num_skipped)
+
+    def configure_optimizers(self):
+        backbone = getattr(self.model.image_encoder, "backbone", None)
+        backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+        groups = []
+        for in_backbone in (False, True):
+            lr = self.hparams.lr * (self.hparams.backbone_lr_ratio if in_backbone else 1.0)
+            params = [
+                p for p in self.parameters() if p.requires_grad and (id(p) in backbone_ids) == in_backbone
+            ]
+            decay = [p for p in params if p.dim() >= 2]  # weight matrices and conv kernels
+            no_decay = [p for p in params if p.dim() < 2]  # biases and norm parameters
+            groups += [
+                {"params": decay, "weight_decay": self.hparams.weight_decay, "lr": lr},
+                {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+            ]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hparams.lr)
+        total = max(int(self.trainer.estimated_stepping_batches), 2)
+        warmup = min(max(int(total * self.hparams.warmup_fraction), 1), total - 1)
+        schedule = functools.partial(
+            warmup_cosine, warmup=warmup, total=total, min_ratio=self.hparams.min_lr_ratio
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float, start_ratio: float = 1e-3) -> float:
+    """Learning-rate factor: linear warm-up from ``start_ratio`` to 1 over ``warmup`` steps,
+    then cosine decay to ``min_ratio`` at step ``total`` (Loshchilov & Hutter, ICLR 2017).
+
+    The same factor multiplies every parameter group's learning rate.
+    """
+    if step < warmup:
+        return start_ratio + (1.0 - start_ratio) * step / warmup
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
