@@ -60,7 +60,11 @@ from vlkit.attention.seq2seq import (
     LuongAttention,
     LuongAttentionOutput,
 )
-from vlkit.attention.transformer import TransformerBlock
+from vlkit.attention.transformer import (
+    TransformerBlock,
+    TransformerDecoderBlock,
+    TransformerDecoderBlockOutput,
+)
 
 __all__ = [
     "ALIGNMENTS",
@@ -95,6 +99,8 @@ __all__ = [
     "ScaledDotProductScore",
     "SinusoidalPositionalEncoding",
     "TransformerBlock",
+    "TransformerDecoderBlock",
+    "TransformerDecoderBlockOutput",
     "check_mask",
     "create_alignment",
     "create_score",

@@ -174,6 +174,23 @@ class HardContext(nn.Module):
             self._pending = (log_prob, entropy)
         return HardContextOutput(context, index, log_prob, entropy)
 
+    def hold(self, log_prob: Tensor, entropy: Tensor) -> None:
+        """Set the log-probabilities and entropies that await a reward, replacing the last forward's.
+
+        For a module that calls this one once per step (a caption decoder) and rewards the
+        whole sequence: it stacks the steps' ``log_prob`` and ``entropy`` into ``(b, T)``,
+        zeroes steps that should not count (padding), and holds them here;
+        :meth:`policy_loss` then sums over ``T``.
+
+        Raises:
+            ValueError: if the two tensors are not the same ``(b, T)`` shape.
+        """
+        if log_prob.dim() != 2 or log_prob.shape != entropy.shape:
+            raise ValueError(
+                f"log_prob and entropy must both be (b, T), got {tuple(log_prob.shape)} and {tuple(entropy.shape)}"
+            )
+        self._pending = (log_prob, entropy)
+
     def policy_loss(self, reward: Tensor) -> Tensor:
         """REINFORCE surrogate loss for the last training forward; updates the baseline.
 

@@ -8,10 +8,12 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["PAD_TOKEN", "UNK_TOKEN", "WordTokenizer"]
+__all__ = ["BOS_TOKEN", "EOS_TOKEN", "PAD_TOKEN", "UNK_TOKEN", "WordTokenizer"]
 
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
+BOS_TOKEN = "<bos>"  # begin of sequence (caption decoders)
+EOS_TOKEN = "<eos>"  # end of sequence
 _WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
@@ -48,27 +50,39 @@ class WordTokenizer:
 
     @classmethod
     def from_corpus(
-        cls, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None, lowercase: bool = True
+        cls,
+        texts: Iterable[str],
+        min_freq: int = 1,
+        max_size: int | None = None,
+        lowercase: bool = True,
+        specials: tuple[str, ...] = (),
     ) -> WordTokenizer:
         """Build the vocabulary from a corpus (the training split).
 
         Words are sorted by descending frequency, ties alphabetically, so the result is
         deterministic. Words seen fewer than ``min_freq`` times are left out (they become
-        ``<unk>``); ``max_size`` caps the vocabulary, special tokens included.
+        ``<unk>``); ``max_size`` caps the vocabulary, special tokens included. ``specials``
+        (e.g. ``(BOS_TOKEN, EOS_TOKEN)`` for captions) follow ``<pad>`` and ``<unk>``.
         """
         if isinstance(texts, str):
             raise TypeError("texts must be an iterable of strings (e.g. a list of questions), not one string")
-        if max_size is not None and max_size < 3:
-            raise ValueError(f"max_size must be >= 3 (<pad>, <unk> and one word), got {max_size}")
+        reserved = 2 + len(specials)
+        if max_size is not None and max_size < reserved + 1:
+            raise ValueError(
+                f"max_size must be >= {reserved + 1} (the special tokens and one word), got {max_size}"
+            )
         if min_freq < 1:
             raise ValueError(f"min_freq must be >= 1, got {min_freq}")
         counts: Counter[str] = Counter()
         for text in texts:
             counts.update(cls.split(text, lowercase))
-        words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+        words = sorted(
+            (w for w, c in counts.items() if c >= min_freq and w not in specials),
+            key=lambda w: (-counts[w], w),
+        )
         if max_size is not None:
-            words = words[: max_size - 2]
-        return cls([PAD_TOKEN, UNK_TOKEN, *words], lowercase=lowercase)
+            words = words[: max_size - reserved]
+        return cls([PAD_TOKEN, UNK_TOKEN, *specials, *words], lowercase=lowercase)
 
     @staticmethod
     def split(text: str, lowercase: bool = True) -> list[str]:

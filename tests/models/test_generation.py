@@ -1,0 +1,158 @@
+"""Greedy and beam search over any caption decoder."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from vlkit.models import (
+    DecoderStep,
+    ShowAttendTellDecoder,
+    TransformerCaptionDecoder,
+    beam_search,
+    greedy_search,
+    length_penalty,
+)
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+V, D = 12, 8
+
+
+def make(name: str, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    if name == "sat":
+        return ShowAttendTellDecoder(V, D, 6, 10, 5, dropout=0.0).eval()
+    return TransformerCaptionDecoder(V, D, 8, 1, 2, dropout=0.0, max_length=16).eval()
+
+
+def features(seed: int, b: int = 4):
+    return torch.randn(b, 5, D, generator=torch.Generator().manual_seed(seed)) * 2
+
+
+def sequence_log_prob(decoder, feats, tokens, lengths) -> torch.Tensor:
+    """log p(tokens) under teacher forcing, tokens counted up to their length."""
+    inputs = torch.cat([torch.full((tokens.shape[0], 1), BOS), tokens[:, :-1]], 1)
+    log_probs = decoder(feats, None, inputs.clamp_min(0)).logits.log_softmax(-1)
+    picked = log_probs.gather(-1, tokens[..., None])[..., 0]  # (b, L)
+    keep = torch.arange(tokens.shape[1])[None] < lengths[:, None]
+    return (picked * keep).sum(-1)
+
+
+@pytest.mark.parametrize("name", ["sat", "transformer"])
+@pytest.mark.parametrize("seed", range(3))
+def test_beam_size_one_is_greedy(name, seed):
+    decoder, feats = make(name, seed), features(seed)
+    greedy = greedy_search(decoder, feats, None, BOS, EOS, PAD, max_length=7)
+    beam = beam_search(decoder, feats, None, BOS, EOS, PAD, max_length=7, beam_size=1, keep_greedy=False)
+    torch.testing.assert_close(beam.tokens, greedy.tokens)
+    torch.testing.assert_close(beam.scores, greedy.scores)
+    torch.testing.assert_close(beam.weights, greedy.weights)
+
+
+@pytest.mark.parametrize("name", ["sat", "transformer"])
+@pytest.mark.parametrize("alpha", [0.0, 0.7])
+def test_beam_never_scores_below_greedy_and_scores_are_the_model_log_probs(name, alpha):
+    for seed in range(4):
+        decoder, feats = make(name, seed), features(seed)
+        greedy = greedy_search(decoder, feats, None, BOS, EOS, PAD, max_length=6, alpha=alpha)
+        beam = beam_search(decoder, feats, None, BOS, EOS, PAD, max_length=6, beam_size=4, alpha=alpha)
+        assert (beam.scores >= greedy.scores - 1e-5).all()
+        for out in (greedy, beam):
+            recomputed = sequence_log_prob(decoder, feats, out.tokens, out.lengths)
+            torch.testing.assert_close(out.log_probs, recomputed, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(out.scores, out.log_probs / length_penalty(out.lengths, alpha))
+
+
+class TableDecoder(nn.Module):
+    """Next-token probabilities depend only on the last token (a fixed table)."""
+
+    def __init__(self, table: dict[int, dict[int, float]], vocab: int) -> None:
+        super().__init__()
+        logits = torch.full((vocab, vocab), -30.0)
+        for prev, nxt in table.items():
+            for token, p in nxt.items():
+                logits[prev, token] = math.log(p)
+        self.register_buffer("logits", logits)
+
+    def init_state(self, feats, mask=None):
+        return {"features": feats}
+
+    def step(self, token, state):
+        return DecoderStep(self.logits[token], state, torch.ones(token.shape[0], state["features"].shape[1]))
+
+
+def test_plain_beam_can_end_below_greedy_and_keep_greedy_prevents_it():
+    # tokens: 4 = A, 5 = B, 6..9 = x1..x4 (after A), 10, 11 = y1, y2 (after B); z spreads thinly
+    A, B, Y1, Y2 = 4, 5, 10, 11
+    table = {
+        BOS: {A: 0.4, B: 0.36, 6: 0.24},
+        A: {6: 0.26, 7: 0.25, 8: 0.25, 9: 0.24},  # greedy: A then x1 (0.104)
+        6: {EOS: 1.0},
+        B: {Y1: 0.5, Y2: 0.5},  # B-y1, B-y2 (0.18 each) push A-x1 out of a 2-beam
+        Y1: {t: 1 / 8 for t in range(4, 12)},
+        Y2: {t: 1 / 8 for t in range(4, 12)},
+    }
+    for t in (7, 8, 9):
+        table[t] = {EOS: 1.0}
+    for t in (4, 5, 6, 7, 8, 9):
+        table.setdefault(t, {EOS: 1.0})
+    decoder = TableDecoder(table, V)
+    feats = torch.zeros(1, 2, D)
+    greedy = greedy_search(decoder, feats, None, BOS, EOS, PAD, max_length=4)
+    assert greedy.tokens[0].tolist() == [A, 6, EOS]
+    plain = beam_search(decoder, feats, None, BOS, EOS, PAD, max_length=4, beam_size=2, keep_greedy=False)
+    assert plain.scores[0] < greedy.scores[0]
+    kept = beam_search(decoder, feats, None, BOS, EOS, PAD, max_length=4, beam_size=2)
+    assert kept.tokens[0, :3].tolist() == [A, 6, EOS] and kept.scores[0] == greedy.scores[0]
+    # a wider beam finds the better caption by itself
+    wide = beam_search(decoder, feats, None, BOS, EOS, PAD, max_length=4, beam_size=3, keep_greedy=False)
+    assert wide.scores[0] >= greedy.scores[0]
+
+
+def test_after_eos_comes_padding_and_bos_pad_are_never_generated():
+    for seed in range(3):
+        decoder, feats = make("sat", seed), features(seed, b=6)
+        for out in (
+            greedy_search(decoder, feats, None, BOS, EOS, PAD, max_length=8),
+            beam_search(decoder, feats, None, BOS, EOS, PAD, max_length=8, beam_size=3),
+        ):
+            for row, length in zip(out.tokens.tolist(), out.lengths.tolist()):
+                assert BOS not in row[:length] and PAD not in row[:length]
+                assert all(t == PAD for t in row[length:])
+                assert EOS not in row[: length - 1]
+            ended = torch.arange(out.tokens.shape[1])[None] >= out.lengths[:, None]
+            assert (out.weights[ended] == 0).all()
+
+
+def test_length_penalty_values_and_effect():
+    torch.testing.assert_close(length_penalty(torch.tensor([1, 7]), 1.0), torch.tensor([1.0, 2.0]))
+    torch.testing.assert_close(length_penalty(torch.tensor([3]), 0.0), torch.tensor([1.0]))
+    # short: BOS -> EOS (p 0.6); long: BOS -> 4 -> 5 -> EOS (0.4 * 0.9 * 0.9 = 0.324)
+    table = {BOS: {EOS: 0.6, 4: 0.4}, 4: {5: 0.9, EOS: 0.1}, 5: {EOS: 0.9, 4: 0.1}}
+    decoder, feats = TableDecoder(table, V), torch.zeros(1, 2, D)
+    plain = beam_search(decoder, feats, None, BOS, EOS, PAD, max_length=5, beam_size=3)
+    assert plain.lengths.item() == 1
+    # log 0.6 / 1 = -0.51 vs log 0.324 / ((5 + 3) / 6)^α: with α = 4, -1.127 / 3.16 = -0.36 wins
+    favoured = beam_search(decoder, feats, None, BOS, EOS, PAD, max_length=5, beam_size=3, alpha=4.0)
+    assert favoured.tokens[0, :3].tolist() == [4, 5, EOS]
+
+
+def test_max_length_cuts_unfinished_captions():
+    table = {BOS: {4: 1.0}, 4: {4: 1.0}}
+    decoder, feats = TableDecoder(table, V), torch.zeros(2, 2, D)
+    for out in (
+        greedy_search(decoder, feats, None, BOS, EOS, PAD, max_length=3),
+        beam_search(decoder, feats, None, BOS, EOS, PAD, max_length=3, beam_size=2),
+    ):
+        assert out.tokens.tolist() == [[4, 4, 4]] * 2 and out.lengths.tolist() == [3, 3]
+
+
+@pytest.mark.parametrize("kwargs", [{"max_length": 0}, {"beam_size": 0}, {"alpha": -1.0}])
+def test_bad_settings_are_rejected(kwargs):
+    decoder, feats = make("sat", 0), features(0)
+    settings = {"max_length": 4, "beam_size": 2, "alpha": 0.0, **kwargs}
+    with pytest.raises(ValueError, match="max_length"):
+        beam_search(decoder, feats, None, BOS, EOS, PAD, **settings)
