@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vlkit.data.emoji import build_emoji_captions
+
 __all__ = ["SOURCES", "build_easy_vqa", "load_dataset_dict"]
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,10 @@ def build_easy_vqa(val_fraction: float = 0.1, seed: int = 0) -> Any:
 
 
 #: Packaged datasets by name, usable as ``dataset: <name>`` in a recipe.
-SOURCES: dict[str, Callable[[], Any]] = {"easy_vqa": build_easy_vqa}
+SOURCES: dict[str, Callable[[], Any]] = {
+    "easy_vqa": build_easy_vqa,
+    "emoji_captions": build_emoji_captions,
+}
 
 
 def load_dataset_dict(dataset: Any, config_name: str | None = None) -> Any:
