@@ -76,3 +76,52 @@ def tiny_vqa_on_disk(tmp_path):
     path = tmp_path / "tiny_vqa"
     make_dataset_dict(multi=False).save_to_disk(str(path))
     return path
+
+
+def caption_rows(n_images: int, seed: int, layout: str = "list") -> dict[str, list]:
+    """Rows with columns img (PNG bytes dicts) and the captions of each shape image.
+
+    ``layout``: ``"list"`` (column ``captions``: two strings per image, Flickr style),
+    ``"sentences"`` (column ``sentences``: ``[{"raw": ...}, ...]``, COCO-Karpathy style) or
+    ``"string"`` (column ``caption``: one string).
+    """
+    rng = random.Random(seed)
+    rows: dict[str, list] = {
+        "img": [],
+        {"list": "captions", "sentences": "sentences", "string": "caption"}[layout]: [],
+    }
+    column = list(rows)[1]
+    for _ in range(n_images):
+        color, shape = rng.choice(list(COLORS)), rng.choice(SHAPES)
+        rows["img"].append({"bytes": shape_png(color, shape), "path": None})
+        captions = [f"a {color} {shape}", f"a {shape} that is {color}."]
+        if layout == "list":
+            rows[column].append(captions)
+        elif layout == "sentences":
+            rows[column].append([{"raw": c, "imgid": 0} for c in captions])
+        else:
+            rows[column].append(captions[0])
+    return rows
+
+
+def make_caption_dataset_dict(
+    layout: str = "list", splits=("train", "validation", "test"), n_images: int = 12
+):
+    import datasets
+
+    return datasets.DatasetDict(
+        {
+            name: datasets.Dataset.from_dict(caption_rows(n_images, seed, layout)).cast_column(
+                "img", datasets.Image()
+            )
+            for seed, name in enumerate(splits)
+        }
+    )
+
+
+@pytest.fixture
+def tiny_captions_on_disk(tmp_path):
+    """A captioning dataset (img, captions: two strings per image) written with ``save_to_disk``."""
+    path = tmp_path / "tiny_captions"
+    make_caption_dataset_dict().save_to_disk(str(path))
+    return path

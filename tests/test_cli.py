@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,9 @@ from tests.conftest import shape_png
 from vlkit.cli import cli_main, main, predict_main
 
 RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("**/*.yaml"))
-TINY = [
+COMMON = [
     "--data.init_args.image_column",
     "img",
-    "--data.init_args.question_column",
-    "q",
-    "--data.init_args.answer_column",
-    "answers",
     "--data.init_args.image_size",
     "32",
     "--data.init_args.num_workers",
@@ -30,15 +27,22 @@ TINY = [
     "--trainer.enable_progress_bar",
     "false",
 ]
+TINY = [*COMMON, "--data.init_args.question_column", "q", "--data.init_args.answer_column", "answers"]
+TINY_CAPTIONS = [*COMMON, "--data.init_args.caption_column", "captions"]
 
 
 def test_there_are_recipes():
     assert {p.name for p in RECIPES} >= {"easy_vqa_parallel.yaml", "easy_vqa_alternating.yaml"}
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
-def test_recipe_runs_one_fast_step(recipe, tiny_vqa_on_disk, tmp_path, monkeypatch):
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_recipe_runs_one_fast_step(recipe, tiny_vqa_on_disk, tiny_captions_on_disk, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    task = recipe.parent.name
+    data, overrides, metric = {
+        "vqa": (tiny_vqa_on_disk, TINY, "test/vqa_acc"),
+        "captioning": (tiny_captions_on_disk, TINY_CAPTIONS, "test/cider_d"),
+    }[task]
     cli = cli_main(
         [
             "fit",
@@ -47,23 +51,24 @@ def test_recipe_runs_one_fast_step(recipe, tiny_vqa_on_disk, tmp_path, monkeypat
             "--trainer.fast_dev_run",
             "1",
             "--data.init_args.dataset",
-            str(tiny_vqa_on_disk),
-            *TINY,
+            str(data),
+            *overrides,
         ]
     )
     config = yaml.safe_load(recipe.read_text())
     assert type(cli.model).__name__ == config["model"]["class_path"].rsplit(".", 1)[1]
     assert cli.model.hparams.model == config["model"]["init_args"]["model"]
     # vocabularies were linked from the data into the task
-    assert cli.model.hparams.answers == cli.datamodule.answers
     assert cli.model.hparams.vocabulary == cli.datamodule.vocabulary
+    if task == "vqa":
+        assert cli.model.hparams.answers == cli.datamodule.answers
     assert cli.trainer.global_step == 1
-    assert "test/vqa_acc" in cli.trainer.callback_metrics  # test_after_fit ran
+    assert metric in cli.trainer.callback_metrics  # test_after_fit ran
 
 
 def test_fit_writes_one_run_folder_and_predict_answers(tiny_vqa_on_disk, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    recipe = RECIPES[0]
+    recipe = Path(__file__).parents[1] / "recipes" / "vqa" / "easy_vqa_parallel.yaml"
     cli = cli_main(
         [
             "fit",
@@ -105,8 +110,52 @@ def test_fit_writes_one_run_folder_and_predict_answers(tiny_vqa_on_disk, tmp_pat
 
     with pytest.raises(ValueError, match="empty"):
         predict_main(["--ckpt", str(best), "--image", str(image), "--question", "  "])
+    with pytest.raises(ValueError, match="--question"):
+        predict_main(["--ckpt", str(best), "--image", str(image)])
     with pytest.raises(FileNotFoundError, match="image"):
         predict_main(["--ckpt", str(best), "--image", str(tmp_path / "nope.png"), "--question", "what?"])
+
+
+def test_fit_then_predict_a_caption_with_attention_maps(tiny_captions_on_disk, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    recipe = Path(__file__).parents[1] / "recipes" / "captioning" / "emoji_sat.yaml"
+    cli = cli_main(
+        [
+            "fit",
+            "--config",
+            str(recipe),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.limit_test_batches",
+            "1",
+            "--data.init_args.dataset",
+            str(tiny_captions_on_disk),
+            *TINY_CAPTIONS,
+        ]
+    )
+    run = next(p for p in (tmp_path / "runs").glob("emoji_sat/version_*") if p.is_dir())
+    with open(run / "metrics.csv") as f:
+        header = next(csv.reader(f))
+    assert {"val/bleu4", "val/cider_d", "val/rouge_l", "test/bleu4"} <= set(header)
+    written = json.loads((run / "test_captions.json").read_text())
+    assert len(written["captions"]) == 8 and set(written["captions"][0]) == {"caption", "references"}
+    assert written["scores"]["cider_d"] == pytest.approx(float(cli.trainer.callback_metrics["test/cider_d"]))
+
+    best = cli.trainer.checkpoint_callback.best_model_path
+    image = tmp_path / "red_circle.png"
+    image.write_bytes(shape_png("red", "circle"))
+    picture = tmp_path / "out" / "attention.png"
+    caption = predict_main(["--ckpt", best, "--image", str(image), "--save_attention", str(picture)])
+    assert isinstance(caption, str) and caption in capsys.readouterr().out
+    assert all(word in cli.datamodule.vocabulary for word in caption.split())
+    from PIL import Image
+
+    with Image.open(picture) as drawn:
+        assert drawn.format == "PNG" and drawn.width > 32
 
 
 def test_main_routes_predict_and_reports_missing_checkpoint(tmp_path):

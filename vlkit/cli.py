@@ -5,7 +5,9 @@
   ``fit`` evaluates the best checkpoint on the test split afterwards unless
   ``--test_after_fit false``.
 - ``vlkit predict --ckpt run/checkpoints/best.ckpt --image img.png --question "..."``
-  prints the top answers of a trained VQA checkpoint with their probabilities.
+  prints the top answers of a trained VQA checkpoint with their probabilities;
+  ``vlkit predict --ckpt caption.ckpt --image img.png [--save_attention out.png]`` prints the
+  caption of a captioning checkpoint (and draws the attention map of each word).
 """
 
 from __future__ import annotations
@@ -89,39 +91,56 @@ def cli_main(args: list[str] | None = None) -> VLKitCLI:
     )
 
 
-def predict_main(args: list[str] | None = None) -> list[tuple[str, float]]:
-    """``vlkit predict``: answer a question about an image with a trained VQA checkpoint.
+def predict_main(args: list[str] | None = None) -> list[tuple[str, float]] | str:
+    """``vlkit predict``: run a trained checkpoint on one image (VQA: with a question).
 
-    Returns the printed ``(answer, probability)`` pairs, most likely first.
+    A VQA checkpoint prints and returns the top ``(answer, probability)`` pairs, most likely
+    first; a captioning checkpoint prints and returns the caption (``--save_attention out.png``
+    also writes the image with the attention map of each generated word).
 
     Raises:
         FileNotFoundError: missing checkpoint or image.
-        ValueError: an empty question.
+        ValueError: an empty question, or a VQA checkpoint without ``--question``.
     """
-    from rich.console import Console
-    from rich.table import Table
-
-    from vlkit.data.common import image_transform, load_image
-    from vlkit.tasks import VQATask
-    from vlkit.text import WordTokenizer
-
     parser = argparse.ArgumentParser(prog="vlkit predict", description=predict_main.__doc__.splitlines()[0])
     parser.add_argument("--ckpt", required=True, help="a checkpoint written by `vlkit fit`")
     parser.add_argument("--image", required=True, help="an image file (any format Pillow reads)")
-    parser.add_argument("--question", required=True, help="the question, in words")
-    parser.add_argument("--top_k", type=int, default=5, help="how many answers to print")
+    parser.add_argument("--question", help="VQA: the question, in words")
+    parser.add_argument("--top_k", type=int, default=5, help="VQA: how many answers to print")
+    parser.add_argument("--beam_size", type=int, help="captioning: beam size (default: the checkpoint's)")
+    parser.add_argument("--max_length", type=int, help="captioning: most tokens (default: the checkpoint's)")
+    parser.add_argument("--save_attention", help="captioning: write a PNG of the attention map of each word")
     opts = parser.parse_args(args)
     for what, path in (("checkpoint", opts.ckpt), ("image", opts.image)):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{what} {path!r} does not exist")
-
     checkpoint = torch.load(opts.ckpt, map_location="cpu", weights_only=True)
-    image_size = checkpoint.get("datamodule_hyper_parameters", {}).get("image_size", 64)
+    if checkpoint.get("vlkit_task") == "captioning":
+        return _predict_caption(opts, checkpoint)
+    if opts.question is None:
+        raise ValueError("this is a VQA checkpoint: give the question with --question")
+    return _predict_answer(opts, checkpoint)
+
+
+def _image_tensor(path: str, checkpoint: dict, default_size: int) -> torch.Tensor:
+    """``(1, 3, S, S)`` the image as the checkpoint's DataModule prepared evaluation images."""
+    from vlkit.data.common import image_transform, load_image
+
+    size = checkpoint.get("datamodule_hyper_parameters", {}).get("image_size", default_size)
+    return image_transform(size, train=False, augment=False)(load_image(path))[None]
+
+
+def _predict_answer(opts: argparse.Namespace, checkpoint: dict) -> list[tuple[str, float]]:
+    from rich.console import Console
+    from rich.table import Table
+
+    from vlkit.tasks import VQATask
+    from vlkit.text import WordTokenizer
+
     task = VQATask.load_from_checkpoint(opts.ckpt, map_location="cpu", weights_only=True).eval()
     tokenizer = WordTokenizer(task.hparams.vocabulary)
     ids = torch.tensor([tokenizer.encode(opts.question)])
-    image = image_transform(image_size, train=False, augment=False)(load_image(opts.image))[None]
-    answers = task.answer(image, ids, top_k=opts.top_k)[0]
+    answers = task.answer(_image_tensor(opts.image, checkpoint, 64), ids, top_k=opts.top_k)[0]
 
     table = Table()
     table.add_column("answer")
@@ -132,6 +151,33 @@ def predict_main(args: list[str] | None = None) -> list[tuple[str, float]]:
     console.print(f"Q: {opts.question}", markup=False, highlight=False, soft_wrap=True)
     console.print(table)
     return answers
+
+
+def _predict_caption(opts: argparse.Namespace, checkpoint: dict) -> str:
+    from rich.console import Console
+
+    from vlkit.data.common import load_image
+    from vlkit.tasks import CaptioningTask
+
+    task = CaptioningTask.load_from_checkpoint(opts.ckpt, map_location="cpu", weights_only=True).eval()
+    image = _image_tensor(opts.image, checkpoint, 96)
+    out = task.generate(image, beam_size=opts.beam_size, max_length=opts.max_length)
+    caption = task.decode(out.tokens)[0]
+    console = Console()
+    console.print(caption, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"log-probability {float(out.log_probs[0]):.3f}, {int(out.lengths[0])} tokens", style="dim")
+    if opts.save_attention:
+        from vlkit.viz import save_caption_attention
+
+        length = int(out.lengths[0])
+        words = [task.tokenizer.decode([t]) or "<eos>" for t in out.tokens[0, :length].tolist()]
+        with torch.no_grad():
+            grid = tuple(task.model.image_encoder(image).grid_size)
+        path = save_caption_attention(
+            opts.save_attention, load_image(opts.image), words, out.weights[0, :length], grid
+        )
+        console.print(f"attention maps written to {path}", style="dim")
+    return caption
 
 
 def main(argv: list[str] | None = None) -> None:

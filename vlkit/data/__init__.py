@@ -1,5 +1,7 @@
 """Data: packaged sources and Lightning DataModules over Hugging Face datasets."""
 
+from vlkit.data.captioning import CaptionBatch, CaptionDataModule, caption_list
+from vlkit.data.emoji import build_emoji_captions
 from vlkit.data.sources import SOURCES, build_easy_vqa, load_dataset_dict
 from vlkit.data.vqa import (
     BadSampleError,
@@ -15,10 +17,14 @@ from vlkit.data.vqa import (
 __all__ = [
     "SOURCES",
     "BadSampleError",
+    "CaptionBatch",
+    "CaptionDataModule",
     "VQABatch",
     "VQADataModule",
     "answer_list",
     "build_easy_vqa",
+    "build_emoji_captions",
+    "caption_list",
     "image_transform",
     "load_dataset_dict",
     "load_image",

@@ -1,0 +1,335 @@
+"""Captioning data: any Hugging Face ``DatasetDict`` with an image and one or several captions.
+
+Training uses one sample per (image, caption) pair (``train_on="all"``, the usual COCO
+practice) or only each image's first caption (``"first"``); validation and test use one
+sample per image, carrying all its reference captions for BLEU / ROUGE-L / CIDEr-D (and its
+first caption for the teacher-forced loss).
+
+Bad samples follow ``on_bad_sample`` (see :mod:`vlkit.data.common`): an empty or missing
+caption is an error naming split, row and column, or (``skip``) is left out of the row's
+references with a warning and a count; a row left with no caption is left out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from vlkit.data.common import (
+    BadSampleError,
+    ImageRows,
+    check_bad_sample_policy,
+    image_transform,
+    kept_samples,
+    load_splits,
+    make_loader,
+    pad_ids,
+)
+from vlkit.text.caption import HFCaptionTokenizer, WordCaptionTokenizer
+from vlkit.text.tokenizer import WordTokenizer
+
+__all__ = ["CaptionBatch", "CaptionDataModule", "caption_list"]
+
+log = logging.getLogger(__name__)
+_TRAIN_ON = ("all", "first")
+_CAPTION_KEYS = ("raw", "caption", "text", "sentence")
+
+
+class CaptionBatch(NamedTuple):
+    """A collated captioning batch.
+
+    Attributes:
+        image: ``(b, 3, H, W)`` float32, ImageNet-normalised.
+        caption_ids: ``(b, T)`` int64 ``[<bos>, w_1, ..., w_m, <eos>]`` right-padded with the pad id.
+        caption_mask: ``(b, T)`` bool, True for real tokens (``<bos>`` and ``<eos>`` included).
+        references: ``b`` lists of reference captions (strings) of each image.
+        num_skipped: samples of this batch skipped as unreadable (``on_bad_sample="skip"``).
+    """
+
+    image: Tensor
+    caption_ids: Tensor
+    caption_mask: Tensor
+    references: list[list[str]]
+    num_skipped: int
+
+
+def caption_list(value: Any) -> list[Any]:
+    """Normalise one row's caption cell to a list (entries may still be empty or None).
+
+    Accepts a string, a list of strings, a list of dicts with a ``raw`` / ``caption`` /
+    ``text`` / ``sentence`` key (COCO/Flickr-style ``sentences`` columns), or a dict of lists
+    (how ``datasets`` returns a sequence of dicts).
+
+    Raises:
+        ValueError: for any other layout.
+    """
+    if value is None or isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        for key in _CAPTION_KEYS:
+            if isinstance(value.get(key), list):
+                return list(value[key])
+    if isinstance(value, list):
+        if all(v is None or isinstance(v, str) for v in value):
+            return list(value)
+        if all(isinstance(v, dict) for v in value):
+            for key in _CAPTION_KEYS:
+                if all(key in v for v in value):
+                    return [v[key] for v in value]
+    raise ValueError(
+        f"cannot read captions from {value!r}: expected a string, a list of strings, or a list of "
+        f"dicts with one of the keys {list(_CAPTION_KEYS)}"
+    )
+
+
+@dataclass
+class _Split:
+    """The prepared text side of one split: one entry per sample."""
+
+    name: str
+    rows: list[int] = field(default_factory=list)  # row indices into the HF split
+    caption_ids: list[list[int]] = field(default_factory=list)
+    references: list[list[str]] = field(default_factory=list)
+
+
+class _CaptionDataset(ImageRows):
+    def __init__(
+        self, hf_split: Any, split: _Split, image_column: str, transform, on_bad_sample: str
+    ) -> None:
+        super().__init__(hf_split, split.name, image_column, transform, on_bad_sample)
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split.rows)
+
+    def __getitem__(self, i: int) -> tuple | None:
+        image = self.image(self.split.rows[i])
+        if image is None:
+            return None
+        return image, self.split.caption_ids[i], self.split.references[i]
+
+
+class _CollateFn:
+    """Picklable collate (for worker processes)."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, samples: list) -> CaptionBatch:
+        kept = kept_samples(samples)
+        images, ids, references = zip(*kept)
+        caption_ids = pad_ids(ids, self.pad_id)
+        mask = torch.zeros_like(caption_ids, dtype=torch.bool)
+        for row, x in enumerate(ids):
+            mask[row, : len(x)] = True
+        return CaptionBatch(
+            torch.stack(images), caption_ids, mask, list(references), len(samples) - len(kept)
+        )
+
+
+class CaptionDataModule(pl.LightningDataModule):
+    """Image captioning from a Hugging Face ``DatasetDict``: columns, tokenizer, transforms, loaders.
+
+    The tokenizer is either a word vocabulary built from the training captions
+    (deterministically, so every process of a distributed run builds the same one) or a
+    Hugging Face tokenizer named by ``tokenizer``.
+
+    Args:
+        dataset: a packaged source name (``"emoji_captions"``: rendered emoji captioned with
+            their CLDR names), a ``save_to_disk`` folder, a local path or Hub id for
+            ``datasets.load_dataset`` (e.g. a COCO/Flickr30k captioning dataset), or a
+            ``datasets.DatasetDict``.
+        dataset_config: configuration name passed to ``datasets.load_dataset``.
+        image_column: column with the image (``datasets.Image``, path or bytes).
+        caption_column: column with the caption(s): a string, a list of strings, or a list of
+            ``{"raw": ...}`` dicts (see :func:`caption_list`).
+        train_split, val_split, test_split: split names; a missing validation split is held
+            out of train (``val_fraction`` of its rows, chosen with ``seed``).
+        val_fraction: fraction held out when there is no validation split, in ``(0, 1)``.
+        tokenizer: None (word vocabulary from the training captions) or a Hugging Face
+            tokenizer id / local path (needs ``transformers``).
+        min_word_freq: with the word vocabulary, words seen fewer times become ``<unk>``.
+        max_vocab_size: cap on the word vocabulary (special tokens included), or None.
+        max_caption_length: captions are cut to this many words/subwords (``<bos>``/``<eos>`` not counted).
+        train_on: ``"all"`` (one training sample per caption) or ``"first"`` (per image).
+        image_size: images are resized to ``image_size × image_size`` pixels.
+        augment: random horizontal flips on training images (off by default: captions may
+            say "left" or "right").
+        batch_size: samples per batch (per process).
+        num_workers: DataLoader worker processes (0 = load in the main process).
+        on_bad_sample: ``"error"`` or ``"skip"``.
+        max_samples: if set, use only the first ``max_samples`` rows of each split (smoke runs).
+        seed: seed of the held-out validation split.
+
+    Raises:
+        ValueError: invalid arguments, a missing split or column (the message lists those
+            available), an unreadable caption cell.
+        BadSampleError: an empty caption or unreadable image with ``on_bad_sample="error"``.
+    """
+
+    def __init__(
+        self,
+        dataset: Any = "emoji_captions",
+        dataset_config: str | None = None,
+        image_column: str = "image",
+        caption_column: str = "captions",
+        train_split: str = "train",
+        val_split: str = "validation",
+        test_split: str = "test",
+        val_fraction: float = 0.1,
+        tokenizer: str | None = None,
+        min_word_freq: int = 1,
+        max_vocab_size: int | None = None,
+        max_caption_length: int = 20,
+        train_on: str = "all",
+        image_size: int = 96,
+        augment: bool = False,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        on_bad_sample: str = "error",
+        max_samples: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        check_bad_sample_policy(on_bad_sample)
+        if train_on not in _TRAIN_ON:
+            raise ValueError(f"train_on must be one of {list(_TRAIN_ON)}, got {train_on!r}")
+        if min(batch_size, image_size, max_caption_length, min_word_freq) < 1 or num_workers < 0:
+            raise ValueError(
+                "batch_size, image_size, max_caption_length and min_word_freq must be >= 1 and num_workers >= 0"
+            )
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        self.save_hyperparameters(ignore=["dataset"] if not isinstance(dataset, str) else None)
+        self.dataset = dataset
+        self.image_column, self.caption_column = image_column, caption_column
+        self.split_names = {"train": train_split, "validation": val_split, "test": test_split}
+        self._prepared = False
+        self._hf: dict[str, Any] = {}
+        self._splits: dict[str, _Split] = {}
+        self.tokenizer: WordCaptionTokenizer | HFCaptionTokenizer | None = None
+        self.skipped_captions: dict[str, int] = {}
+
+    # -- what the task needs (linked into it by the CLI) ------------------------------------
+    @property
+    def vocabulary(self) -> list[str] | None:
+        """The word vocabulary built from the training captions, or None with a HF tokenizer."""
+        self._prepare()
+        return self.tokenizer.vocabulary if isinstance(self.tokenizer, WordCaptionTokenizer) else None
+
+    @property
+    def tokenizer_name(self) -> str | None:
+        """The Hugging Face tokenizer id / path, or None with the word vocabulary."""
+        return self.hparams.tokenizer
+
+    # -- preparation ----------------------------------------------------------------------
+    def _captions(self, name: str, split: Any) -> list[tuple[int, list[str]]]:
+        """``(row, non-empty captions)`` per usable row; empty captions follow ``on_bad_sample``."""
+        result, bad = [], []
+        for row, cell in enumerate(split[self.caption_column]):
+            try:
+                captions = caption_list(cell)
+            except ValueError as err:
+                raise ValueError(f"split {name!r}, row {row}, column {self.caption_column!r}: {err}") from err
+            good = [str(c).strip() for c in captions if c is not None and WordTokenizer.split(str(c))]
+            if len(good) < len(captions):
+                bad.append(row)
+                self.skipped_captions[name] = self.skipped_captions.get(name, 0) + len(captions) - len(good)
+            if good:
+                result.append((row, good))
+        if bad:
+            message = (
+                f"split {name!r}, column {self.caption_column!r}: empty or missing caption(s) in rows "
+                f"{bad[:10]}{' ...' if len(bad) > 10 else ''}"
+            )
+            if self.hparams.on_bad_sample == "error":
+                raise BadSampleError(f"{message}. Fix the data, or set on_bad_sample: skip")
+            log.warning(
+                "%s: %d caption(s) skipped (on_bad_sample=skip); %d row(s) left with none are left out",
+                message,
+                self.skipped_captions[name],
+                len(split) - len(result),
+            )
+        return result
+
+    def _prepare(self) -> None:
+        if self._prepared:
+            return
+        hp = self.hparams
+        hf = load_splits(
+            self.dataset,
+            hp.dataset_config,
+            self.split_names,
+            {"image_column": self.image_column, "caption_column": self.caption_column},
+            hp.val_fraction,
+            hp.seed,
+            hp.max_samples,
+        )
+        text = {name: self._captions(name, split) for name, split in hf.items()}
+        if hp.tokenizer is not None:
+            self.tokenizer = HFCaptionTokenizer(hp.tokenizer)
+        else:
+            train_captions = [c for _, captions in text["train"] for c in captions]
+            self.tokenizer = WordCaptionTokenizer.from_corpus(
+                train_captions, hp.min_word_freq, hp.max_vocab_size
+            )
+        for name, rows in text.items():
+            split, truncated = _Split(name), 0
+            for row, captions in rows:
+                encoded = [self.tokenizer.encode(c) for c in captions]
+                truncated += sum(len(ids) - 2 > hp.max_caption_length for ids in encoded)
+                encoded = [
+                    [*ids[: hp.max_caption_length + 1], self.tokenizer.eos_id]
+                    if len(ids) - 2 > hp.max_caption_length
+                    else ids
+                    for ids in encoded
+                ]
+                per_caption = name == "train" and hp.train_on == "all"
+                for ids in encoded if per_caption else encoded[:1]:
+                    split.rows.append(row)
+                    split.caption_ids.append(ids)
+                    split.references.append(captions)
+            if truncated:
+                log.info("split %r: %d caption(s) cut to %d tokens", name, truncated, hp.max_caption_length)
+            self._splits[name] = split
+        self._hf = hf
+        self._prepared = True
+        log.info(
+            "captioning data: samples %s, %d tokens in the vocabulary",
+            {k: len(v.rows) for k, v in self._splits.items()},
+            len(self.tokenizer),
+        )
+
+    # -- Lightning hooks --------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        self._prepare()
+
+    def _loader(self, name: str) -> DataLoader:
+        self._prepare()
+        if name not in self._splits:
+            raise ValueError(f"the dataset has no {name!r} split (looked for {self.split_names[name]!r})")
+        train = name == "train"
+        dataset = _CaptionDataset(
+            self._hf[name],
+            self._splits[name],
+            self.image_column,
+            image_transform(self.hparams.image_size, train, self.hparams.augment),
+            self.hparams.on_bad_sample,
+        )
+        collate = _CollateFn(self.tokenizer.pad_id)
+        return make_loader(dataset, self.hparams.batch_size, train, self.hparams.num_workers, collate)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

@@ -1,0 +1,201 @@
+"""The image-captioning LightningModule: teacher forcing, decoding, caption metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vlkit.attention import hard_attention_loss
+from vlkit.data.captioning import CaptionBatch
+from vlkit.metrics import CaptionMetrics
+from vlkit.models import GenerationOutput, create_model, doubly_stochastic_penalty, list_models
+from vlkit.tasks.common import TrainingTask
+from vlkit.text.caption import create_caption_tokenizer
+
+__all__ = ["CaptioningTask"]
+
+log = logging.getLogger(__name__)
+_EVAL_SPLITS = ("val", "test")
+
+
+class CaptioningTask(TrainingTask):
+    """Trains a registered captioning model (SPEC.md section 5; Xu et al., ICML 2015).
+
+    Loss: token cross-entropy with teacher forcing (optionally label-smoothed, Szegedy et al.,
+    CVPR 2016), averaged over the caption tokens of the batch, plus ``λ`` times the doubly
+    stochastic attention penalty :func:`vlkit.models.doubly_stochastic_penalty` when the
+    decoder returns attention weights in training (Show, Attend and Tell), plus the REINFORCE
+    loss of hard attention (reward = the caption's log-likelihood). Validation decodes with
+    ``val_beam_size`` (greedy by default), test with ``beam_size``; both log ``bleu1`` …
+    ``bleu4``, ``rouge_l`` and ``cider_d`` (coco-caption definitions, :mod:`vlkit.metrics`)
+    beside ``loss``. After testing, the generated captions and their references are written
+    to ``<log_dir>/test_captions.json``. Optimiser and schedule: see
+    :class:`vlkit.tasks.common.TrainingTask`.
+
+    The tokenizer (word vocabulary or Hugging Face tokenizer name) is a hyper-parameter, so a
+    checkpoint alone rebuilds the model and captions images (``vlkit predict``).
+
+    Args:
+        model: name of a registered captioning model (``vlkit.models.list_models("caption_*")``).
+        model_args: keyword overrides for the model builder (e.g. ``{hidden_dim: 512}``).
+        vocabulary: word vocabulary (set from the DataModule by the CLI), or None with
+            ``tokenizer_name``.
+        tokenizer_name: Hugging Face tokenizer id / path (set from the DataModule), or None.
+        lr, weight_decay, warmup_fraction, min_lr_ratio, backbone_lr_ratio: optimiser and
+            schedule (see :class:`vlkit.tasks.VQATask`).
+        label_smoothing: in ``[0, 1)``; 0 = plain cross-entropy.
+        attention_regularization: ``λ >= 0`` of the doubly stochastic penalty (the paper's 1).
+        max_length: most tokens generated when decoding (``<eos>`` included).
+        beam_size: beam size for test and :meth:`caption` (1 = greedy).
+        val_beam_size: beam size for validation (1 = greedy, the cheapest).
+        length_penalty: GNMT length-penalty exponent ``α >= 0`` used by beam search.
+
+    Raises:
+        ValueError: unknown model name, missing/both tokenizer settings, or out-of-range settings.
+    """
+
+    def __init__(
+        self,
+        model: str = "caption_sat_small",
+        model_args: dict | None = None,
+        vocabulary: list[str] | None = None,
+        tokenizer_name: str | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-2,
+        warmup_fraction: float = 0.05,
+        min_lr_ratio: float = 0.01,
+        backbone_lr_ratio: float = 1.0,
+        label_smoothing: float = 0.0,
+        attention_regularization: float = 1.0,
+        max_length: int = 20,
+        beam_size: int = 3,
+        val_beam_size: int = 1,
+        length_penalty: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if model not in list_models("caption_*"):
+            raise ValueError(f"unknown captioning model {model!r}; registered: {list_models('caption_*')}")
+        self.check_optimizer_args(lr, warmup_fraction, min_lr_ratio, backbone_lr_ratio)
+        if not 0 <= label_smoothing < 1 or attention_regularization < 0 or length_penalty < 0:
+            raise ValueError(
+                "need 0 <= label_smoothing < 1, attention_regularization >= 0 and length_penalty >= 0"
+            )
+        if min(max_length, beam_size, val_beam_size) < 1:
+            raise ValueError("max_length, beam_size and val_beam_size must be >= 1")
+        self.save_hyperparameters()
+        self.tokenizer = create_caption_tokenizer(vocabulary, tokenizer_name)
+        tok = self.tokenizer
+        self.model = create_model(
+            model,
+            vocab_size=len(tok),
+            bos_id=tok.bos_id,
+            eos_id=tok.eos_id,
+            pad_id=tok.pad_id,
+            **(model_args or {}),
+        )
+        self.caption_metrics = torch.nn.ModuleDict({s: CaptionMetrics() for s in _EVAL_SPLITS})
+        self._test_examples: list[dict] = []
+
+    def forward(self, image: Tensor, caption_ids: Tensor, caption_mask: Tensor | None = None):
+        return self.model(image, caption_ids, caption_mask)
+
+    def _step(self, batch: CaptionBatch, split: str) -> Tensor:
+        inputs, targets = batch.caption_ids[:, :-1], batch.caption_ids[:, 1:]  # (b, T)
+        input_mask, target_mask = batch.caption_mask[:, :-1], batch.caption_mask[:, 1:]
+        out = self(batch.image, inputs, input_mask)
+        token_loss = F.cross_entropy(
+            out.logits.transpose(1, 2),  # (b, V, T)
+            targets,
+            reduction="none",
+            label_smoothing=self.hparams.label_smoothing,
+        ) * target_mask.to(out.logits.dtype)  # (b, T)
+        loss = token_loss.sum() / target_mask.sum().clamp_min(1)
+        size = targets.shape[0]
+        total = loss
+        if split == "train":
+            if out.weights is not None and self.hparams.attention_regularization > 0:
+                penalty = doubly_stochastic_penalty(out.weights, input_mask).mean()
+                total = total + self.hparams.attention_regularization * penalty
+                self.log("train/attention_penalty", penalty, batch_size=size, on_step=True, on_epoch=True)
+            policy = hard_attention_loss(self.model, -token_loss.sum(-1).detach())
+            if policy is not None:
+                total = total + policy
+                self.log("train/policy_loss", policy, batch_size=size, on_step=True, on_epoch=True)
+        on_step = split == "train"
+        self.log(
+            f"{split}/loss",
+            loss,
+            batch_size=size,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=not on_step,
+        )
+        self.log_skipped(split, batch.num_skipped)
+        return total
+
+    def _evaluate(self, batch: CaptionBatch, split: str) -> Tensor:
+        loss = self._step(batch, split)
+        beam = self.hparams.val_beam_size if split == "val" else self.hparams.beam_size
+        captions = self.decode(self.generate(batch.image, beam_size=beam).tokens)
+        self.caption_metrics[split].update(captions, batch.references)
+        if split == "test":
+            self._test_examples += [
+                {"caption": c, "references": r} for c, r in zip(captions, batch.references)
+            ]
+        return loss
+
+    def _log_metrics(self, split: str) -> dict[str, float]:
+        scores = self.caption_metrics[split].compute()
+        for name, value in scores.items():
+            self.log(f"{split}/{name}", value, prog_bar=name in ("bleu4", "cider_d"))
+        self.caption_metrics[split].reset()
+        return {k: float(v) for k, v in scores.items()}
+
+    def training_step(self, batch: CaptionBatch, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: CaptionBatch, batch_idx: int) -> Tensor:
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch: CaptionBatch, batch_idx: int) -> Tensor:
+        return self._evaluate(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._test_examples = []
+
+    def on_test_epoch_end(self) -> None:
+        scores = self._log_metrics("test")
+        log_dir = self.trainer.log_dir if self.trainer is not None else None
+        if log_dir is not None and self.trainer.is_global_zero:
+            path = Path(log_dir) / "test_captions.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"scores": scores, "captions": self._test_examples}, indent=1))
+            log.info("test captions written to %s", path)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["vlkit_task"] = "captioning"
+
+    @torch.no_grad()
+    def generate(
+        self, image: Tensor, beam_size: int | None = None, max_length: int | None = None
+    ) -> GenerationOutput:
+        """Decode captions for ``image (b, 3, H, W)`` (token ids, scores, per-token attention)."""
+        return self.model.generate(
+            image,
+            max_length=max_length or self.hparams.max_length,
+            beam_size=beam_size or self.hparams.beam_size,
+            alpha=self.hparams.length_penalty,
+        )
+
+    def decode(self, tokens: Tensor) -> list[str]:
+        """Caption strings of generated ``tokens (b, L)``."""
+        return [self.tokenizer.decode(row) for row in tokens.tolist()]
