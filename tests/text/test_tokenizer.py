@@ -179,3 +179,30 @@ def test_from_corpus_and_encode_reject_bad_settings():
     tok = WordTokenizer.from_corpus(["a b"])
     with pytest.raises(ValueError, match="max_length"):
         tok.encode("a b", max_length=0)
+
+
+def test_caption_tokenizer_frames_with_bos_eos_and_decodes_as_written():
+    from vlkit.text import BOS_TOKEN, EOS_TOKEN, WordCaptionTokenizer
+
+    captions = ["woman’s hat", "medium-light skin tone", "a red circle.", "keycap #", "man's shoe"]
+    tok = WordCaptionTokenizer.from_corpus(captions)
+    assert tok.vocabulary[:4] == ["<pad>", "<unk>", BOS_TOKEN, EOS_TOKEN]
+    for caption in captions:
+        ids = tok.encode(caption)
+        assert ids[0] == tok.bos_id and ids[-1] == tok.eos_id
+        assert tok.decode(ids) == caption
+    # decoding stops at <eos>; padding and <bos> are dropped; unknown words stay visible
+    assert tok.decode([tok.bos_id, 4, tok.eos_id, 5, 0]) == tok.vocabulary[4]
+    assert tok.decode(tok.encode("a purple hat")) == "a <unk> hat"
+    assert tok.encode("a red circle.", max_length=2) == [tok.bos_id, *tok.encode("a red")[1:-1], tok.eos_id]
+    with pytest.raises(ValueError, match="must start with"):
+        WordCaptionTokenizer(["<pad>", "<unk>", "a"])
+
+
+def test_create_caption_tokenizer_needs_exactly_one_source():
+    from vlkit.text import create_caption_tokenizer
+
+    with pytest.raises(ValueError, match="exactly one"):
+        create_caption_tokenizer()
+    with pytest.raises(ValueError, match="exactly one"):
+        create_caption_tokenizer(["<pad>", "<unk>", "<bos>", "<eos>"], "some/tokenizer")

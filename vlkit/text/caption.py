@@ -12,10 +12,14 @@ Two kinds, one interface (``pad_id``, ``bos_id``, ``eos_id``, ``len()``, ``encod
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Protocol
 
 from vlkit.text.tokenizer import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, UNK_TOKEN, WordTokenizer
+
+_GLUED = re.compile(r"(?<=\w) ?([’'-]) ?(?=\w)")  # woman ’ s -> woman’s, medium - light -> medium-light
+_CLOSING = re.compile(r" ([.,!?;:)])")
 
 __all__ = ["CaptionTokenizer", "HFCaptionTokenizer", "WordCaptionTokenizer", "create_caption_tokenizer"]
 
@@ -78,7 +82,12 @@ class WordCaptionTokenizer:
         return [self.bos_id, *self.words.encode(text, max_length), self.eos_id]
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Words up to the first ``<eos>``, special tokens dropped."""
+        """The text up to the first ``<eos>``, special tokens dropped.
+
+        Words are joined by spaces, except around apostrophes and hyphens (``woman’s``,
+        ``medium-light``) and before closing punctuation, so that the text reads as written
+        and caption metrics tokenise it like the references.
+        """
         words = []
         for i in ids:
             i = int(i)
@@ -86,7 +95,8 @@ class WordCaptionTokenizer:
                 break
             if i not in (self.pad_id, self.bos_id):
                 words.append(self.vocabulary[i])
-        return " ".join(words)
+        text = _GLUED.sub(r"\1", " ".join(words))
+        return _CLOSING.sub(r"\1", text)
 
 
 class HFCaptionTokenizer:

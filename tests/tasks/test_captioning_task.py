@@ -1,0 +1,117 @@
+"""CaptioningTask: loss terms, decoding for metrics, checkpoints that carry the tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vlkit.data.captioning import CaptionBatch
+from vlkit.tasks import CaptioningTask
+from vlkit.text import WordCaptionTokenizer
+
+TOKENIZER = WordCaptionTokenizer.from_corpus(["a red circle", "a blue square", "a green circle"])
+SMALL = {"dim": 16, "feature_index": 1}
+
+
+def task(model="caption_sat_small", **kw) -> CaptioningTask:
+    torch.manual_seed(0)
+    args = {
+        "model_args": {
+            **SMALL,
+            **({"embed_dim": 8, "hidden_dim": 16, "attention_dim": 8} if "sat" in model else {}),
+        }
+    }
+    args.update(kw)
+    return CaptioningTask(model, vocabulary=TOKENIZER.vocabulary, **args)
+
+
+def batch() -> CaptionBatch:
+    ids = [TOKENIZER.encode("a red circle"), TOKENIZER.encode("a blue square"), TOKENIZER.encode("a circle")]
+    length = max(map(len, ids))
+    caption_ids = torch.tensor([x + [0] * (length - len(x)) for x in ids])
+    refs = [["a red circle"], ["a blue square", "blue square"], ["a green circle"]]
+    return CaptionBatch(torch.randn(3, 3, 32, 32), caption_ids, caption_ids != 0, refs, 0)
+
+
+class Logged:
+    """Collects what the task logs."""
+
+    def __init__(self, module):
+        self.values = {}
+        module.log = lambda name, value, **kw: self.values.__setitem__(name, value)
+
+
+def test_training_loss_is_token_cross_entropy_plus_the_attention_penalty():
+    b = batch()
+    plain = task(attention_regularization=0.0).eval()  # no dropout: the by-hand loss matches
+    logged = Logged(plain)
+    total = plain._step(b, "train")
+    # the loss by hand: mean cross-entropy over the real target tokens
+    logits = plain(b.image, b.caption_ids[:, :-1], b.caption_mask[:, :-1]).logits
+    targets, keep = b.caption_ids[:, 1:], b.caption_mask[:, 1:]
+    expected = torch.nn.functional.cross_entropy(logits[keep], targets[keep])
+    torch.testing.assert_close(total, expected)
+    assert "train/attention_penalty" not in logged.values
+
+    regularised = task(attention_regularization=2.0).eval()
+    logged = Logged(regularised)
+    total = regularised._step(b, "train")
+    penalty = logged.values["train/attention_penalty"]
+    torch.testing.assert_close(total, logged.values["train/loss"] + 2.0 * penalty)
+    assert penalty > 0
+
+
+def test_label_smoothing_changes_the_loss():
+    b = batch()
+    a, s = task(), task(label_smoothing=0.1)
+    Logged(a), Logged(s)
+    assert not torch.allclose(a._step(b, "val"), s._step(b, "val"))
+
+
+def test_reinforce_hard_attention_adds_the_policy_loss():
+    t = task(model_args={**SMALL, "hard_attention": "reinforce", "embed_dim": 8, "hidden_dim": 16})
+    logged = Logged(t)
+    t.train()
+    total = t._step(batch(), "train")
+    assert "train/policy_loss" in logged.values and torch.isfinite(total)
+    total.backward()
+    assert t.model.decoder.score.score_proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("model", ["caption_sat_small", "caption_transformer_small"])
+def test_evaluation_decodes_captions_into_the_metrics(model):
+    t = task(model).eval()
+    Logged(t)
+    with torch.no_grad():
+        t._evaluate(batch(), "val")
+    state = t.caption_metrics["val"].compute()
+    assert set(state) == {"bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider_d"}
+    captions = t.decode(t.generate(batch().image, beam_size=2, max_length=5).tokens)
+    assert len(captions) == 3 and all(set(c.split()) <= set(TOKENIZER.vocabulary) for c in captions)
+
+
+def test_checkpoint_carries_the_tokenizer(tmp_path):
+    t = task().eval()
+    path = tmp_path / "caption.ckpt"
+    checkpoint = {
+        "state_dict": t.state_dict(),
+        "hyper_parameters": dict(t.hparams),
+        "pytorch-lightning_version": "2.0.0",
+    }
+    t.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+    loaded = CaptioningTask.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
+    assert loaded.tokenizer.vocabulary == TOKENIZER.vocabulary
+    image = batch().image
+    torch.testing.assert_close(loaded.generate(image).tokens, t.generate(image).tokens)
+    assert torch.load(path, weights_only=True)["vlkit_task"] == "captioning"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"model": "vqa_small"}, {"label_smoothing": 1.0}, {"beam_size": 0}, {"lr": 0.0}, {"vocabulary": None}],
+)
+def test_bad_settings_are_rejected(kwargs):
+    args = {"model": "caption_sat_small", "vocabulary": TOKENIZER.vocabulary, **kwargs}
+    with pytest.raises(ValueError):
+        CaptioningTask(**args)
