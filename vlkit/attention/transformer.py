@@ -88,7 +88,7 @@ class TransformerDecoderBlockOutput(NamedTuple):
     cross_weights: Tensor | None
 
 
-class TransformerDecoderBlock(nn.Module):
+class TransformerDecoderBlock(TransformerBlock):
     """Pre-norm Transformer decoder block (Vaswani et al., NeurIPS 2017, arXiv:1706.03762).
 
     ``x = x + MHA(LN(x), causal)``, then ``x = x + MHA(LN(x), context)`` (cross-attention:
@@ -129,19 +129,12 @@ class TransformerDecoderBlock(nn.Module):
         act_layer: type[nn.Module] = nn.GELU,
         norm_layer: type[nn.Module] = nn.LayerNorm,
     ) -> None:
-        super().__init__()
-        if mlp_ratio <= 0:
-            raise ValueError(f"mlp_ratio must be > 0, got {mlp_ratio}")
-        self.norm1 = norm_layer(dim)
-        self.self_attn = MultiHeadAttention(
-            dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop
-        )
-        self.norm2 = norm_layer(dim)
+        super().__init__(dim, num_heads, mlp_ratio, qkv_bias, proj_drop, attn_drop, act_layer, norm_layer)
+        # from TransformerBlock: norm1 + attn (here causal self-attention), norm2 + mlp
+        self.norm_cross = norm_layer(dim)
         self.cross_attn = MultiHeadAttention(
             dim, num_heads, dim_context, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop
         )
-        self.norm3 = norm_layer(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
 
     def forward(
         self,
@@ -151,13 +144,11 @@ class TransformerDecoderBlock(nn.Module):
         mask: Tensor | None = None,
         need_weights: bool = False,
     ) -> TransformerDecoderBlockOutput:
-        attended, self_weights = self.self_attn(
-            self.norm1(x), mask=mask, causal=True, need_weights=need_weights
-        )
+        attended, self_weights = self.attn(self.norm1(x), mask=mask, causal=True, need_weights=need_weights)
         x = x + attended  # (b, l, d)
         attended, cross_weights = self.cross_attn(
-            self.norm2(x), context, mask=context_mask, need_weights=need_weights
+            self.norm_cross(x), context, mask=context_mask, need_weights=need_weights
         )
         x = x + attended
-        x = x + self.mlp(self.norm3(x))
+        x = x + self.mlp(self.norm2(x))
         return TransformerDecoderBlockOutput(x, self_weights, cross_weights)

@@ -16,19 +16,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from vlkit.data.common import (
     BadSampleError,
     ImageRows,
+    SplitDataModule,
     check_bad_sample_policy,
-    image_transform,
     kept_samples,
     load_splits,
-    make_loader,
     pad_ids,
 )
 from vlkit.text.caption import HFCaptionTokenizer, WordCaptionTokenizer
@@ -133,7 +130,7 @@ class _CollateFn:
         )
 
 
-class CaptionDataModule(pl.LightningDataModule):
+class CaptionDataModule(SplitDataModule):
     """Image captioning from a Hugging Face ``DatasetDict``: columns, tokenizer, transforms, loaders.
 
     The tokenizer is either a word vocabulary built from the training captions
@@ -306,30 +303,11 @@ class CaptionDataModule(pl.LightningDataModule):
             len(self.tokenizer),
         )
 
-    # -- Lightning hooks --------------------------------------------------------------------
-    def setup(self, stage: str | None = None) -> None:
-        self._prepare()
-
-    def _loader(self, name: str) -> DataLoader:
-        self._prepare()
-        if name not in self._splits:
-            raise ValueError(f"the dataset has no {name!r} split (looked for {self.split_names[name]!r})")
-        train = name == "train"
-        dataset = _CaptionDataset(
-            self._hf[name],
-            self._splits[name],
-            self.image_column,
-            image_transform(self.hparams.image_size, train, self.hparams.augment),
-            self.hparams.on_bad_sample,
+    # -- what SplitDataModule builds the loaders from ----------------------------------------
+    def _dataset(self, name: str, transform) -> _CaptionDataset:
+        return _CaptionDataset(
+            self._hf[name], self._splits[name], self.image_column, transform, self.hparams.on_bad_sample
         )
-        collate = _CollateFn(self.tokenizer.pad_id)
-        return make_loader(dataset, self.hparams.batch_size, train, self.hparams.num_workers, collate)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+    def _collate_fn(self) -> _CollateFn:
+        return _CollateFn(self.tokenizer.pad_id)

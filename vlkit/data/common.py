@@ -16,6 +16,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from PIL import Image
 from torch import Tensor
@@ -30,6 +31,7 @@ __all__ = [
     "IMAGENET_STD",
     "BadSampleError",
     "ImageRows",
+    "SplitDataModule",
     "check_bad_sample_policy",
     "image_transform",
     "kept_samples",
@@ -231,3 +233,43 @@ def make_loader(
         persistent_workers=num_workers > 0,
         drop_last=False,
     )
+
+
+class SplitDataModule(pl.LightningDataModule):
+    """Base DataModule: train / validation / test loaders over prepared splits.
+
+    Subclasses set ``self.split_names`` and ``self._splits`` (prepared splits by role) in
+    ``_prepare()``, save the hyper-parameters ``image_size``, ``augment``, ``batch_size`` and
+    ``num_workers``, and implement ``_dataset(name, transform)`` and ``_collate_fn()``.
+    """
+
+    def _prepare(self) -> None:
+        raise NotImplementedError
+
+    def _dataset(self, name: str, transform: Callable) -> Dataset:
+        raise NotImplementedError
+
+    def _collate_fn(self) -> Callable:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        self._prepare()
+
+    def _loader(self, name: str) -> DataLoader:
+        self._prepare()
+        if name not in self._splits:
+            raise ValueError(f"the dataset has no {name!r} split (looked for {self.split_names[name]!r})")
+        train = name == "train"
+        dataset = self._dataset(name, image_transform(self.hparams.image_size, train, self.hparams.augment))
+        return make_loader(
+            dataset, self.hparams.batch_size, train, self.hparams.num_workers, self._collate_fn()
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

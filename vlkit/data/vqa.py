@@ -15,20 +15,18 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from vlkit.data.common import (
     BadSampleError,
     ImageRows,
+    SplitDataModule,
     check_bad_sample_policy,
     image_transform,
     kept_samples,
     load_image,
     load_splits,
-    make_loader,
     pad_ids,
 )
 from vlkit.text.tokenizer import WordTokenizer
@@ -164,7 +162,7 @@ def _collate(samples: list, num_answers: int, multi_answer: bool) -> VQABatch:
     )
 
 
-class VQADataModule(pl.LightningDataModule):
+class VQADataModule(SplitDataModule):
     """VQA from a Hugging Face ``DatasetDict``: column mapping, vocabularies, transforms, loaders.
 
     Everything data-dependent (question vocabulary, answer vocabulary) is built from the
@@ -357,33 +355,14 @@ class VQADataModule(pl.LightningDataModule):
             len(self.tokenizer),
         )
 
-    # -- Lightning hooks --------------------------------------------------------------------
-    def setup(self, stage: str | None = None) -> None:
-        self._prepare()
-
-    def _loader(self, name: str) -> DataLoader:
-        self._prepare()
-        if name not in self._splits:
-            raise ValueError(f"the dataset has no {name!r} split (looked for {self.split_names[name]!r})")
-        train = name == "train"
-        dataset = _VQADataset(
-            self._hf[name],
-            self._splits[name],
-            self.image_column,
-            image_transform(self.hparams.image_size, train, self.hparams.augment),
-            self.hparams.on_bad_sample,
+    # -- what SplitDataModule builds the loaders from ----------------------------------------
+    def _dataset(self, name: str, transform) -> _VQADataset:
+        return _VQADataset(
+            self._hf[name], self._splits[name], self.image_column, transform, self.hparams.on_bad_sample
         )
-        collate = _CollateFn(len(self._answers), self._multi_answer)
-        return make_loader(dataset, self.hparams.batch_size, train, self.hparams.num_workers, collate)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+    def _collate_fn(self) -> _CollateFn:
+        return _CollateFn(len(self._answers), self._multi_answer)
 
 
 class _CollateFn:

@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from vlkit.models.decoders import DecoderOutput, ShowAttendTellDecoder, TransformerCaptionDecoder
 from vlkit.models.generation import GenerationOutput, beam_search, greedy_search
+from vlkit.models.parts import build_image_encoder
 from vlkit.models.registry import register_model
-from vlkit.vision import ImageEncoder
 
 __all__ = ["CaptioningModel", "caption_sat_small", "caption_transformer_small"]
 
@@ -63,30 +63,6 @@ class CaptioningModel(nn.Module):
         return beam_search(self.decoder, features, feature_mask, *ids, max_length, beam_size, alpha)
 
 
-def _image_encoder(
-    backbone: str,
-    dim: int,
-    feature_index: int,
-    pretrained: bool,
-    pretrained_file: str | None,
-    packaged_weights: bool,
-    freeze_backbone: bool | int,
-    cbam: str | None,
-    stn: str | int | None,
-) -> ImageEncoder:
-    return ImageEncoder(
-        backbone,
-        dim,
-        feature_index=feature_index,
-        pretrained=pretrained,
-        pretrained_file=pretrained_file,
-        packaged_weights=packaged_weights,
-        freeze=freeze_backbone,
-        cbam=cbam,
-        stn=stn,
-    )
-
-
 @register_model
 def caption_sat_small(
     vocab_size: int,
@@ -121,7 +97,7 @@ def caption_sat_small(
             :class:`vlkit.models.ShowAttendTellDecoder`).
     """
     return CaptioningModel(
-        _image_encoder(
+        build_image_encoder(
             backbone,
             dim,
             feature_index,
@@ -175,7 +151,7 @@ def caption_transformer_small(
             :class:`vlkit.models.TransformerCaptionDecoder`).
     """
     return CaptioningModel(
-        _image_encoder(
+        build_image_encoder(
             backbone,
             dim,
             feature_index,

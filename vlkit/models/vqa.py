@@ -12,9 +12,9 @@ from torch import Tensor, nn
 from vlkit.attention import HardContext
 from vlkit.fusion import FUSIONS, create_fusion
 from vlkit.models.heads import VQAHead
+from vlkit.models.parts import build_image_encoder
 from vlkit.models.registry import register_model
 from vlkit.text import create_text_encoder
-from vlkit.vision import ImageEncoder
 
 __all__ = ["VQAModel", "VQAOutput"]
 
@@ -152,16 +152,16 @@ def vqa_small(
         fusion_kwargs["image_context"] = HardContext(hard_attention)
     fusion_layer = create_fusion(fusion["name"], dim, dim, **fusion_kwargs)
     return VQAModel(
-        image_encoder=ImageEncoder(
+        image_encoder=build_image_encoder(
             backbone,
             dim,
-            feature_index=feature_index,
-            pretrained=pretrained,
-            pretrained_file=pretrained_file,
-            packaged_weights=packaged_weights,
-            freeze=freeze_backbone,
-            cbam=cbam,
-            stn=stn,
+            feature_index,
+            pretrained,
+            pretrained_file,
+            packaged_weights,
+            freeze_backbone,
+            cbam,
+            stn,
         ),
         text_encoder=create_text_encoder(
             text_encoder,

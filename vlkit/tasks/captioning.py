@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vlkit.attention import hard_attention_loss
 from vlkit.data.captioning import CaptionBatch
 from vlkit.metrics import CaptionMetrics
 from vlkit.models import GenerationOutput, create_model, doubly_stochastic_penalty, list_models
@@ -122,20 +121,8 @@ class CaptioningTask(TrainingTask):
                 penalty = doubly_stochastic_penalty(out.weights, input_mask).mean()
                 total = total + self.hparams.attention_regularization * penalty
                 self.log("train/attention_penalty", penalty, batch_size=size, on_step=True, on_epoch=True)
-            policy = hard_attention_loss(self.model, -token_loss.sum(-1).detach())
-            if policy is not None:
-                total = total + policy
-                self.log("train/policy_loss", policy, batch_size=size, on_step=True, on_epoch=True)
-        on_step = split == "train"
-        self.log(
-            f"{split}/loss",
-            loss,
-            batch_size=size,
-            on_step=on_step,
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=not on_step,
-        )
+            total = self.add_hard_attention_loss(total, -token_loss.sum(-1))
+        self.log_loss(split, loss, size)
         self.log_skipped(split, batch.num_skipped)
         return total
 

@@ -8,6 +8,9 @@ import math
 
 import pytorch_lightning as pl
 import torch
+from torch import Tensor
+
+from vlkit.attention import hard_attention_loss
 
 __all__ = ["TrainingTask", "warmup_cosine"]
 
@@ -37,6 +40,33 @@ class TrainingTask(pl.LightningModule):
             raise ValueError(
                 "need lr > 0, 0 <= warmup_fraction < 1, 0 <= min_lr_ratio <= 1 and 0 <= backbone_lr_ratio <= 1"
             )
+
+    def log_loss(self, split: str, loss: Tensor, batch_size: int) -> None:
+        """Log ``<split>/loss``: per step and epoch in training, per epoch (synced) otherwise."""
+        on_step = split == "train"
+        self.log(
+            f"{split}/loss",
+            loss,
+            batch_size=batch_size,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=not on_step,
+        )
+
+    def add_hard_attention_loss(self, total: Tensor, reward: Tensor) -> Tensor:
+        """``total`` plus the REINFORCE loss of the model's hard attention, if any is waiting.
+
+        Args:
+            total: the loss so far (scalar).
+            reward: ``(b,)`` per-sample reward (treated as a constant), e.g. the negative
+                per-sample loss: ``log p(y | s, x)`` as in Xu et al. (ICML 2015).
+        """
+        policy = hard_attention_loss(self.model, reward.detach())
+        if policy is None:
+            return total
+        self.log("train/policy_loss", policy, batch_size=reward.shape[0], on_step=True, on_epoch=True)
+        return total + policy
 
     def log_skipped(self, split: str, num_skipped: int) -> None:
         """Log ``<split>/skipped`` (summed over the epoch) and warn about unreadable samples."""

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vlkit.attention import hard_attention_loss
 from vlkit.data.vqa import VQABatch
 from vlkit.metrics import ExactMatchAccuracy, VQAAccuracy
 from vlkit.models import VQAOutput, create_model, list_models
@@ -112,24 +111,12 @@ class VQATask(TrainingTask):
         total = loss
         if split == "train":
             # hard attention trained by REINFORCE: reward = log p(y | s, x) = -loss (Xu et al. 2015)
-            policy = hard_attention_loss(self.model, -per_sample.detach())
-            if policy is not None:
-                total = loss + policy
-                self.log("train/policy_loss", policy, batch_size=logits.shape[0], on_step=True, on_epoch=True)
+            total = self.add_hard_attention_loss(loss, -per_sample)
         preds = logits.argmax(-1)
         self.vqa_acc[f"{split}_"](preds, batch.scores)
         self.exact_match[f"{split}_"](preds, batch.label)
         size = logits.shape[0]
-        on_step = split == "train"
-        self.log(
-            f"{split}/loss",
-            loss,
-            batch_size=size,
-            on_step=on_step,
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=not on_step,
-        )
+        self.log_loss(split, loss, size)
         for name, metric in (("vqa_acc", self.vqa_acc), ("exact_match", self.exact_match)):
             self.log(
                 f"{split}/{name}",
