@@ -96,20 +96,8 @@ class _Split:
 
 
 class _CaptionDataset(ImageRows):
-    def __init__(
-        self, hf_split: Any, split: _Split, image_column: str, transform, on_bad_sample: str
-    ) -> None:
-        super().__init__(hf_split, split.name, image_column, transform, on_bad_sample)
-        self.split = split
-
-    def __len__(self) -> int:
-        return len(self.split.rows)
-
-    def __getitem__(self, i: int) -> tuple | None:
-        image = self.image(self.split.rows[i])
-        if image is None:
-            return None
-        return image, self.split.caption_ids[i], self.split.references[i]
+    def fields(self, i: int) -> tuple:
+        return self.split.caption_ids[i], self.split.references[i]
 
 
 class _CollateFn:

@@ -161,24 +161,35 @@ def load_splits(
 
 
 class ImageRows(Dataset):
-    """Base dataset: the images of one split's rows, decoded and transformed on access.
+    """Base dataset: sample ``i`` is the image of row ``split.rows[i]`` and the prepared fields.
 
-    Subclasses implement ``__len__`` and ``__getitem__`` and call :meth:`image`.
+    Images are decoded and transformed on access. Subclasses implement :meth:`fields`.
 
     Args:
         hf_split: the ``datasets.Dataset`` (image column undecoded).
-        split: the split's name, for messages.
+        split: the prepared split: has ``name`` (for messages) and ``rows`` (row index of each sample).
         image_column: the image column.
         transform: image transform (see :func:`image_transform`).
-        on_bad_sample: ``"error"`` or ``"skip"``.
+        on_bad_sample: ``"error"`` or ``"skip"`` (an unreadable image gives a None sample).
     """
 
     def __init__(
-        self, hf_split: Any, split: str, image_column: str, transform: Callable, on_bad_sample: str
+        self, hf_split: Any, split: Any, image_column: str, transform: Callable, on_bad_sample: str
     ) -> None:
         self.images = hf_split.select_columns([image_column])
-        self.split_name, self.image_column, self.transform = split, image_column, transform
-        self.on_bad_sample = on_bad_sample
+        self.split, self.split_name = split, split.name
+        self.image_column, self.transform, self.on_bad_sample = image_column, transform, on_bad_sample
+
+    def fields(self, i: int) -> tuple:
+        """The prepared (text) fields of sample ``i``."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.split.rows)
+
+    def __getitem__(self, i: int) -> tuple | None:
+        image = self.image(self.split.rows[i])
+        return None if image is None else (image, *self.fields(i))
 
     def image(self, row: int) -> Tensor | None:
         """The transformed image of ``row``, or None if unreadable and ``on_bad_sample="skip"``.

@@ -127,20 +127,8 @@ class _Split:
 
 
 class _VQADataset(ImageRows):
-    def __init__(
-        self, hf_split: Any, split: _Split, image_column: str, transform, on_bad_sample: str
-    ) -> None:
-        super().__init__(hf_split, split.name, image_column, transform, on_bad_sample)
-        self.split = split
-
-    def __len__(self) -> int:
-        return len(self.split.rows)
-
-    def __getitem__(self, i: int) -> tuple | None:
-        image = self.image(self.split.rows[i])
-        if image is None:
-            return None
-        return image, self.split.question_ids[i], self.split.label[i], self.split.scores[i]
+    def fields(self, i: int) -> tuple:
+        return self.split.question_ids[i], self.split.label[i], self.split.scores[i]
 
 
 def _collate(samples: list, num_answers: int, multi_answer: bool) -> VQABatch:
