@@ -161,7 +161,9 @@ def _predict_caption(opts: argparse.Namespace, checkpoint: dict) -> str:
 
     task = CaptioningTask.load_from_checkpoint(opts.ckpt, map_location="cpu", weights_only=True).eval()
     image = _image_tensor(opts.image, checkpoint, 96)
-    out = task.generate(image, beam_size=opts.beam_size, max_length=opts.max_length)
+    with torch.no_grad():
+        encoded = task.model.image_encoder(image)
+    out = task.search(encoded[0], encoded[1], beam_size=opts.beam_size, max_length=opts.max_length)
     caption = task.decode(out.tokens)[0]
     console = Console()
     console.print(caption, markup=False, highlight=False, soft_wrap=True)
@@ -171,8 +173,7 @@ def _predict_caption(opts: argparse.Namespace, checkpoint: dict) -> str:
 
         length = int(out.lengths[0])
         words = [task.tokenizer.decode([t]) or "<eos>" for t in out.tokens[0, :length].tolist()]
-        with torch.no_grad():
-            grid = tuple(task.model.image_encoder(image).grid_size)
+        grid = tuple(encoded.grid_size)
         path = save_caption_attention(
             opts.save_attention, load_image(opts.image), words, out.weights[0, :length], grid
         )

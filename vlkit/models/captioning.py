@@ -34,7 +34,8 @@ class CaptioningModel(nn.Module):
         ``forward(image: (b, 3, H, W) float, tokens: (b, T) int64 starting with <bos>,
         token_mask: (b, T) bool | None) -> DecoderOutput(logits (b, T, V), ...)``: the logits
         at step ``t`` predict ``tokens[:, t + 1]``.
-        ``generate(image, max_length, beam_size, alpha) -> GenerationOutput``.
+        ``generate(image, max_length, beam_size, alpha) -> GenerationOutput``;
+        ``search(features, feature_mask, ...)`` decodes regions already encoded.
     """
 
     def __init__(
@@ -57,6 +58,21 @@ class CaptioningModel(nn.Module):
             ValueError: out-of-range settings.
         """
         features, feature_mask = self.image_encoder(image)[:2]
+        return self.search(features, feature_mask, max_length, beam_size, alpha)
+
+    def search(
+        self,
+        features: Tensor,
+        feature_mask: Tensor | None,
+        max_length: int = 20,
+        beam_size: int = 1,
+        alpha: float = 0.0,
+    ) -> GenerationOutput:
+        """:meth:`generate` from regions ``(b, n, d_v)`` the image encoder already computed.
+
+        Raises:
+            ValueError: out-of-range settings.
+        """
         ids = (self.bos_id, self.eos_id, self.pad_id)
         if beam_size == 1:
             return greedy_search(self.decoder, features, feature_mask, *ids, max_length, alpha)

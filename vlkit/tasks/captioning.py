@@ -103,10 +103,14 @@ class CaptioningTask(TrainingTask):
     def forward(self, image: Tensor, caption_ids: Tensor, caption_mask: Tensor | None = None):
         return self.model(image, caption_ids, caption_mask)
 
-    def _step(self, batch: CaptionBatch, split: str) -> Tensor:
+    def _step(self, batch: CaptionBatch, split: str, encoded: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """The loss of ``batch``; ``encoded``: its ``(features, mask)`` if already computed."""
         inputs, targets = batch.caption_ids[:, :-1], batch.caption_ids[:, 1:]  # (b, T)
         input_mask, target_mask = batch.caption_mask[:, :-1], batch.caption_mask[:, 1:]
-        out = self(batch.image, inputs, input_mask)
+        if encoded is None:
+            out = self(batch.image, inputs, input_mask)
+        else:
+            out = self.model.decoder(*encoded, inputs, input_mask)
         token_loss = F.cross_entropy(
             out.logits.transpose(1, 2),  # (b, V, T)
             targets,
@@ -127,9 +131,10 @@ class CaptioningTask(TrainingTask):
         return total
 
     def _evaluate(self, batch: CaptionBatch, split: str) -> Tensor:
-        loss = self._step(batch, split)
+        encoded = self.model.image_encoder(batch.image)[:2]  # once for the loss and the captions
+        loss = self._step(batch, split, encoded)
         beam = self.hparams.val_beam_size if split == "val" else self.hparams.beam_size
-        captions = self.decode(self.generate(batch.image, beam_size=beam).tokens)
+        captions = self.decode(self.search(*encoded, beam_size=beam).tokens)
         self.caption_metrics[split].update(captions, batch.references)
         if split == "test":
             self._test_examples += [
@@ -176,8 +181,21 @@ class CaptioningTask(TrainingTask):
         self, image: Tensor, beam_size: int | None = None, max_length: int | None = None
     ) -> GenerationOutput:
         """Decode captions for ``image (b, 3, H, W)`` (token ids, scores, per-token attention)."""
-        return self.model.generate(
-            image,
+        return self.search(*self.model.image_encoder(image)[:2], beam_size=beam_size, max_length=max_length)
+
+    @torch.no_grad()
+    def search(
+        self,
+        features: Tensor,
+        feature_mask: Tensor | None,
+        beam_size: int | None = None,
+        max_length: int | None = None,
+    ) -> GenerationOutput:
+        """:meth:`generate` from encoded regions ``(b, n, d_v)``, with the task's decoding settings
+        (``beam_size``, ``max_length``, ``length_penalty``) unless given."""
+        return self.model.search(
+            features,
+            feature_mask,
             max_length=max_length or self.hparams.max_length,
             beam_size=beam_size or self.hparams.beam_size,
             alpha=self.hparams.length_penalty,
