@@ -23,7 +23,6 @@ from vlkit.data.common import (
     BadSampleError,
     ImageRows,
     SplitDataModule,
-    check_bad_sample_policy,
     kept_samples,
     load_splits,
     pad_ids,
@@ -182,22 +181,17 @@ class CaptionDataModule(SplitDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        check_bad_sample_policy(on_bad_sample)
+        self.init_splits(
+            dataset, image_column, train_split, val_split, test_split, val_fraction, on_bad_sample
+        )
         if train_on not in _TRAIN_ON:
             raise ValueError(f"train_on must be one of {list(_TRAIN_ON)}, got {train_on!r}")
         if min(batch_size, image_size, max_caption_length, min_word_freq) < 1 or num_workers < 0:
             raise ValueError(
                 "batch_size, image_size, max_caption_length and min_word_freq must be >= 1 and num_workers >= 0"
             )
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.save_hyperparameters(ignore=["dataset"] if not isinstance(dataset, str) else None)
-        self.dataset = dataset
-        self.image_column, self.caption_column = image_column, caption_column
-        self.split_names = {"train": train_split, "validation": val_split, "test": test_split}
-        self._prepared = False
-        self._hf: dict[str, Any] = {}
-        self._splits: dict[str, _Split] = {}
+        self.caption_column = caption_column
         self.tokenizer: WordCaptionTokenizer | HFCaptionTokenizer | None = None
         self.skipped_captions: dict[str, int] = {}
 

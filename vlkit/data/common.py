@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -160,7 +161,7 @@ def load_splits(
     return hf
 
 
-class ImageRows(Dataset):
+class ImageRows(Dataset, ABC):
     """Base dataset: sample ``i`` is the image of row ``split.rows[i]`` and the prepared fields.
 
     Images are decoded and transformed on access. Subclasses implement :meth:`fields`.
@@ -180,9 +181,9 @@ class ImageRows(Dataset):
         self.split, self.split_name = split, split.name
         self.image_column, self.transform, self.on_bad_sample = image_column, transform, on_bad_sample
 
+    @abstractmethod
     def fields(self, i: int) -> tuple:
         """The prepared (text) fields of sample ``i``."""
-        raise NotImplementedError
 
     def __len__(self) -> int:
         return len(self.split.rows)
@@ -246,22 +247,50 @@ def make_loader(
     )
 
 
-class SplitDataModule(pl.LightningDataModule):
+class SplitDataModule(pl.LightningDataModule, ABC):
     """Base DataModule: train / validation / test loaders over prepared splits.
 
-    Subclasses set ``self.split_names`` and ``self._splits`` (prepared splits by role) in
-    ``_prepare()``, save the hyper-parameters ``image_size``, ``augment``, ``batch_size`` and
-    ``num_workers``, and implement ``_dataset(name, transform)`` and ``_collate_fn()``.
+    Subclasses call :meth:`init_splits` in ``__init__``, save the hyper-parameters
+    ``image_size``, ``augment``, ``batch_size``, ``num_workers`` and ``on_bad_sample``, fill
+    ``self._hf`` and ``self._splits`` (by role) in :meth:`_prepare`, and build a split's
+    dataset and collate function in :meth:`_dataset` and :meth:`_collate_fn`.
     """
 
+    def init_splits(
+        self,
+        dataset: Any,
+        image_column: str,
+        train_split: str,
+        val_split: str,
+        test_split: str,
+        val_fraction: float,
+        on_bad_sample: str,
+    ) -> None:
+        """Check and keep what every subclass shares; nothing is loaded yet.
+
+        Raises:
+            ValueError: an unknown ``on_bad_sample`` or ``val_fraction`` outside ``(0, 1)``.
+        """
+        check_bad_sample_policy(on_bad_sample)
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        self.dataset, self.image_column = dataset, image_column
+        self.split_names = {"train": train_split, "validation": val_split, "test": test_split}
+        self._prepared = False
+        self._hf: dict[str, Any] = {}
+        self._splits: dict[str, Any] = {}
+
+    @abstractmethod
     def _prepare(self) -> None:
-        raise NotImplementedError
+        """Load the splits and prepare their text once (idempotent)."""
 
+    @abstractmethod
     def _dataset(self, name: str, transform: Callable) -> Dataset:
-        raise NotImplementedError
+        """The dataset of split ``name`` with the image ``transform``."""
 
+    @abstractmethod
     def _collate_fn(self) -> Callable:
-        raise NotImplementedError
+        """The (picklable) collate function of the loaders."""
 
     def setup(self, stage: str | None = None) -> None:
         self._prepare()

@@ -22,7 +22,6 @@ from vlkit.data.common import (
     BadSampleError,
     ImageRows,
     SplitDataModule,
-    check_bad_sample_policy,
     image_transform,
     kept_samples,
     load_image,
@@ -208,22 +207,13 @@ class VQADataModule(SplitDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        check_bad_sample_policy(on_bad_sample)
+        self.init_splits(
+            dataset, image_column, train_split, val_split, test_split, val_fraction, on_bad_sample
+        )
         if num_answers < 1 or batch_size < 1 or num_workers < 0 or image_size < 1:
             raise ValueError("num_answers, batch_size and image_size must be >= 1 and num_workers >= 0")
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.save_hyperparameters(ignore=["dataset"] if not isinstance(dataset, str) else None)
-        self.dataset = dataset
-        self.image_column, self.question_column, self.answer_column = (
-            image_column,
-            question_column,
-            answer_column,
-        )
-        self.split_names = {"train": train_split, "validation": val_split, "test": test_split}
-        self._prepared = False
-        self._hf: dict[str, Any] = {}
-        self._splits: dict[str, _Split] = {}
+        self.question_column, self.answer_column = question_column, answer_column
         self.tokenizer: WordTokenizer | None = None
         self._answers: list[str] = []
         self._multi_answer = False
