@@ -125,3 +125,48 @@ def tiny_captions_on_disk(tmp_path):
     path = tmp_path / "tiny_captions"
     make_caption_dataset_dict().save_to_disk(str(path))
     return path
+
+
+#: The tiny sentiment data: the polarity follows the word, the colour agrees with it.
+SENTIMENT_WORDS = {"negative": "awful", "neutral": "plain", "positive": "lovely"}
+SENTIMENT_COLORS = {"negative": "red", "neutral": "blue", "positive": "green"}
+
+
+def sentiment_rows(n: int, seed: int) -> dict[str, list]:
+    """Rows with columns img (PNG bytes dicts), sentence (str) and polarity (class name string)."""
+    rng = random.Random(seed)
+    rows: dict[str, list] = {"img": [], "sentence": [], "polarity": []}
+    classes = list(SENTIMENT_WORDS)
+    for i in range(n):
+        label = classes[i % 3]
+        shape = rng.choice(SHAPES)
+        rows["img"].append({"bytes": shape_png(SENTIMENT_COLORS[label], shape), "path": None})
+        rows["sentence"].append(f"a {SENTIMENT_WORDS[label]} {shape}")
+        rows["polarity"].append(label)
+    return rows
+
+
+def make_sentiment_dataset_dict(
+    labels: str = "strings", splits=("train", "validation", "test"), n: int = 24
+):
+    """A sentiment ``DatasetDict`` (img, sentence, polarity) with ``labels`` "strings" or "classlabel"
+    (a ``ClassLabel`` whose names are in another order than sorted: positive, negative, neutral)."""
+    import datasets
+
+    result = {}
+    for seed, name in enumerate(splits):
+        split = datasets.Dataset.from_dict(sentiment_rows(n, seed)).cast_column("img", datasets.Image())
+        if labels == "classlabel":
+            split = split.cast_column(
+                "polarity", datasets.ClassLabel(names=["positive", "negative", "neutral"])
+            )
+        result[name] = split
+    return datasets.DatasetDict(result)
+
+
+@pytest.fixture
+def tiny_sentiment_on_disk(tmp_path):
+    """A sentiment dataset (img, sentence, polarity: ClassLabel) written with ``save_to_disk``."""
+    path = tmp_path / "tiny_sentiment"
+    make_sentiment_dataset_dict("classlabel").save_to_disk(str(path))
+    return path

@@ -40,6 +40,7 @@ __all__ = [
     "load_splits",
     "make_loader",
     "pad_ids",
+    "report_bad_rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,31 @@ def check_bad_sample_policy(on_bad_sample: str) -> None:
     """Raise ValueError unless ``on_bad_sample`` is one of :data:`BAD_SAMPLE_POLICIES`."""
     if on_bad_sample not in BAD_SAMPLE_POLICIES:
         raise ValueError(f"on_bad_sample must be one of {list(BAD_SAMPLE_POLICIES)}, got {on_bad_sample!r}")
+
+
+def report_bad_rows(name: str, column: str, problem: str, rows: list[int], on_bad_sample: str) -> None:
+    """Raise or warn about the rows of one split column that cannot be used.
+
+    Args:
+        name: the split, for the message.
+        column: the column, for the message.
+        problem: what is wrong with those rows, e.g. ``"empty or missing text"``.
+        rows: the row indices (nothing happens if empty).
+        on_bad_sample: ``"error"`` raises, ``"skip"`` logs a warning (the caller leaves them out).
+
+    Raises:
+        BadSampleError: ``rows`` is not empty and ``on_bad_sample="error"``; the message names
+            the split, column, first rows and how to go on.
+    """
+    if not rows:
+        return
+    message = (
+        f"split {name!r}, column {column!r}: {len(rows)} row(s) with {problem} at rows "
+        f"{rows[:10]}{' ...' if len(rows) > 10 else ''}"
+    )
+    if on_bad_sample == "error":
+        raise BadSampleError(f"{message}. Fix the data, or set on_bad_sample: skip")
+    log.warning("%s: skipped (on_bad_sample=skip)", message)
 
 
 def load_image(value: Any) -> Image.Image:

@@ -52,10 +52,13 @@ __all__ = [
     "build_emoji_captions",
     "cache_root",
     "cached_dataset_dict",
+    "check_split_fractions",
+    "emoji_cache_name",
     "emoji_group",
     "emoji_table",
     "find_emoji_font",
     "load_emoji_font",
+    "png_cell",
     "render_emoji",
 ]
 
@@ -376,7 +379,8 @@ def _split_groups(
     }
 
 
-def _png(image: Image.Image) -> dict[str, Any]:
+def png_cell(image: Image.Image) -> dict[str, Any]:
+    """A ``datasets.Image`` cell ``{"bytes": PNG bytes, "path": None}`` holding ``image``."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return {"bytes": buffer.getvalue(), "path": None}
@@ -397,7 +401,7 @@ def _build_captions(
     }
     for entry in table:
         rows = splits[split_of[entry.group]]
-        rows["image"].append(_png(render_emoji(entry.char, font)))
+        rows["image"].append(png_cell(render_emoji(entry.char, font)))
         rows["captions"].append([entry.name])
         rows["emoji"].append(entry.char)
         rows["group"].append(entry.group)
@@ -454,6 +458,19 @@ def build_emoji_captions(
         FileNotFoundError: if the Noto Color Emoji font is not found.
         RuntimeError: if Pillow has no raqm layout engine (FriBiDi missing).
     """
+    check_split_fractions(val_fraction, test_fraction)
+    path = find_emoji_font()
+    font = load_emoji_font(path)
+    if not cache:
+        return _build_captions(font, val_fraction, test_fraction, seed)
+    name = emoji_cache_name(
+        "emoji_captions", path, f"v{_CACHE_VERSION}-val{val_fraction}-test{test_fraction}-seed{seed}"
+    )
+    return cached_dataset_dict(name, lambda: _build_captions(font, val_fraction, test_fraction, seed))
+
+
+def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Raise ValueError unless both fractions are in ``[0, 1)`` and leave a training split."""
     for label, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= value < 1.0:
             raise ValueError(f"{label} must be in [0, 1), got {value}")
@@ -462,16 +479,17 @@ def build_emoji_captions(
             "val_fraction + test_fraction must be < 1 to leave a train split, "
             f"got {val_fraction} + {test_fraction}"
         )
+
+
+def emoji_cache_name(prefix: str, font_path: Path, arguments: str) -> str:
+    """Cache folder name of an emoji dataset: ``prefix``, the ``emoji`` and Pillow versions,
+    the font file (size and modification time) and ``arguments`` (the code's cache version
+    and the split arguments)."""
     import emoji
     import PIL
 
-    path = find_emoji_font()
-    font = load_emoji_font(path)
-    if not cache:
-        return _build_captions(font, val_fraction, test_fraction, seed)
-    stat = path.stat()
-    name = (
-        f"emoji_captions-v{_CACHE_VERSION}-emoji{emoji.__version__}-pillow{PIL.__version__}"
-        f"-font{stat.st_size}.{int(stat.st_mtime)}-val{val_fraction}-test{test_fraction}-seed{seed}"
+    stat = font_path.stat()
+    return (
+        f"{prefix}-{arguments}-emoji{emoji.__version__}-pillow{PIL.__version__}"
+        f"-font{stat.st_size}.{int(stat.st_mtime)}"
     )
-    return cached_dataset_dict(name, lambda: _build_captions(font, val_fraction, test_fraction, seed))

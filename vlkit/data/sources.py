@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vlkit.data.emoji import build_emoji_captions
+from vlkit.data.emoji_sentiment import build_emoji_sentiment
 
 __all__ = ["SOURCES", "build_easy_vqa", "load_dataset_dict"]
 
@@ -75,6 +76,7 @@ def build_easy_vqa(val_fraction: float = 0.1, seed: int = 0) -> Any:
 SOURCES: dict[str, Callable[[], Any]] = {
     "easy_vqa": build_easy_vqa,
     "emoji_captions": build_emoji_captions,
+    "emoji_sentiment": build_emoji_sentiment,
 }
 
 

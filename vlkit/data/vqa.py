@@ -27,6 +27,7 @@ from vlkit.data.common import (
     load_image,
     load_splits,
     pad_ids,
+    report_bad_rows,
 )
 from vlkit.text.tokenizer import WordTokenizer
 
@@ -247,14 +248,9 @@ class VQADataModule(SplitDataModule):
             else:
                 rows.append(row)
                 questions.append(str(question))
-        if bad:
-            message = (
-                f"split {name!r}, column {self.question_column!r}: {len(bad)} empty or missing "
-                f"question(s) at rows {bad[:10]}{' ...' if len(bad) > 10 else ''}"
-            )
-            if self.hparams.on_bad_sample == "error":
-                raise BadSampleError(f"{message}. Fix the data, or set on_bad_sample: skip")
-            log.warning("%s: skipped (on_bad_sample=skip)", message)
+        report_bad_rows(
+            name, self.question_column, "an empty or missing question", bad, self.hparams.on_bad_sample
+        )
         self.skipped_rows[name] = bad
         return rows, questions
 
