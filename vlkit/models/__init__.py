@@ -9,17 +9,29 @@ from vlkit.models.decoders import (
     doubly_stochastic_penalty,
 )
 from vlkit.models.generation import GenerationOutput, beam_search, greedy_search, length_penalty
-from vlkit.models.heads import VQAHead
+from vlkit.models.heads import ClassificationHead, VQAHead
 from vlkit.models.registry import create_model, list_models, register_model
+from vlkit.models.sentiment import (
+    MODALITIES,
+    SentimentModel,
+    SentimentOutput,
+    UnimodalPooling,
+    sentiment_small,
+)
 from vlkit.models.vqa import VQAModel, VQAOutput, vqa_small
 
 __all__ = [
+    "MODALITIES",
     "CaptioningModel",
+    "ClassificationHead",
     "DecoderOutput",
     "DecoderStep",
     "GenerationOutput",
+    "SentimentModel",
+    "SentimentOutput",
     "ShowAttendTellDecoder",
     "TransformerCaptionDecoder",
+    "UnimodalPooling",
     "VQAHead",
     "VQAModel",
     "VQAOutput",
@@ -32,5 +44,6 @@ __all__ = [
     "length_penalty",
     "list_models",
     "register_model",
+    "sentiment_small",
     "vqa_small",
 ]
