@@ -9,6 +9,7 @@ from vlkit.metrics.caption import (
     rouge_l,
     sentence_bleu,
 )
+from vlkit.metrics.classification import classification_metrics, confusion_matrix_metric
 from vlkit.metrics.vqa import ExactMatchAccuracy, VQAAccuracy
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "caption_scores",
     "caption_tokenize",
     "cider_d",
+    "classification_metrics",
+    "confusion_matrix_metric",
     "corpus_bleu",
     "rouge_l",
     "sentence_bleu",

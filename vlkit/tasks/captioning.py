@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +62,7 @@ class CaptioningTask(TrainingTask):
     def __init__(
         self,
         model: str = "caption_sat_small",
-        model_args: dict | None = None,
+        model_args: dict[str, Any] | None = None,
         vocabulary: list[str] | None = None,
         tokenizer_name: str | None = None,
         lr: float = 1e-3,

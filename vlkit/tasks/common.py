@@ -21,9 +21,9 @@ class TrainingTask(pl.LightningModule):
     """Base LightningModule of the vlkit tasks: AdamW with warm-up and cosine decay.
 
     Subclasses hold ``self.model`` (whose ``image_encoder.backbone``, if any, can train at
-    ``backbone_lr_ratio`` of the learning rate) and save ``lr``, ``weight_decay``,
-    ``warmup_fraction``, ``min_lr_ratio`` and ``backbone_lr_ratio`` as hyper-parameters
-    (checked by :meth:`check_optimizer_args`).
+    ``backbone_lr_ratio`` of the learning rate; see :meth:`lr_scale_of_parameters`) and save
+    ``lr``, ``weight_decay``, ``warmup_fraction``, ``min_lr_ratio`` and ``backbone_lr_ratio``
+    (and optionally ``text_lr_ratio``) as hyper-parameters (checked by :meth:`check_optimizer_args`).
     """
 
     @staticmethod
@@ -82,22 +82,51 @@ class TrainingTask(pl.LightningModule):
         if num_skipped:
             log.warning("%s: %d unreadable sample(s) skipped in this batch", split, num_skipped)
 
+    def lr_scale_of_parameters(self) -> dict[int, float]:
+        """Learning-rate multiplier of each parameter (by ``id``) that does not train at ``lr``.
+
+        The image backbone (``model.image_encoder.backbone``) trains at ``backbone_lr_ratio``,
+        the text encoder (``model.text_encoder``) at ``text_lr_ratio`` when the task has that
+        hyper-parameter, and any submodule with an ``lr_scales()`` method (e.g.
+        :class:`vlkit.text.HFTextEncoder` with layer-wise decay) multiplies its parameters'
+        rates by the scales it returns (``{parameter name: scale}``).
+        """
+        scales: dict[int, float] = {}
+
+        def scale(module: torch.nn.Module | None, ratio: float) -> None:
+            for p in module.parameters() if module is not None else ():
+                scales[id(p)] = scales.get(id(p), 1.0) * ratio
+
+        image_encoder = getattr(self.model, "image_encoder", None)
+        scale(getattr(image_encoder, "backbone", None), self.hparams.backbone_lr_ratio)
+        scale(getattr(self.model, "text_encoder", None), self.hparams.get("text_lr_ratio", 1.0))
+        for module in self.model.modules():
+            if callable(getattr(module, "lr_scales", None)):
+                named = dict(module.named_parameters())
+                for name, factor in module.lr_scales().items():
+                    scales[id(named[name])] = scales.get(id(named[name]), 1.0) * factor
+        return {key: value for key, value in scales.items() if value != 1.0}
+
     def configure_optimizers(self):
-        backbone = getattr(self.model.image_encoder, "backbone", None)
-        backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
-        groups = []
-        for in_backbone in (False, True):
-            lr = self.hparams.lr * (self.hparams.backbone_lr_ratio if in_backbone else 1.0)
-            params = [
-                p for p in self.parameters() if p.requires_grad and (id(p) in backbone_ids) == in_backbone
-            ]
-            decay = [p for p in params if p.dim() >= 2]  # weight matrices and conv kernels
-            no_decay = [p for p in params if p.dim() < 2]  # biases and norm parameters
-            groups += [
-                {"params": decay, "weight_decay": self.hparams.weight_decay, "lr": lr},
-                {"params": no_decay, "weight_decay": 0.0, "lr": lr},
-            ]
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hparams.lr)
+        scales = self.lr_scale_of_parameters()
+        groups: dict[tuple[float, bool], list] = {}
+        for p in self.parameters():
+            if p.requires_grad:
+                # weight decay on weight matrices and conv kernels, not on biases and norm parameters
+                groups.setdefault((scales.get(id(p), 1.0), p.dim() >= 2), []).append(p)
+        optimizer = torch.optim.AdamW(
+            [
+                {
+                    "params": params,
+                    "lr": self.hparams.lr * factor,
+                    "weight_decay": self.hparams.weight_decay if decay else 0.0,
+                }
+                for (factor, decay), params in sorted(
+                    groups.items(), key=lambda item: (-item[0][0], item[0][1])
+                )
+            ],
+            lr=self.hparams.lr,
+        )
         total = max(int(self.trainer.estimated_stepping_batches), 2)
         warmup = min(max(int(total * self.hparams.warmup_fraction), 1), total - 1)
         schedule = functools.partial(

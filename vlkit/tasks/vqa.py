@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +58,7 @@ class VQATask(TrainingTask):
     def __init__(
         self,
         model: str = "vqa_parallel_coattn_small",
-        model_args: dict | None = None,
+        model_args: dict[str, Any] | None = None,
         vocabulary: list[str] | None = None,
         answers: list[str] | None = None,
         multi_answer: bool = False,
