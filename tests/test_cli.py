@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.conftest import shape_png
@@ -29,6 +30,13 @@ COMMON = [
 ]
 TINY = [*COMMON, "--data.init_args.question_column", "q", "--data.init_args.answer_column", "answers"]
 TINY_CAPTIONS = [*COMMON, "--data.init_args.caption_column", "captions"]
+TINY_SENTIMENT = [
+    *COMMON,
+    "--data.init_args.text_column",
+    "sentence",
+    "--data.init_args.label_column",
+    "polarity",
+]
 
 
 def test_there_are_recipes():
@@ -36,12 +44,15 @@ def test_there_are_recipes():
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_recipe_runs_one_fast_step(recipe, tiny_vqa_on_disk, tiny_captions_on_disk, tmp_path, monkeypatch):
+def test_recipe_runs_one_fast_step(
+    recipe, tiny_vqa_on_disk, tiny_captions_on_disk, tiny_sentiment_on_disk, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     task = recipe.parent.name
     data, overrides, metric = {
         "vqa": (tiny_vqa_on_disk, TINY, "test/vqa_acc"),
         "captioning": (tiny_captions_on_disk, TINY_CAPTIONS, "test/cider_d"),
+        "sentiment": (tiny_sentiment_on_disk, TINY_SENTIMENT, "test/macro_f1"),
     }[task]
     cli = cli_main(
         [
@@ -62,6 +73,10 @@ def test_recipe_runs_one_fast_step(recipe, tiny_vqa_on_disk, tiny_captions_on_di
     assert cli.model.hparams.vocabulary == cli.datamodule.vocabulary
     if task == "vqa":
         assert cli.model.hparams.answers == cli.datamodule.answers
+    if task == "sentiment":
+        assert cli.model.hparams.classes == cli.datamodule.classes == ["positive", "negative", "neutral"]
+        assert cli.model.hparams.class_weights == cli.datamodule.class_weights
+        assert cli.model.hparams.tokenizer_name == cli.datamodule.tokenizer_name
     assert cli.trainer.global_step == 1
     assert metric in cli.trainer.callback_metrics  # test_after_fit ran
 
@@ -156,6 +171,55 @@ def test_fit_then_predict_a_caption_with_attention_maps(tiny_captions_on_disk, t
 
     with Image.open(picture) as drawn:
         assert drawn.format == "PNG" and drawn.width > 32
+
+
+@pytest.mark.parametrize("recipe", ["emoji_crossmodal", "emoji_minilm"])
+def test_fit_then_predict_sentiment_class_probabilities(
+    recipe, tiny_sentiment_on_disk, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    cli = cli_main(
+        [
+            "fit",
+            "--config",
+            str(Path(__file__).parents[1] / "recipes" / "sentiment" / f"{recipe}.yaml"),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--data.init_args.dataset",
+            str(tiny_sentiment_on_disk),
+            "--data.init_args.max_text_length",
+            "2",
+            *TINY_SENTIMENT,
+        ]
+    )
+    run = next(p for p in (tmp_path / "runs").glob(f"{recipe}/version_*") if p.is_dir())
+    saved = json.loads((run / "test_confusion_matrix.json").read_text())
+    assert saved["classes"] == ["positive", "negative", "neutral"]
+    assert sum(map(sum, saved["confusion_matrix"])) == 24
+
+    best = cli.trainer.checkpoint_callback.best_model_path
+    image = tmp_path / "green_circle.png"
+    image.write_bytes(shape_png("green", "circle"))
+    capsys.readouterr()
+    ranked = predict_main(["--ckpt", best, "--image", str(image), "--text", "a lovely circle"])
+    assert sorted(c for c, _ in ranked) == ["negative", "neutral", "positive"]
+    probs = [p for _, p in ranked]
+    assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0)
+    out = capsys.readouterr().out
+    assert "a lovely circle" in out and all(f"{p:.4f}" in out for p in probs)
+
+    # the same probabilities as the task on the text cut to the DataModule's max_text_length
+    task = cli.model.__class__.load_from_checkpoint(best, map_location="cpu", weights_only=True).eval()
+    ids = torch.tensor([cli.datamodule.tokenizer.encode("a lovely circle", 2)])
+    from vlkit.cli import _image_tensor
+
+    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    expected = task.classify(_image_tensor(str(image), checkpoint, 64), ids, ids >= 0)[0]
+    assert dict(ranked) == pytest.approx(dict(zip(task.classes, expected.tolist())), abs=1e-6)
+    with pytest.raises(ValueError, match="--text"):
+        predict_main(["--ckpt", best, "--image", str(image)])
 
 
 def test_main_routes_predict_and_reports_missing_checkpoint(tmp_path):

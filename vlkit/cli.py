@@ -7,7 +7,9 @@
 - ``vlkit predict --ckpt run/checkpoints/best.ckpt --image img.png --question "..."``
   prints the top answers of a trained VQA checkpoint with their probabilities;
   ``vlkit predict --ckpt caption.ckpt --image img.png [--save_attention out.png]`` prints the
-  caption of a captioning checkpoint (and draws the attention map of each word).
+  caption of a captioning checkpoint (and draws the attention map of each word);
+  ``vlkit predict --ckpt sentiment.ckpt --image img.png --text "..."`` prints the class
+  probabilities of a sentiment checkpoint.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class VLKitCLI(LightningCLI):
             default=True,
             help="after `fit`, evaluate the best checkpoint on the test split",
         )
-        for source in ("vocabulary", "answers", "multi_answer", "tokenizer_name"):
+        for source in ("vocabulary", "answers", "multi_answer", "tokenizer_name", "classes", "class_weights"):
             parser.link_arguments(f"data.{source}", f"model.init_args.{source}", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs):
@@ -92,21 +94,24 @@ def cli_main(args: list[str] | None = None) -> VLKitCLI:
 
 
 def predict_main(args: list[str] | None = None) -> list[tuple[str, float]] | str:
-    """``vlkit predict``: run a trained checkpoint on one image (VQA: with a question).
+    """``vlkit predict``: run a trained checkpoint on one image (VQA: with a question; sentiment: with a text).
 
     A VQA checkpoint prints and returns the top ``(answer, probability)`` pairs, most likely
     first; a captioning checkpoint prints and returns the caption (``--save_attention out.png``
-    also writes the image with the attention map of each generated word).
+    also writes the image with the attention map of each generated word); a sentiment
+    checkpoint prints and returns ``(class, probability)`` for every class, most likely first.
 
     Raises:
         FileNotFoundError: missing checkpoint or image.
-        ValueError: an empty question, or a VQA checkpoint without ``--question``.
+        ValueError: an empty question or text, or a VQA checkpoint without ``--question``, or a
+            sentiment checkpoint without ``--text``.
     """
     parser = argparse.ArgumentParser(prog="vlkit predict", description=predict_main.__doc__.splitlines()[0])
     parser.add_argument("--ckpt", required=True, help="a checkpoint written by `vlkit fit`")
     parser.add_argument("--image", required=True, help="an image file (any format Pillow reads)")
     parser.add_argument("--question", help="VQA: the question, in words")
     parser.add_argument("--top_k", type=int, default=5, help="VQA: how many answers to print")
+    parser.add_argument("--text", help="sentiment: the text that goes with the image")
     parser.add_argument("--beam_size", type=int, help="captioning: beam size (default: the checkpoint's)")
     parser.add_argument("--max_length", type=int, help="captioning: most tokens (default: the checkpoint's)")
     parser.add_argument("--save_attention", help="captioning: write a PNG of the attention map of each word")
@@ -117,6 +122,10 @@ def predict_main(args: list[str] | None = None) -> list[tuple[str, float]] | str
     checkpoint = torch.load(opts.ckpt, map_location="cpu", weights_only=True)
     if checkpoint.get("vlkit_task") == "captioning":
         return _predict_caption(opts, checkpoint)
+    if checkpoint.get("vlkit_task") == "sentiment":
+        if opts.text is None:
+            raise ValueError("this is a sentiment checkpoint: give the text with --text")
+        return _predict_sentiment(opts, checkpoint)
     if opts.question is None:
         raise ValueError("this is a VQA checkpoint: give the question with --question")
     return _predict_answer(opts, checkpoint)
@@ -131,9 +140,6 @@ def _image_tensor(path: str, checkpoint: dict, default_size: int) -> torch.Tenso
 
 
 def _predict_answer(opts: argparse.Namespace, checkpoint: dict) -> list[tuple[str, float]]:
-    from rich.console import Console
-    from rich.table import Table
-
     from vlkit.tasks import VQATask
     from vlkit.text import WordTokenizer
 
@@ -141,16 +147,39 @@ def _predict_answer(opts: argparse.Namespace, checkpoint: dict) -> list[tuple[st
     tokenizer = WordTokenizer(task.hparams.vocabulary)
     ids = torch.tensor([tokenizer.encode(opts.question)])
     answers = task.answer(_image_tensor(opts.image, checkpoint, 64), ids, top_k=opts.top_k)[0]
+    _print_probabilities(f"Q: {opts.question}", "answer", answers)
+    return answers
+
+
+def _print_probabilities(header: str, column: str, rows: list[tuple[str, float]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
 
     table = Table()
-    table.add_column("answer")
+    table.add_column(column)
     table.add_column("probability", justify="right")
-    for answer, prob in answers:
-        table.add_row(answer, f"{prob:.4f}")
+    for name, prob in rows:
+        table.add_row(name, f"{prob:.4f}")
     console = Console()
-    console.print(f"Q: {opts.question}", markup=False, highlight=False, soft_wrap=True)
+    console.print(header, markup=False, highlight=False, soft_wrap=True)
     console.print(table)
-    return answers
+
+
+def _predict_sentiment(opts: argparse.Namespace, checkpoint: dict) -> list[tuple[str, float]]:
+    from vlkit.tasks import SentimentTask
+    from vlkit.text import HFTokenizer, WordTokenizer
+
+    task = SentimentTask.load_from_checkpoint(opts.ckpt, map_location="cpu", weights_only=True).eval()
+    hp = task.hparams
+    tokenizer = HFTokenizer(hp.tokenizer_name) if hp.tokenizer_name else WordTokenizer(hp.vocabulary)
+    max_length = checkpoint.get("datamodule_hyper_parameters", {}).get("max_text_length")
+    ids = torch.tensor([tokenizer.encode(opts.text, max_length)])
+    probs = task.classify(
+        _image_tensor(opts.image, checkpoint, 64), ids, torch.ones_like(ids, dtype=torch.bool)
+    )
+    ranked = sorted(zip(task.classes, probs[0].tolist()), key=lambda pair: -pair[1])
+    _print_probabilities(f"text: {opts.text}", "class", ranked)
+    return ranked
 
 
 def _predict_caption(opts: argparse.Namespace, checkpoint: dict) -> str:
