@@ -1,9 +1,10 @@
 """Run a recipe in this process with overrides, timing its training epochs: shared by
-``vision_ablation.py`` and ``fusion_comparison.py``.
+``vision_ablation.py``, ``fusion_comparison.py`` and ``sentiment_results.py``.
 
 ``run_recipe(recipe, name, log_root, epochs, overrides)`` runs ``vlkit fit --config RECIPE``
 (test after fit, as the recipes ask) with a CSV logger under ``LOG_ROOT/NAME/`` and returns
-test VQA accuracy, training seconds per epoch (validation excluded) and parameter counts.
+the test metrics (``test_vqa_acc`` for VQA, every ``test/*`` metric as ``test_*``), training
+seconds per epoch (validation excluded) and parameter counts.
 """
 
 from __future__ import annotations
@@ -66,13 +67,16 @@ def run_recipe(recipe: str, name: str, log_root: str, epochs: int, overrides: li
     timer = next(c for c in cli.trainer.callbacks if isinstance(c, EpochTimer))
     metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
     model = cli.model.model
+    tested = {k.replace("/", "_"): v for k, v in metrics.items() if k.startswith("test/")}
     return {
         "name": name,
         "test_vqa_acc": metrics.get("test/vqa_acc"),
+        **tested,
         "epochs": cli.trainer.current_epoch,
         "train_s_per_epoch": round(sum(timer.seconds) / max(len(timer.seconds), 1), 1),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "fusion_params": sum(p.numel() for p in model.fusion.parameters()),
+        "seconds": round(sum(timer.seconds), 1),
         "log_dir": cli.trainer.logger.log_dir,
     }
 
