@@ -173,9 +173,12 @@ def test_fit_then_predict_a_caption_with_attention_maps(tiny_captions_on_disk, t
         assert drawn.format == "PNG" and drawn.width > 32
 
 
-@pytest.mark.parametrize("recipe", ["emoji_crossmodal", "emoji_minilm"])
+@pytest.mark.parametrize(
+    ("recipe", "modality"),
+    [("emoji_crossmodal", "both"), ("emoji_minilm", "both"), ("emoji_crossmodal", "image")],
+)
 def test_fit_then_predict_sentiment_class_probabilities(
-    recipe, tiny_sentiment_on_disk, tmp_path, monkeypatch, capsys
+    recipe, modality, tiny_sentiment_on_disk, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
     cli = cli_main(
@@ -191,6 +194,8 @@ def test_fit_then_predict_sentiment_class_probabilities(
             str(tiny_sentiment_on_disk),
             "--data.init_args.max_text_length",
             "2",
+            "--model.init_args.model_args.modality",
+            modality,
             *TINY_SENTIMENT,
         ]
     )
@@ -218,8 +223,11 @@ def test_fit_then_predict_sentiment_class_probabilities(
     checkpoint = torch.load(best, map_location="cpu", weights_only=True)
     expected = task.classify(_image_tensor(str(image), checkpoint, 64), ids, ids >= 0)[0]
     assert dict(ranked) == pytest.approx(dict(zip(task.classes, expected.tolist())), abs=1e-6)
-    with pytest.raises(ValueError, match="--text"):
-        predict_main(["--ckpt", best, "--image", str(image)])
+    if modality == "image":  # reads no text: --text may be left out
+        assert predict_main(["--ckpt", best, "--image", str(image)]) == pytest.approx(ranked)
+    else:
+        with pytest.raises(ValueError, match="--text"):
+            predict_main(["--ckpt", best, "--image", str(image)])
 
 
 def test_main_routes_predict_and_reports_missing_checkpoint(tmp_path):

@@ -104,14 +104,16 @@ def predict_main(args: list[str] | None = None) -> list[tuple[str, float]] | str
     Raises:
         FileNotFoundError: missing checkpoint or image.
         ValueError: an empty question or text, or a VQA checkpoint without ``--question``, or a
-            sentiment checkpoint without ``--text``.
+            sentiment checkpoint without ``--text`` (image-only baselines need none).
     """
     parser = argparse.ArgumentParser(prog="vlkit predict", description=predict_main.__doc__.splitlines()[0])
     parser.add_argument("--ckpt", required=True, help="a checkpoint written by `vlkit fit`")
     parser.add_argument("--image", required=True, help="an image file (any format Pillow reads)")
     parser.add_argument("--question", help="VQA: the question, in words")
     parser.add_argument("--top_k", type=int, default=5, help="VQA: how many answers to print")
-    parser.add_argument("--text", help="sentiment: the text that goes with the image")
+    parser.add_argument(
+        "--text", help="sentiment: the text that goes with the image (not read by image-only models)"
+    )
     parser.add_argument("--beam_size", type=int, help="captioning: beam size (default: the checkpoint's)")
     parser.add_argument("--max_length", type=int, help="captioning: most tokens (default: the checkpoint's)")
     parser.add_argument("--save_attention", help="captioning: write a PNG of the attention map of each word")
@@ -123,8 +125,6 @@ def predict_main(args: list[str] | None = None) -> list[tuple[str, float]] | str
     if checkpoint.get("vlkit_task") == "captioning":
         return _predict_caption(opts, checkpoint)
     if checkpoint.get("vlkit_task") == "sentiment":
-        if opts.text is None:
-            raise ValueError("this is a sentiment checkpoint: give the text with --text")
         return _predict_sentiment(opts, checkpoint)
     if opts.question is None:
         raise ValueError("this is a VQA checkpoint: give the question with --question")
@@ -170,15 +170,20 @@ def _predict_sentiment(opts: argparse.Namespace, checkpoint: dict) -> list[tuple
     from vlkit.text import HFTokenizer, WordTokenizer
 
     task = SentimentTask.load_from_checkpoint(opts.ckpt, map_location="cpu", weights_only=True).eval()
-    hp = task.hparams
-    tokenizer = HFTokenizer(hp.tokenizer_name) if hp.tokenizer_name else WordTokenizer(hp.vocabulary)
-    max_length = checkpoint.get("datamodule_hyper_parameters", {}).get("max_text_length")
-    ids = torch.tensor([tokenizer.encode(opts.text, max_length)])
+    if task.model.text_encoder is None:  # an image-only baseline reads no text
+        ids = torch.zeros(1, 1, dtype=torch.long)
+    elif opts.text is None:
+        raise ValueError("this is a sentiment checkpoint: give the text with --text")
+    else:
+        hp = task.hparams
+        tokenizer = HFTokenizer(hp.tokenizer_name) if hp.tokenizer_name else WordTokenizer(hp.vocabulary)
+        max_length = checkpoint.get("datamodule_hyper_parameters", {}).get("max_text_length")
+        ids = torch.tensor([tokenizer.encode(opts.text, max_length)])
     probs = task.classify(
         _image_tensor(opts.image, checkpoint, 64), ids, torch.ones_like(ids, dtype=torch.bool)
     )
     ranked = sorted(zip(task.classes, probs[0].tolist()), key=lambda pair: -pair[1])
-    _print_probabilities(f"text: {opts.text}", "class", ranked)
+    _print_probabilities(f"text: {opts.text}" if opts.text else "image only", "class", ranked)
     return ranked
 
 
