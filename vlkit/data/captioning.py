@@ -25,7 +25,7 @@ from vlkit.data.common import (
     SplitDataModule,
     kept_samples,
     load_splits,
-    pad_ids,
+    pad_with_mask,
 )
 from vlkit.text.caption import HFCaptionTokenizer, WordCaptionTokenizer
 from vlkit.text.tokenizer import WordTokenizer
@@ -108,10 +108,7 @@ class _CollateFn:
     def __call__(self, samples: list) -> CaptionBatch:
         kept = kept_samples(samples)
         images, ids, references = zip(*kept)
-        caption_ids = pad_ids(ids, self.pad_id)
-        mask = torch.zeros_like(caption_ids, dtype=torch.bool)
-        for row, x in enumerate(ids):
-            mask[row, : len(x)] = True
+        caption_ids, mask = pad_with_mask(ids, self.pad_id)
         return CaptionBatch(
             torch.stack(images), caption_ids, mask, list(references), len(samples) - len(kept)
         )

@@ -40,6 +40,7 @@ __all__ = [
     "load_splits",
     "make_loader",
     "pad_ids",
+    "pad_with_mask",
     "report_bad_rows",
 ]
 
@@ -255,6 +256,17 @@ def pad_ids(sequences: list[list[int]] | tuple, pad_id: int = 0) -> Tensor:
     for row, x in enumerate(sequences):
         ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
     return ids
+
+
+def pad_with_mask(sequences: list[list[int]] | tuple, pad_id: int = 0) -> tuple[Tensor, Tensor]:
+    """Right-pad integer sequences: ``(b, max length)`` int64 ids and the bool mask of real tokens.
+
+    The mask comes from the lengths, not from the ids, so a tokenizer whose padding id is also a
+    real token's id is handled.
+    """
+    ids = pad_ids(sequences, pad_id)
+    lengths = torch.tensor([len(x) for x in sequences])
+    return ids, torch.arange(ids.shape[1])[None, :] < lengths[:, None]
 
 
 def make_loader(

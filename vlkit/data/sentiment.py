@@ -21,7 +21,7 @@ from vlkit.data.common import (
     SplitDataModule,
     kept_samples,
     load_splits,
-    pad_ids,
+    pad_with_mask,
     report_bad_rows,
 )
 from vlkit.text.tokenizer import WordTokenizer
@@ -99,9 +99,7 @@ class _CollateFn:
     def __call__(self, samples: list) -> SentimentBatch:
         kept = kept_samples(samples)
         images, ids, labels = zip(*kept)
-        lengths = torch.tensor([len(x) for x in ids])
-        text_ids = pad_ids(ids, self.pad_id)
-        mask = torch.arange(text_ids.shape[1])[None, :] < lengths[:, None]  # (b, l)
+        text_ids, mask = pad_with_mask(ids, self.pad_id)  # (b, l), (b, l)
         return SentimentBatch(
             torch.stack(images), text_ids, mask, torch.tensor(labels), len(samples) - len(kept)
         )
