@@ -11,7 +11,8 @@ head, balanced class weights, 12 epochs, test on the best validation macro-F1 ch
 ``image_only`` and ``text_only`` set ``model_args.modality`` (the other encoder and the fusion
 are left out; the kept modality is mean-pooled), ``crossmodal_minilm`` is
 ``recipes/sentiment/emoji_minilm.yaml`` (the same with the packaged all-MiniLM-L6-v2 fine-tuned
-in place of the LSTM). Each (variant, seed) runs in this process with ``--seed_everything SEED``
+in place of the LSTM), and ``text_only_minilm`` is its text-only baseline (mean-pooled MiniLM
+tokens, as sentence-transformers pools them). Each (variant, seed) runs in this process with ``--seed_everything SEED``
 (the data split stays the same); logs go to ``runs/sentiment_results/<variant>_seed<SEED>/``.
 Printed: test accuracy and macro-F1, mean ± sample standard deviation over the seeds and their
 range, and training seconds per run. ``--merge`` builds the table from the JSON files of
@@ -32,12 +33,14 @@ from recipe_runs import markdown_table, run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 CROSSMODAL = "recipes/sentiment/emoji_crossmodal.yaml"
+MINILM = "recipes/sentiment/emoji_minilm.yaml"
 #: variant -> (recipe, extra vlkit fit arguments)
 VARIANTS = {
     "image_only": (CROSSMODAL, ["--model.init_args.model_args.modality", "image"]),
     "text_only": (CROSSMODAL, ["--model.init_args.model_args.modality", "text"]),
     "crossmodal_lstm": (CROSSMODAL, []),
-    "crossmodal_minilm": ("recipes/sentiment/emoji_minilm.yaml", []),
+    "crossmodal_minilm": (MINILM, []),
+    "text_only_minilm": (MINILM, ["--model.init_args.model_args.modality", "text"]),
 }
 COLUMNS = {
     "variant": "variant",

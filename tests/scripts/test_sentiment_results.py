@@ -36,6 +36,10 @@ def test_variants_share_the_recipe_but_the_text_encoder():
         k: v for k, v in minilm["data"]["init_args"].items() if k != "tokenizer"
     }
     assert results.VARIANTS["image_only"][1][-1] == "image" and results.VARIANTS["text_only"][1][-1] == "text"
+    assert results.VARIANTS["text_only_minilm"] == (
+        results.MINILM,
+        ["--model.init_args.model_args.modality", "text"],
+    )
 
 
 def test_summary_is_mean_sample_sd_and_range_by_hand():
