@@ -146,9 +146,7 @@ def sentiment_rows(n: int, seed: int) -> dict[str, list]:
     return rows
 
 
-def make_sentiment_dataset_dict(
-    labels: str = "strings", splits=("train", "validation", "test"), n: int = 24
-):
+def make_sentiment_dataset_dict(labels: str = "strings", splits=("train", "validation", "test"), n: int = 24):
     """A sentiment ``DatasetDict`` (img, sentence, polarity) with ``labels`` "strings" or "classlabel"
     (a ``ClassLabel`` whose names are in another order than sorted: positive, negative, neutral)."""
     import datasets

@@ -92,7 +92,9 @@ def test_empty_or_missing_texts_are_an_error_or_skipped(bad_text):
     rows = sentiment_rows(12, 0)
     rows["sentence"][4] = bad_text
     data = dataset_from_rows(rows, splits=("train", "validation"))
-    with pytest.raises(BadSampleError, match=r"split 'train', column 'sentence'.*empty or missing text.*\[4\]"):
+    with pytest.raises(
+        BadSampleError, match=r"split 'train', column 'sentence'.*empty or missing text.*\[4\]"
+    ):
         make_dm(data).setup()
     dm = make_dm(data, on_bad_sample="skip")
     dm.setup()
@@ -109,8 +111,10 @@ def test_missing_labels_are_an_error_or_skipped():
     data = make_sentiment_dataset_dict("classlabel")
     values = list(data["validation"]["polarity"])
     values[5] = -1
-    data["validation"] = data["validation"].remove_columns("polarity").add_column(
-        "polarity", values, feature=data["train"].features["polarity"]
+    data["validation"] = (
+        data["validation"]
+        .remove_columns("polarity")
+        .add_column("polarity", values, feature=data["train"].features["polarity"])
     )
     with pytest.raises(BadSampleError, match=r"split 'validation', column 'polarity'.*missing label.*\[5\]"):
         make_dm(data).setup()

@@ -58,4 +58,6 @@ class VQAHead(ClassificationHead):
     """
 
     def __init__(self, input_dim: int, num_answers: int, hidden_dim: int = 512, dropout: float = 0.0) -> None:
+        if num_answers < 1:
+            raise ValueError(f"num_answers must be >= 1, got {num_answers}")
         super().__init__(input_dim, num_answers, hidden_dim, dropout)
