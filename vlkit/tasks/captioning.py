@@ -150,9 +150,6 @@ class CaptioningTask(TrainingTask):
         self.caption_metrics[split].reset()
         return {k: float(v) for k, v in scores.items()}
 
-    def training_step(self, batch: CaptionBatch, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
     def validation_step(self, batch: CaptionBatch, batch_idx: int) -> Tensor:
         return self._evaluate(batch, "val")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from abc import ABC, abstractmethod
 
 import pytorch_lightning as pl
 import torch
@@ -17,13 +18,14 @@ __all__ = ["TrainingTask", "warmup_cosine"]
 log = logging.getLogger(__name__)
 
 
-class TrainingTask(pl.LightningModule):
+class TrainingTask(pl.LightningModule, ABC):
     """Base LightningModule of the vlkit tasks: AdamW with warm-up and cosine decay.
 
     Subclasses hold ``self.model`` (whose ``image_encoder.backbone``, if any, can train at
     ``backbone_lr_ratio`` of the learning rate; see :meth:`lr_scale_of_parameters`) and save
     ``lr``, ``weight_decay``, ``warmup_fraction``, ``min_lr_ratio`` and ``backbone_lr_ratio``
     (and optionally ``text_lr_ratio``) as hyper-parameters (checked by :meth:`check_optimizer_args`).
+    They implement ``_step(batch, split)``, which the training, validation and test steps call.
     """
 
     @staticmethod
@@ -40,6 +42,19 @@ class TrainingTask(pl.LightningModule):
             raise ValueError(
                 "need lr > 0, 0 <= warmup_fraction < 1, 0 <= min_lr_ratio <= 1 and 0 <= backbone_lr_ratio <= 1"
             )
+
+    @abstractmethod
+    def _step(self, batch, split: str) -> Tensor:
+        """Loss of one batch of ``split`` (``"train"``, ``"val"`` or ``"test"``), metrics logged."""
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
 
     def log_loss(self, split: str, loss: Tensor, batch_size: int) -> None:
         """Log ``<split>/loss``: per step and epoch in training, per epoch (synced) otherwise."""

@@ -162,15 +162,6 @@ class SentimentTask(TrainingTask):
         self.log_skipped(split, batch.num_skipped)
         return loss
 
-    def training_step(self, batch: SentimentBatch, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: SentimentBatch, batch_idx: int) -> Tensor:
-        return self._step(batch, "val")
-
-    def test_step(self, batch: SentimentBatch, batch_idx: int) -> Tensor:
-        return self._step(batch, "test")
-
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
 

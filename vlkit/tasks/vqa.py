@@ -130,15 +130,6 @@ class VQATask(TrainingTask):
         self.log_skipped(split, batch.num_skipped)
         return total
 
-    def training_step(self, batch: VQABatch, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: VQABatch, batch_idx: int) -> Tensor:
-        return self._step(batch, "val")
-
-    def test_step(self, batch: VQABatch, batch_idx: int) -> Tensor:
-        return self._step(batch, "test")
-
     @torch.no_grad()
     def answer(self, image: Tensor, question_ids: Tensor, top_k: int = 5) -> list[list[tuple[str, float]]]:
         """Top-k answers with probabilities for a batch: ``(b, 3, H, W), (b, l) -> b lists of (answer, p)``."""
