@@ -16,7 +16,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import torch
 from torch import Tensor
 
 from vlkit.data.common import (
@@ -26,6 +25,7 @@ from vlkit.data.common import (
     kept_samples,
     load_splits,
     pad_with_mask,
+    stack_images,
 )
 from vlkit.text.caption import HFCaptionTokenizer, WordCaptionTokenizer
 from vlkit.text.tokenizer import WordTokenizer
@@ -110,7 +110,7 @@ class _CollateFn:
         images, ids, references = zip(*kept)
         caption_ids, mask = pad_with_mask(ids, self.pad_id)
         return CaptionBatch(
-            torch.stack(images), caption_ids, mask, list(references), len(samples) - len(kept)
+            stack_images(images), caption_ids, mask, list(references), len(samples) - len(kept)
         )
 
 
@@ -145,6 +145,9 @@ class CaptionDataModule(SplitDataModule):
         batch_size: samples per batch (per process).
         num_workers: DataLoader worker processes (0 = load in the main process).
         on_bad_sample: ``"error"`` or ``"skip"``.
+        cache_features: compute the frozen image backbone's features once per image (on the
+            trainer's accelerator, kept on disk) and train from them instead of decoding images
+            every epoch (:mod:`vlkit.data.features`); needs ``freeze_backbone: true``.
         max_samples: if set, use only the first ``max_samples`` rows of each split (smoke runs).
         seed: seed of the held-out validation split.
 
@@ -174,6 +177,7 @@ class CaptionDataModule(SplitDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         on_bad_sample: str = "error",
+        cache_features: bool = False,
         max_samples: int | None = None,
         seed: int = 0,
     ) -> None:

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from vlkit.data.sources import load_dataset_dict
+from vlkit.vision.encoder import BackboneFeatures
 
 __all__ = [
     "BAD_SAMPLE_POLICIES",
@@ -42,6 +43,7 @@ __all__ = [
     "pad_ids",
     "pad_with_mask",
     "report_bad_rows",
+    "stack_images",
 ]
 
 log = logging.getLogger(__name__)
@@ -207,6 +209,13 @@ class ImageRows(Dataset, ABC):
         self.images = hf_split.select_columns([image_column])
         self.split, self.split_name = split, split.name
         self.image_column, self.transform, self.on_bad_sample = image_column, transform, on_bad_sample
+        self.feature_cache: Any = None
+        self.flip = False
+
+    def use_feature_cache(self, cache: Any, flip: bool) -> None:
+        """Serve the cached backbone features of each image (a :class:`vlkit.data.features.FeatureCache`)
+        instead of the image, flipped at random when ``flip`` (training with augmentation)."""
+        self.feature_cache, self.flip = cache, flip
 
     @abstractmethod
     def fields(self, i: int) -> tuple:
@@ -219,12 +228,15 @@ class ImageRows(Dataset, ABC):
         image = self.image(self.split.rows[i])
         return None if image is None else (image, *self.fields(i))
 
-    def image(self, row: int) -> Tensor | None:
-        """The transformed image of ``row``, or None if unreadable and ``on_bad_sample="skip"``.
+    def image(self, row: int) -> Tensor | BackboneFeatures | None:
+        """The transformed image of ``row`` (or its cached backbone features), or None if
+        unreadable and ``on_bad_sample="skip"``.
 
         Raises:
             BadSampleError: unreadable image with ``on_bad_sample="error"``.
         """
+        if self.feature_cache is not None:  # unreadable images were found (and reported) when cached
+            return self.feature_cache.sample(row, self.flip)
         try:
             return self.transform(load_image(self.images[row][self.image_column]))
         except Exception as err:  # any decoding failure makes the sample unusable
@@ -247,6 +259,14 @@ def kept_samples(samples: list) -> list:
     if not kept:
         raise BadSampleError(f"every sample of a batch of {len(samples)} was unreadable")
     return kept
+
+
+def stack_images(images: list | tuple) -> Tensor | BackboneFeatures:
+    """Batch the images of a sample list: ``(b, 3, H, W)``, or :class:`vlkit.vision.BackboneFeatures`
+    of ``(b, ...)`` when the samples carry cached backbone features."""
+    if isinstance(images[0], BackboneFeatures):
+        return BackboneFeatures(torch.stack([x.feature_map for x in images]))
+    return torch.stack(images)
 
 
 def pad_ids(sequences: list[list[int]] | tuple, pad_id: int = 0) -> Tensor:
@@ -289,7 +309,8 @@ class SplitDataModule(pl.LightningDataModule, ABC):
     """Base DataModule: train / validation / test loaders over prepared splits.
 
     Subclasses call :meth:`init_splits` in ``__init__``, save the hyper-parameters
-    ``image_size``, ``augment``, ``batch_size``, ``num_workers`` and ``on_bad_sample``, fill
+    ``image_size``, ``augment``, ``batch_size``, ``num_workers``, ``on_bad_sample`` and
+    ``cache_features`` (see :mod:`vlkit.data.features`), fill
     ``self._hf`` and ``self._splits`` (by role) in :meth:`_prepare`, and build a split's
     dataset and collate function in :meth:`_dataset` and :meth:`_collate_fn`.
     """
@@ -317,6 +338,7 @@ class SplitDataModule(pl.LightningDataModule, ABC):
         self._prepared = False
         self._hf: dict[str, Any] = {}
         self._splits: dict[str, Any] = {}
+        self._feature_caches: dict[str, Any] = {}
 
     @abstractmethod
     def _prepare(self) -> None:
@@ -332,6 +354,47 @@ class SplitDataModule(pl.LightningDataModule, ABC):
 
     def setup(self, stage: str | None = None) -> None:
         self._prepare()
+        if self.hparams.get("cache_features") and not self._feature_caches:
+            trainer = getattr(self, "trainer", None)
+            model = getattr(trainer.lightning_module, "model", None) if trainer is not None else None
+            encoder = getattr(model, "image_encoder", None)
+            if encoder is None:
+                raise ValueError(
+                    "cache_features needs the model's image encoder: use the DataModule with a Trainer and a "
+                    "vlkit task whose model has one, or call cache_image_features(encoder) first"
+                )
+            self.cache_image_features(encoder, trainer.strategy.root_device)
+
+    def cache_image_features(self, encoder: Any, device: Any = "cpu") -> None:
+        """Compute (or load from disk) the frozen backbone's features of every split's images,
+        which the loaders then serve instead of images (:mod:`vlkit.data.features`).
+
+        Args:
+            encoder: a :class:`vlkit.vision.ImageEncoder` whose backbone is frozen.
+            device: where the backbone runs (e.g. ``"cuda"``).
+
+        Raises:
+            ValueError: the backbone is not frozen.
+            BadSampleError: an unreadable image with ``on_bad_sample="error"``.
+        """
+        from vlkit.data.features import build_feature_cache
+
+        self._prepare()
+        hp = self.hparams
+        for name, split in self._splits.items():
+            self._feature_caches[name] = build_feature_cache(
+                self._hf[name],
+                split.rows,
+                self.image_column,
+                name,
+                encoder,
+                hp.image_size,
+                flips=name == "train" and hp.augment,
+                on_bad_sample=hp.on_bad_sample,
+                device=device,
+                batch_size=hp.batch_size,
+                num_workers=hp.num_workers,
+            )
 
     def _loader(self, name: str) -> DataLoader:
         self._prepare()
@@ -339,6 +402,8 @@ class SplitDataModule(pl.LightningDataModule, ABC):
             raise ValueError(f"the dataset has no {name!r} split (looked for {self.split_names[name]!r})")
         train = name == "train"
         dataset = self._dataset(name, image_transform(self.hparams.image_size, train, self.hparams.augment))
+        if name in self._feature_caches:
+            dataset.use_feature_cache(self._feature_caches[name], flip=train and self.hparams.augment)
         return make_loader(
             dataset, self.hparams.batch_size, train, self.hparams.num_workers, self._collate_fn()
         )

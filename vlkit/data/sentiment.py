@@ -23,6 +23,7 @@ from vlkit.data.common import (
     load_splits,
     pad_with_mask,
     report_bad_rows,
+    stack_images,
 )
 from vlkit.text.tokenizer import WordTokenizer
 
@@ -101,7 +102,7 @@ class _CollateFn:
         images, ids, labels = zip(*kept)
         text_ids, mask = pad_with_mask(ids, self.pad_id)  # (b, l), (b, l)
         return SentimentBatch(
-            torch.stack(images), text_ids, mask, torch.tensor(labels), len(samples) - len(kept)
+            stack_images(images), text_ids, mask, torch.tensor(labels), len(samples) - len(kept)
         )
 
 
@@ -142,6 +143,9 @@ class SentimentDataModule(SplitDataModule):
         batch_size: samples per batch (per process).
         num_workers: DataLoader worker processes (0 = load in the main process).
         on_bad_sample: ``"error"`` or ``"skip"`` (see the module docstring).
+        cache_features: compute the frozen image backbone's features once per image (on the
+            trainer's accelerator, kept on disk) and train from them instead of decoding images
+            every epoch (:mod:`vlkit.data.features`); needs ``freeze_backbone: true``.
         max_samples: if set, use only the first ``max_samples`` rows of each split (smoke runs).
         seed: seed of the held-out validation split.
 
@@ -173,6 +177,7 @@ class SentimentDataModule(SplitDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         on_bad_sample: str = "error",
+        cache_features: bool = False,
         max_samples: int | None = None,
         seed: int = 0,
     ) -> None:

@@ -28,6 +28,7 @@ from vlkit.data.common import (
     load_splits,
     pad_ids,
     report_bad_rows,
+    stack_images,
 )
 from vlkit.text.tokenizer import WordTokenizer
 
@@ -140,7 +141,7 @@ def _collate(samples: list, num_answers: int, multi_answer: bool) -> VQABatch:
         for answer, value in s.items():
             score_matrix[row, answer] = value
     return VQABatch(
-        torch.stack(images),
+        stack_images(images),
         question_ids,
         question_ids != 0,
         torch.tensor(labels),
@@ -176,6 +177,9 @@ class VQADataModule(SplitDataModule):
         batch_size: samples per batch (per process).
         num_workers: DataLoader worker processes (0 = load in the main process).
         on_bad_sample: ``"error"`` or ``"skip"`` (see the module docstring).
+        cache_features: compute the frozen image backbone's features once per image (on the
+            trainer's accelerator, kept on disk) and train from them instead of decoding images
+            every epoch (:mod:`vlkit.data.features`); needs ``freeze_backbone: true``.
         max_samples: if set, use only the first ``max_samples`` rows of each split (smoke runs).
         seed: seed of the held-out validation split.
 
@@ -204,6 +208,7 @@ class VQADataModule(SplitDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         on_bad_sample: str = "error",
+        cache_features: bool = False,
         max_samples: int | None = None,
         seed: int = 0,
     ) -> None:

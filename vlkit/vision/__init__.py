@@ -1,7 +1,7 @@
 """Vision modules: take images ``(b, 3, H, W)`` or feature maps ``(b, C, H, W)``."""
 
 from vlkit.vision.cbam import CBAM, ChannelAttention, SpatialAttention
-from vlkit.vision.encoder import ImageEncoder, ImageEncoderOutput
+from vlkit.vision.encoder import BackboneFeatures, ImageEncoder, ImageEncoderOutput
 from vlkit.vision.pretrained import PACKAGED_WEIGHTS, packaged_weights_file
 from vlkit.vision.stn import STN_TRANSFORMS, SpatialTransformer, SpatialTransformerOutput, theta_from_params
 
@@ -9,6 +9,7 @@ __all__ = [
     "CBAM",
     "PACKAGED_WEIGHTS",
     "STN_TRANSFORMS",
+    "BackboneFeatures",
     "ChannelAttention",
     "ImageEncoder",
     "ImageEncoderOutput",

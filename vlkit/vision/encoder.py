@@ -20,11 +20,27 @@ from vlkit.vision.cbam import CBAM
 from vlkit.vision.pretrained import packaged_weights_file
 from vlkit.vision.stn import SpatialTransformer
 
-__all__ = ["CBAM_PLACEMENTS", "ImageEncoder", "ImageEncoderOutput"]
+__all__ = ["CBAM_PLACEMENTS", "BackboneFeatures", "ImageEncoder", "ImageEncoderOutput"]
 
 _FEATURE_MODES = ("features_only", "forward_features")
 #: Where ``ImageEncoder(cbam=...)`` puts CBAM blocks.
 CBAM_PLACEMENTS = ("stages", "blocks")
+
+
+class BackboneFeatures(NamedTuple):
+    """Precomputed output of a frozen backbone, given to :class:`ImageEncoder` in place of images.
+
+    Made by :meth:`ImageEncoder.backbone_features` (e.g. once per image by a DataModule with
+    ``cache_features=True``); the encoder then runs only its trainable part (projection,
+    normalisation, dropout) on them. A NamedTuple, so Lightning moves it to the device
+    like any batch field.
+
+    Attributes:
+        feature_map: ``(b, C, h, w)`` (CNNs; ``(b, h, w, C)`` for channels-last backbones) or
+            ``(b, prefix + n, C)`` (ViT tokens) float, as the backbone returned it.
+    """
+
+    feature_map: Tensor
 
 
 class ImageEncoderOutput(NamedTuple):
@@ -90,7 +106,9 @@ class ImageEncoder(nn.Module):
 
     Shapes:
         ``forward(image: (b, 3, H, W) float, normalised) -> ImageEncoderOutput`` with
-        ``features (b, n, d)``, e.g. ``n = H/8 · W/8`` for stage 2 of a ResNet.
+        ``features (b, n, d)``, e.g. ``n = H/8 · W/8`` for stage 2 of a ResNet. ``forward``
+        also takes :class:`BackboneFeatures` (the cached output of :meth:`backbone_features`)
+        when the encoder is :attr:`cacheable`, and then skips the backbone.
 
     Raises:
         ValueError: unknown backbone or feature mode, bad ``freeze`` / ``cbam`` / ``stn``
@@ -173,7 +191,7 @@ class ImageEncoder(nn.Module):
             raise ValueError(
                 f"timm {backbone!r} ignored attn_layer, so cbam='blocks' cannot be used; use cbam='stages'"
             )
-        self.freeze = freeze
+        self.freeze, self.cbam, self.stn = freeze, cbam, stn
         frozen_all = freeze is True
         if frozen_all:
             self.backbone.requires_grad_(False)
@@ -238,19 +256,50 @@ class ImageEncoder(nn.Module):
                     module.eval()
         return self
 
-    def forward(self, image: Tensor) -> ImageEncoderOutput:
+    @property
+    def cacheable(self) -> bool:
+        """True when the backbone output is a fixed function of the image (the whole backbone
+        frozen, no CBAM or spatial transformer around it), so it can be computed once per image
+        (:meth:`backbone_features`) and cached."""
+        return self._no_grad_backbone
+
+    @torch.no_grad()
+    def backbone_features(self, image: Tensor) -> BackboneFeatures:
+        """The frozen backbone's output for ``image (b, 3, H, W)``, to cache and give back to
+        :meth:`forward` (as the backbone runs in training: eval mode, no gradients).
+
+        Raises:
+            ValueError: the encoder is not :attr:`cacheable` (the message says why), or a bad
+                image shape.
+        """
+        if not self.cacheable:
+            raise ValueError(
+                "only a fully frozen backbone without CBAM or spatial transformer gives features that "
+                f"can be cached (this encoder has freeze={self.freeze!r}, cbam={self.cbam!r}, stn={self.stn!r}); "
+                "set freeze_backbone: true and no cbam / stn, or turn feature caching off"
+            )
+        return BackboneFeatures(self._backbone(image))
+
+    def _backbone(self, image: Tensor) -> Tensor:
         if image.dim() != 4 or image.shape[1] != 3 or not image.is_floating_point():
             raise ValueError(
                 f"image must be a float tensor (b, 3, H, W), got {image.dtype} {tuple(image.shape)}"
             )
-        self._theta = None
         if self.input_stn is not None:
             image, self._theta = self.input_stn(image)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self._no_grad_backbone):
             if self.feature_mode == "features_only":
-                fmap = self.backbone(image)[-1]  # (b, C, h, w)
-            else:
-                fmap = self.backbone.forward_features(image)
+                return self.backbone(image)[-1]  # (b, C, h, w)
+            return self.backbone.forward_features(image)
+
+    def forward(self, image: Tensor | BackboneFeatures) -> ImageEncoderOutput:
+        self._theta = None
+        if isinstance(image, BackboneFeatures):
+            if not self.cacheable:
+                raise ValueError("BackboneFeatures were given, but this encoder's backbone is not frozen")
+            fmap = image.feature_map
+        else:
+            fmap = self._backbone(image)
         if fmap.dim() == 4:
             pattern = "b h w c -> b (h w) c" if self.channels_last else "b c h w -> b (h w) c"
             grid = tuple(fmap.shape[1:3]) if self.channels_last else tuple(fmap.shape[2:4])

@@ -1,0 +1,157 @@
+"""Feature caching: a frozen backbone's output computed once per image, and training from it."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+import vlkit.data.features as features_module
+from tests.conftest import make_dataset_dict, make_sentiment_dataset_dict
+from vlkit.data import BadSampleError, SentimentDataModule, VQADataModule
+from vlkit.data.features import image_key
+from vlkit.tasks import SentimentTask, VQATask
+from vlkit.vision import BackboneFeatures, ImageEncoder
+
+SMALL = {"dim": 32, "hidden_dim": 32, "embed_dim": 16, "freeze_backbone": True, "dropout": 0.1}
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLKIT_CACHE", str(tmp_path / "cache"))
+
+
+def vqa_dm(data=None, **overrides) -> VQADataModule:
+    args = {"image_column": "img", "question_column": "q", "answer_column": "answers", "batch_size": 8}
+    return VQADataModule(
+        data if data is not None else make_dataset_dict(), image_size=32, **{**args, **overrides}
+    )
+
+
+def quiet_trainer(**kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
+def test_cached_features_give_the_same_outputs_and_are_computed_once_per_image():
+    dm, cached = vqa_dm(), vqa_dm(cache_features=True)
+    task = VQATask(model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers).eval()
+    cached.cache_image_features(task.model.image_encoder)
+    # each image is asked two questions, and equal images (same colour and shape) share one entry
+    train_cache = cached._feature_caches["train"]
+    distinct = {name: len({c["bytes"] for c in dm._hf[name]["img"]}) for name in ("train", "validation")}
+    assert 1 < distinct["train"] < 12
+    assert train_cache.features.shape[:2] == (2, distinct["train"])  # the image and its mirror (augment)
+    assert cached._feature_caches["validation"].features.shape[:2] == (1, distinct["validation"])
+    assert isinstance(train_cache.features, np.memmap)  # memory-mapped from the cache folder
+    dm.setup()
+    plain, fast = next(iter(dm.val_dataloader())), next(iter(cached.val_dataloader()))
+    assert isinstance(fast.image, BackboneFeatures) and fast.image.feature_map.shape == (8, 128, 4, 4)
+    with torch.no_grad():
+        expected = task(plain.image, plain.question_ids, plain.question_mask).logits
+        got = task(fast.image, fast.question_ids, fast.question_mask).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # the mirror variant is the backbone's output on the flipped training image
+    from vlkit.data.common import image_transform, load_image
+
+    image = image_transform(32, train=False, augment=False)(load_image(dm._hf["train"][0]["img"]))[None]
+    with torch.no_grad():
+        flipped = task.model.image_encoder.backbone_features(image.flip(-1)).feature_map[0]
+    j = train_cache.index[0]
+    torch.testing.assert_close(
+        torch.from_numpy(np.array(train_cache.features[1, j])), flipped, atol=1e-5, rtol=0
+    )
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_seeded_training_is_the_same_with_and_without_the_cache(augment):
+    results = []
+    for cache in (False, True, True):  # the third run loads the features from disk
+        pl.seed_everything(0)
+        dm = vqa_dm(cache_features=cache, augment=augment)
+        task = VQATask(model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers)
+        trainer = quiet_trainer(max_epochs=2)
+        trainer.fit(task, dm)
+        results.append(trainer.validate(task, dm, verbose=False)[0])
+    assert results[0] == results[1] == results[2]
+
+
+def test_sentiment_trains_from_cached_features():
+    pl.seed_everything(0)
+    dm = SentimentDataModule(
+        make_sentiment_dataset_dict(),
+        image_column="img",
+        text_column="sentence",
+        label_column="polarity",
+        image_size=32,
+        batch_size=8,
+        cache_features=True,
+    )
+    task = SentimentTask(
+        model_args={**SMALL, "backbone": "resnet10t"}, classes=dm.classes, vocabulary=dm.vocabulary
+    )
+    trainer = quiet_trainer(max_steps=2, limit_val_batches=1)
+    trainer.fit(task, dm)
+    assert set(dm._feature_caches) == {"train", "validation", "test"}
+    assert isinstance(next(iter(dm.train_dataloader())).image, BackboneFeatures)
+
+
+def test_a_trainable_backbone_cannot_be_cached():
+    dm = vqa_dm(cache_features=True)
+    encoder = ImageEncoder("resnet10t", 32, feature_index=1, freeze=1)
+    assert not encoder.cacheable
+    with pytest.raises(ValueError, match=r"whole backbone is frozen.*freeze=1.*freeze_backbone: true"):
+        dm.cache_image_features(encoder)
+    with pytest.raises(ValueError, match="not frozen"):
+        encoder(BackboneFeatures(torch.zeros(1, 64, 4, 4)))
+    with pytest.raises(ValueError, match="cache_features needs the model's image encoder"):
+        dm.setup("fit")  # no trainer, no encoder
+
+
+def test_the_disk_cache_is_reused_and_keyed_by_the_weights(monkeypatch):
+    dm = vqa_dm(cache_features=True)
+    encoder = ImageEncoder("resnet10t", 32, feature_index=1, freeze=True)
+    dm.cache_image_features(encoder)
+    first = np.array(dm._feature_caches["test"].features)
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("the features were computed again")
+
+    monkeypatch.setattr(features_module, "_compute", no_compute)
+    again = vqa_dm(cache_features=True)
+    again.cache_image_features(encoder)
+    np.testing.assert_array_equal(np.array(again._feature_caches["test"].features), first)
+    other = ImageEncoder("resnet10t", 32, feature_index=1, freeze=True)  # other random weights
+    with pytest.raises(AssertionError, match="computed again"):
+        vqa_dm(cache_features=True).cache_image_features(other)
+
+
+def test_unreadable_images_are_an_error_or_skipped_when_caching():
+    data = make_dataset_dict()
+    rows = data["validation"].to_dict()
+    rows["img"][3] = {"bytes": b"not an image", "path": None}
+    data["validation"] = datasets.Dataset.from_dict(rows).cast_column("img", datasets.Image())
+    encoder = ImageEncoder("resnet10t", 32, feature_index=1, freeze=True)
+    with pytest.raises(
+        BadSampleError, match=r"split 'validation', row 3, column 'img': cannot read the image"
+    ):
+        vqa_dm(data, cache_features=True).cache_image_features(encoder)
+    dm = vqa_dm(data, cache_features=True, on_bad_sample="skip")
+    dm.cache_image_features(encoder)
+    assert dm._feature_caches["validation"].index[3] == -1
+    batch = next(iter(dm.val_dataloader()))
+    assert batch.num_skipped == 1 and batch.image.feature_map.shape[0] == 7
+
+
+def test_image_key_uses_the_path_or_the_bytes():
+    assert image_key({"path": "a/b.png", "bytes": None}) == "a/b.png" == image_key("a/b.png")
+    assert image_key({"path": None, "bytes": b"x"}) == image_key({"path": "other", "bytes": b"x"})
+    assert image_key({"path": None, "bytes": b"x"}) != image_key({"path": None, "bytes": b"y"})

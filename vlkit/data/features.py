@@ -1,0 +1,253 @@
+"""Feature caching: a frozen image backbone's output, computed once per distinct image and kept on disk.
+
+When the image encoder's backbone is frozen (``freeze_backbone: true``, no CBAM / spatial
+transformer), its output for an image never changes during training, so computing it every
+epoch is wasted work. A DataModule with ``cache_features: true`` computes it once per distinct
+image of each split (batched, on the trainer's accelerator), stores it as a memory-mapped
+``.npy`` array under ``$VLKIT_CACHE/features`` (default ``~/.cache/vlkit/features``) keyed by
+everything it depends on, and its loaders then yield :class:`vlkit.vision.BackboneFeatures`
+instead of images; :class:`vlkit.vision.ImageEncoder` runs only its trainable part on them.
+
+Training images are flipped at random when ``augment`` is on: the cache then also holds the
+features of each flipped image, and a sample takes the flipped one with the same random draw
+(``torch.rand(1) < 0.5``) as torchvision's ``RandomHorizontalFlip``, so a seeded run flips the
+same samples with and without the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from vlkit.data.common import BadSampleError, image_transform, load_image
+from vlkit.data.emoji import cache_root
+from vlkit.vision.encoder import BackboneFeatures
+
+__all__ = ["FeatureCache", "build_feature_cache", "encoder_fingerprint", "image_key"]
+
+log = logging.getLogger(__name__)
+_CACHE_VERSION = 1
+
+
+@dataclass
+class FeatureCache:
+    """The cached backbone features of one split.
+
+    Attributes:
+        features: ``(v, m, ...)`` array (memory-mapped): the backbone output of each of the
+            ``m`` distinct images; ``v = 2`` when flipped copies are cached (index 1), else 1.
+        index: row of the split → its image's index in ``features``, ``-1`` if the image could
+            not be read (``on_bad_sample: skip``).
+    """
+
+    features: Any
+    index: dict[int, int]
+
+    def sample(self, row: int, flip: bool) -> BackboneFeatures | None:
+        """The features of ``row``'s image, flipped at random (``p = 0.5``) when ``flip``;
+        None for an unreadable image."""
+        j = self.index[row]
+        if j < 0:
+            return None
+        variant = 1 if flip and bool(torch.rand(1) < 0.5) else 0  # the draw of RandomHorizontalFlip
+        return BackboneFeatures(torch.from_numpy(np.array(self.features[variant, j])))
+
+
+def image_key(cell: Any) -> str:
+    """What identifies an image cell: its path when it has one, else the SHA-1 of its bytes."""
+    if isinstance(cell, str):
+        return cell
+    if isinstance(cell, dict):
+        if cell.get("path") and cell.get("bytes") is None:
+            return str(cell["path"])
+        if cell.get("bytes") is not None:
+            return hashlib.sha1(cell["bytes"]).hexdigest()
+    return f"unreadable:{cell!r}"[:200]
+
+
+def encoder_fingerprint(encoder: nn.Module) -> str:
+    """SHA-1 of the backbone's configuration and every tensor of its state (weights and
+    BatchNorm statistics), so the cache is never reused for other weights."""
+    digest = hashlib.sha1()
+    digest.update(repr((type(encoder.backbone).__name__, encoder.feature_mode)).encode())
+    for name, tensor in encoder.backbone.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class _Images(Dataset):
+    """The evaluation-transformed image of each distinct cell (None when unreadable)."""
+
+    def __init__(self, cells: list, transform) -> None:
+        self.cells, self.transform = cells, transform
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def __getitem__(self, i: int) -> tuple[int, Tensor | None, str]:
+        try:
+            return i, self.transform(load_image(self.cells[i])), ""
+        except Exception as err:  # noqa: BLE001 — any decoding failure is reported by the caller
+            return i, None, f"{type(err).__name__}: {err}"
+
+
+def _collate(items: list) -> list:
+    return items
+
+
+def build_feature_cache(
+    hf_split: Any,
+    rows: list[int],
+    image_column: str,
+    split_name: str,
+    encoder: nn.Module,
+    image_size: int,
+    flips: bool,
+    on_bad_sample: str,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    num_workers: int = 0,
+    root: str | Path | None = None,
+) -> FeatureCache:
+    """Compute (or load) the backbone features of the distinct images of ``rows``.
+
+    Args:
+        hf_split: the ``datasets.Dataset`` (image column undecoded).
+        rows: the rows of the split that are used.
+        image_column: the image column.
+        split_name: for messages.
+        encoder: a :class:`vlkit.vision.ImageEncoder` whose backbone is frozen (``cacheable``).
+        image_size: the side images are resized to (as the DataModule's transform).
+        flips: also cache each image flipped horizontally (training with ``augment``).
+        on_bad_sample: ``"error"`` raises on an unreadable image, ``"skip"`` marks it ``-1``.
+        device: where the backbone runs (the trainer's accelerator).
+        batch_size, num_workers: of the image loader.
+        root: cache folder; None uses ``$VLKIT_CACHE/features``.
+
+    Returns:
+        The :class:`FeatureCache` of the split, its array memory-mapped from disk.
+
+    Raises:
+        ValueError: the encoder's backbone is not frozen (see ``ImageEncoder.cacheable``).
+        BadSampleError: an unreadable image with ``on_bad_sample="error"``.
+    """
+    if not getattr(encoder, "cacheable", False):
+        raise ValueError(
+            "feature caching needs a vlkit.vision.ImageEncoder whose whole backbone is frozen, without "
+            f"CBAM or spatial transformer (got freeze={getattr(encoder, 'freeze', None)!r}, "
+            f"cbam={getattr(encoder, 'cbam', None)!r}, stn={getattr(encoder, 'stn', None)!r}); set "
+            "model_args.freeze_backbone: true, or data.cache_features: false"
+        )
+    cells_column = hf_split.select_columns([image_column])[image_column]
+    keys, first_row, index = {}, [], {}
+    for row in rows:
+        key = image_key(cells_column[row])
+        if key not in keys:
+            keys[key] = len(first_row)
+            first_row.append(row)
+        index[row] = keys[key]
+    digest = hashlib.sha1(
+        repr((_CACHE_VERSION, encoder_fingerprint(encoder), image_size, flips, sorted(keys))).encode()
+    ).hexdigest()[:20]
+    folder = Path(root) if root is not None else cache_root() / "features"
+    path = folder / f"{split_name}-{digest}.npy"
+    bad_path = path.with_suffix(".bad.npy")
+    if path.is_file() and bad_path.is_file():
+        bad = set(np.load(bad_path).tolist())
+    else:
+        cells = [cells_column[r] for r in first_row]
+        where = (split_name, first_row, image_column, on_bad_sample)
+        bad = _compute(
+            path, bad_path, cells, encoder, image_size, flips, device, batch_size, num_workers, where
+        )
+    features = np.load(path, mmap_mode="r")
+    for row, j in index.items():
+        if j in bad:
+            index[row] = -1
+    return FeatureCache(features, index)
+
+
+def _compute(
+    path: Path,
+    bad_path: Path,
+    cells: list,
+    encoder: nn.Module,
+    image_size: int,
+    flips: bool,
+    device: torch.device | str,
+    batch_size: int,
+    num_workers: int,
+    where: tuple[str, list[int], str, str],
+) -> set[int]:
+    """Compute and save the features of ``cells``; return the indices of unreadable ones.
+    ``where`` is ``(split name, row of each cell, image column, on_bad_sample)``."""
+    split_name, first_row, image_column, on_bad_sample = where
+    start = time.perf_counter()
+    loader = DataLoader(
+        _Images(cells, image_transform(image_size, train=False, augment=False)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate,
+    )
+    encoder = encoder.to(device)
+    was_training = encoder.training
+    encoder.eval()
+    array, bad = None, set()
+    # a DataLoader draws its workers' seed from the global generator: keep that stream untouched, so a
+    # seeded run shuffles, flips and drops out the same with and without the cache
+    with torch.random.fork_rng(devices=[]):
+        try:
+            for items in loader:
+                good = [(i, x) for i, x, _ in items if x is not None]
+                for i, x, error in items:
+                    if x is None:
+                        if on_bad_sample == "error":
+                            raise BadSampleError(
+                                f"split {split_name!r}, row {first_row[i]}, column {image_column!r}: cannot read "
+                                f"the image ({error}). Fix or remove the row, or set on_bad_sample: skip"
+                            )
+                        log.warning(
+                            "skipping %s row %d: unreadable image (%s)", split_name, first_row[i], error
+                        )
+                        bad.add(i)
+                if not good:
+                    continue
+                images = torch.stack([x for _, x in good]).to(device)
+                variants = [images, images.flip(-1)] if flips else [images]
+                outs = [encoder.backbone_features(v).feature_map.float().cpu().numpy() for v in variants]
+                if array is None:
+                    array = np.zeros((len(variants), len(cells), *outs[0].shape[1:]), dtype=np.float32)
+                for v, out in enumerate(outs):
+                    array[v, [i for i, _ in good]] = out
+        finally:
+            encoder.train(was_training)
+    if array is None:
+        raise BadSampleError(f"split {split_name!r}: no image could be read, so there is nothing to cache")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for target, value in ((path, array), (bad_path, np.array(sorted(bad), dtype=np.int64))):
+        handle, scratch = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".npy", dir=path.parent)
+        os.close(handle)
+        np.save(scratch, value)
+        os.replace(scratch, target)  # atomic: a parallel process sees the whole file or none
+    log.info(
+        "cached backbone features of %d %s images%s in %.1f s: %s, %.1f MB",
+        len(cells),
+        split_name,
+        " (and their mirror images)" if flips else "",
+        time.perf_counter() - start,
+        path,
+        array.nbytes / 1e6,
+    )
+    return bad
