@@ -121,3 +121,14 @@ def test_image_encoder_loads_each_packaged_backbone(converted):
     encoder = ImageEncoder(backbone, dim=8, feature_index=3, packaged_weights=True)
     state = torch.load(path, map_location="cpu", weights_only=True)
     torch.testing.assert_close(encoder.backbone.state_dict()["conv_stem.weight"], state["conv_stem.weight"])
+
+
+def test_converting_does_not_draw_from_the_global_generator(tmp_path, monkeypatch):
+    # a seeded run must initialise the same whether or not the weights were converted before
+    monkeypatch.setenv("VLKIT_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    path = packaged_weights_file("efficientnet_lite0")  # converts: a fresh cache
+    assert path.is_file() and str(path).startswith(str(tmp_path))
+    torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)

@@ -67,7 +67,10 @@ def weights_cache_dir() -> Path:
 def _convert(backbone: str, checkpoint: Path) -> dict[str, torch.Tensor]:
     """Rename a packaged state dict to the timm model's names, by position, checking shapes."""
     source = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    target = timm.create_model(backbone, pretrained=False).state_dict()
+    # only the names and shapes are read: building the model must not draw from the global
+    # generator, or a seeded run would initialise differently the first time it converts
+    with torch.random.fork_rng(devices=[]):
+        target = timm.create_model(backbone, pretrained=False).state_dict()
 
     def tensors(state: dict) -> list[tuple[str, torch.Tensor]]:
         return [(k, v) for k, v in state.items() if not k.endswith("num_batches_tracked")]
