@@ -23,6 +23,17 @@ def test_identity_initialised_stn_returns_its_input(transform):
     torch.testing.assert_close(out.output, x, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("transform", ["affine", "attention"])
+def test_identity_initialised_stn_returns_its_input_under_bf16_autocast(transform):
+    # autocast would build the sampling grid in bf16 (coordinates off by up to 2^-8)
+    stn = SpatialTransformer(3, transform=transform)
+    x = pattern(size=32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = stn(x)
+    assert out.output.dtype == torch.float32 and out.theta.dtype == torch.float32
+    torch.testing.assert_close(out.output, x, atol=1e-5, rtol=0)
+
+
 def test_pure_translation_moves_the_pattern_by_one_pixel():
     stn = SpatialTransformer(3)
     x = pattern()

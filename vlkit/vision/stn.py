@@ -139,15 +139,34 @@ class SpatialTransformer(nn.Module):
             self.regressor[-1].bias.copy_(torch.tensor(_IDENTITY[transform]))
 
     def transform_with(self, x: Tensor, theta: Tensor) -> Tensor:
-        """Resample ``x (b, C, H, W)`` with a given ``theta (b, 2, 3)``: the grid generator and sampler."""
+        """Resample ``x (b, C, H, W)`` with a given ``theta (b, 2, 3)``: the grid generator and sampler.
+
+        The grid holds real coordinates, so it is built and sampled in at least float32, also
+        under autocast (which would build it in bf16 and round coordinates in [−1, 1] to steps
+        of up to 2⁻⁸, ~0.4 px on a 224-px image); the output has the dtype of ``x``.
+        """
         if theta.shape != (x.shape[0], 2, 3):
             raise ValueError(f"theta must be (b, 2, 3) = ({x.shape[0]}, 2, 3), got {tuple(theta.shape)}")
         size = self.output_size or tuple(x.shape[-2:])
-        grid = F.affine_grid(theta.to(x.dtype), [x.shape[0], x.shape[1], *size], self.align_corners)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=self.align_corners)
+        compute_dtype = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(x.device.type, enabled=False):
+            grid = F.affine_grid(theta.to(compute_dtype), [x.shape[0], x.shape[1], *size], self.align_corners)
+            out = F.grid_sample(
+                x.to(compute_dtype),
+                grid,
+                mode="bilinear",
+                padding_mode="zeros",
+                align_corners=self.align_corners,
+            )  # (b, C, H', W')
+        return out.to(x.dtype)
 
     def forward(self, x: Tensor) -> SpatialTransformerOutput:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected input (b, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
-        theta = theta_from_params(self.regressor(self.localization(x)), self.transform)  # (b, 2, 3)
+        features = self.localization(x)  # (b, localization_dim)
+        # θ maps real coordinates: regress it in the regressor's own precision, not in
+        # autocast's bf16 (which resolves entries near 1 only to steps of 2⁻⁸ to 2⁻⁷)
+        with torch.autocast(x.device.type, enabled=False):
+            params = self.regressor(features.to(self.regressor[0].weight.dtype))
+        theta = theta_from_params(params, self.transform)  # (b, 2, 3)
         return SpatialTransformerOutput(self.transform_with(x, theta), theta)
