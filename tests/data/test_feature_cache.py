@@ -10,6 +10,7 @@ import torch
 
 import vlkit.data.features as features_module
 from tests.conftest import make_dataset_dict, make_sentiment_dataset_dict
+from tests.tasks.test_vqa_task import quiet_trainer
 from vlkit.data import BadSampleError, SentimentDataModule, VQADataModule
 from vlkit.data.features import image_key
 from vlkit.tasks import SentimentTask, VQATask
@@ -27,17 +28,6 @@ def vqa_dm(data=None, **overrides) -> VQADataModule:
     args = {"image_column": "img", "question_column": "q", "answer_column": "answers", "batch_size": 8}
     return VQADataModule(
         data if data is not None else make_dataset_dict(), image_size=32, **{**args, **overrides}
-    )
-
-
-def quiet_trainer(**kwargs) -> pl.Trainer:
-    return pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **kwargs,
     )
 
 
