@@ -1,0 +1,217 @@
+"""Tests for scripts/benchmark.py: the references compute what the vlkit layers compute, the measures are sound."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlkit.fusion import FUSIONS, MFB, create_fusion
+from vlkit.vision import CBAM
+
+SCRIPTS = Path(__file__).parents[2] / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+spec = importlib.util.spec_from_file_location("benchmark", SCRIPTS / "benchmark.py")
+benchmark = importlib.util.module_from_spec(spec)
+sys.modules["benchmark"] = benchmark  # dataclasses look their module up
+spec.loader.exec_module(benchmark)
+
+B, N, L, D = 3, 9, 6, 16
+
+
+@pytest.fixture
+def inputs():
+    """Small random inputs; the image mask drops regions too, so both masks are exercised."""
+    torch.manual_seed(0)
+    image = torch.randn(B, N, D, requires_grad=True)
+    text = torch.randn(B, L, D, requires_grad=True)
+    image_mask = torch.ones(B, N, dtype=torch.bool)
+    image_mask[1, 6:] = False
+    text_mask = torch.arange(L)[None, :] < torch.tensor([L, 2, 4])[:, None]
+    return image, image_mask, text, text_mask
+
+
+def _grads(outputs: torch.Tensor, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return torch.autograd.grad(outputs.sum(), inputs)
+
+
+def _assert_same_fusion(vl_out, plain_out, image, text, fields=("image_weights", "text_weights")):
+    """The fused vectors, the given weights and the input gradients of the two evaluations agree."""
+    torch.testing.assert_close(plain_out.fused, vl_out.fused, atol=1e-6, rtol=1e-5)
+    for name in fields:
+        torch.testing.assert_close(getattr(plain_out, name), getattr(vl_out, name), atol=1e-6, rtol=1e-5)
+    for g_plain, g_vl in zip(_grads(plain_out.fused, image, text), _grads(vl_out.fused, image, text)):
+        torch.testing.assert_close(g_plain, g_vl, atol=1e-5, rtol=1e-4)
+
+
+def test_plain_parallel_coattention_equals_vlkit(inputs):
+    image, _, text, _ = inputs
+    layer = create_fusion("parallel_coattention", D, D, hidden_dim=8)
+    plain = benchmark.PlainParallelCoAttention(layer)
+    _assert_same_fusion(layer(*inputs), plain(*inputs), image, text)
+
+
+def test_plain_cross_modal_attention_equals_vlkit(inputs):
+    image, _, text, _ = inputs
+    layer = create_fusion("cross_modal_attention", D, D)
+    plain = benchmark.PlainCrossModalAttention(layer)
+    _assert_same_fusion(layer(*inputs), plain(*inputs), image, text, fields=("text_weights",))
+
+
+def test_plain_mfb_coattention_equals_vlkit(inputs):
+    image, _, text, _ = inputs
+    layer = create_fusion("mfb", D, D, hidden_dim=8, dropout=0.0)
+    plain = benchmark.PlainMFBCoAttention(layer)
+    _assert_same_fusion(layer(*inputs), plain(*inputs), image, text)
+
+
+def test_plain_mfb_block_equals_vlkit(inputs):
+    image, _, text, _ = inputs
+    question = text.mean(1, keepdim=True)  # (b, 1, d), broadcast over the regions
+    block = MFB(D, D, output_dim=8, factor=5, dropout=0.0)
+    plain = benchmark.PlainMFB(block)
+    vl_out, plain_out = block(image, question).output, plain(image, question)
+    torch.testing.assert_close(plain_out, vl_out, atol=1e-6, rtol=1e-5)
+    for g_plain, g_vl in zip(_grads(plain_out, image, text), _grads(vl_out, image, text)):
+        torch.testing.assert_close(g_plain, g_vl, atol=1e-5, rtol=1e-4)
+
+
+def test_plain_references_reject_configurations_they_do_not_cover():
+    with pytest.raises(ValueError, match="order=1"):
+        benchmark.PlainMFBCoAttention(create_fusion("mfh", D, D, hidden_dim=8))
+    with pytest.raises(ValueError, match="image_to_text"):
+        benchmark.PlainCrossModalAttention(
+            create_fusion("cross_modal_attention", D, D, direction="text_to_image")
+        )
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_mha_weight_copy_makes_torch_equal_vlkit(inputs, cross):
+    image, image_mask, text, text_mask = inputs
+    layer = benchmark.MultiHeadAttention(D, num_heads=4)
+    ref = benchmark.torch_mha_like(layer)
+    key, mask = (image, image_mask) if cross else (text, text_mask)
+    vl_out = layer(text, key if cross else None, mask=mask).output
+    ref_out = ref(text, key, key, key_padding_mask=~mask, need_weights=False)[0]
+    torch.testing.assert_close(ref_out, vl_out, atol=1e-6, rtol=1e-5)
+    layer.eval(), ref.eval()
+    with torch.no_grad():  # torch's inference fast path, which the forward timing may take
+        vl_out = layer(text, key if cross else None, mask=mask).output
+        ref_out = ref(text, key, key, key_padding_mask=~mask, need_weights=False)[0]
+    torch.testing.assert_close(ref_out, vl_out, atol=1e-6, rtol=1e-5)
+
+
+def test_timm_cbam_with_copied_weights_equals_vlkit_in_eval():
+    torch.manual_seed(0)
+    layer = CBAM(32, reduction=8, kernel_size=5)
+    with torch.no_grad():
+        layer.spatial.conv.bias.fill_(0.3)  # the bias travels into timm's BatchNorm
+    ref = benchmark.timm_cbam_like(layer).eval()
+    x = torch.randn(2, 32, 6, 6)
+    torch.testing.assert_close(ref(x), layer.eval()(x), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("p", [0.5, 1.0, 2.0, 3.0])
+def test_fit_exponent_recovers_known_exponents(p):
+    ns = [49, 196, 784, 3136]
+    exponent, c = benchmark.fit_exponent(ns, [0.7 * n**p for n in ns])
+    assert exponent == pytest.approx(p, abs=1e-9) and c == pytest.approx(0.7, rel=1e-9)
+    # multiplicative noise of ±5 % leaves the slope within 0.05 over a 64-fold range
+    noisy = [0.7 * n**p * f for n, f in zip(ns, (1.05, 0.95, 1.05, 0.95))]
+    assert benchmark.fit_exponent(ns, noisy)[0] == pytest.approx(p, abs=0.05)
+    with pytest.raises(ValueError):
+        benchmark.fit_exponent([10], [1.0])
+
+
+def test_cpu_peak_memory_matches_known_allocations():
+    def one_tensor():
+        torch.ones(1024, 1024)  # 4 MiB, freed at once
+
+    def live_and_temporary():
+        kept = torch.ones(1024, 1024)  # 4 MiB, alive until the end
+        temporary = torch.ones(512, 1024)  # 2 MiB, freed before the next allocation
+        del temporary
+        later = torch.ones(256, 1024)  # 1 MiB: the peak stays 4 + 2 = 6 MiB
+        return kept, later
+
+    for fn, expected in ((one_tensor, 4 * benchmark.MiB), (live_and_temporary, 6 * benchmark.MiB)):
+        peak, method = benchmark.cpu_peak_bytes(fn)
+        assert method == "raw allocation records"
+        assert expected <= peak <= 1.2 * expected, (fn.__name__, peak / benchmark.MiB)
+
+
+def test_cpu_peak_memory_of_a_forward_backward():
+    a = torch.randn(512, 1024, requires_grad=True)
+    b = torch.randn(1024, 2048, requires_grad=True)
+
+    def step():
+        c = a @ b  # 4 MiB, alive to the end (as are d and the gradients)
+        d = torch.relu(c)  # 4 MiB
+        d.sum().backward()  # gradient of c 4 MiB, of b 8 MiB, of a 2 MiB
+
+    peak, _ = benchmark.cpu_peak_bytes(step)
+    assert 22 * benchmark.MiB <= peak <= 1.2 * 22 * benchmark.MiB, peak / benchmark.MiB
+
+
+def test_a_failing_layer_is_reported_not_fatal():
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("no kernel for this")
+
+    x = torch.randn(2, 3, requires_grad=True)
+    bench = benchmark.Bench(torch.device("cpu"), None, False, repeats=1, warmup=0, sizes=())
+    (result,) = benchmark.measure([benchmark.Workload(Broken(), lambda m: m(x), (x,))], bench)
+    assert result.note == "failed: RuntimeError: no kernel for this" and result.train_ms is None
+    bench.compile = True
+    assert benchmark._failure_note(bench, ValueError("x\ny")).startswith("compile failed: ValueError: x")
+
+
+def test_median_and_interquartile_range():
+    assert benchmark.median_iqr([5.0]) == (5.0, 0.0)
+    assert benchmark.median_iqr([1.0, 2.0, 3.0, 4.0, 5.0]) == (3.0, 2.0)
+
+
+def test_every_layer_is_registered_and_runs_forward_and_backward():
+    assert set(FUSIONS) <= set(benchmark.CASES)
+    assert set(benchmark.REFERENCES) <= set(benchmark.CASES)
+    assert set(benchmark.SCALING_LAYERS) <= set(benchmark.CASES)
+    x = benchmark.make_inputs(benchmark.QUICK_SIZES[0], torch.device("cpu"))
+    assert x.text_mask[0].all() and not x.text_mask.all()  # one full row, some padded
+    for name, case in benchmark.CASES.items():
+        workload = case.build(x)
+        loss = benchmark.primary(workload.forward(workload.module)).sum()
+        loss.backward()
+        assert math.isfinite(loss.item()), name
+        assert all(t.grad is not None for t in workload.inputs), name
+
+
+def test_main_quick_writes_json_and_markdown(tmp_path, capsys):
+    out, markdown = tmp_path / "bench.json", tmp_path / "bench.md"
+    layers = ["parallel_coattention", "cbam"]
+    args = ["--quick", "--device", "cpu", "--out", str(out), "--markdown", str(markdown), "--scaling"]
+    benchmark.main([*args, "--only", *layers])
+    results = json.loads(out.read_text())
+    assert {"device", "settings", "layers", "references", "scaling"} <= set(results)
+    assert {"cpu", "torch_threads", "torch"} <= set(results["device"])
+    assert results["settings"]["dtype"] == "float32" and results["settings"]["compile"] is False
+    assert results["settings"]["sections"] == ["references", "layers", "scaling"]
+    assert sorted(row["layer"] for row in results["layers"]) == sorted(layers)
+    for row in results["layers"]:
+        assert row["note"] is None and row["forward_ms"] > 0 and row["train_ms"] > 0 and row["peak_mib"] > 0
+    assert sorted(row["layer"] for row in results["references"]) == sorted(layers)
+    for row in results["references"]:
+        assert set(row["ratio"]) == {"forward_ms", "train_ms", "peak_mib"} and row["ratio"]["train_ms"] > 0
+        assert row["max_abs_diff"] < 1e-5
+    exponents = results["scaling"]["exponents"]
+    assert {(e["layer"], e["axis"]) for e in exponents} == {
+        ("parallel_coattention", "regions"),
+        ("parallel_coattention", "tokens"),
+    }
+    text = markdown.read_text()
+    assert "| parallel_coattention | quick |" in text and "timm CbamModule" in text and "exponent" in text
+    assert text in capsys.readouterr().out
