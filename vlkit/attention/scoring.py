@@ -83,6 +83,9 @@ class ScaledDotProductScore(nn.Module):
 class GeneralScore(nn.Module):
     """General (multiplicative) score ``a(q, k) = qᵀ W k`` (Luong et al., EMNLP 2015, arXiv:1508.04025).
 
+    ``(q W) kᵀ`` or ``q (W kᵀ)``, whichever needs fewer multiply-adds: with many more queries
+    than keys (image regions over words) projecting the keys is ~10× cheaper.
+
     Args:
         query_dim: width ``d_q`` of the queries (> 0).
         key_dim: width ``d_k`` of the keys (> 0); defaults to ``query_dim``.
@@ -101,7 +104,11 @@ class GeneralScore(nn.Module):
 
     def forward(self, query: Tensor, key: Tensor) -> Tensor:
         _check_qk(query, key, same_width=False)
-        return (query @ self.weight) @ key.transpose(-1, -2)  # (b, m, n)
+        (m, d_q), (n, d_k) = query.shape[-2:], key.shape[-2:]
+        # the same product, in the cheaper order: project the shorter side through W
+        if m * d_q * d_k + m * d_k * n <= n * d_q * d_k + m * d_q * n:
+            return (query @ self.weight) @ key.transpose(-1, -2)  # (b, m, d_k) @ (b, d_k, n)
+        return query @ (self.weight @ key.transpose(-1, -2))  # (b, m, d_q) @ (b, d_q, n)
 
 
 class AdditiveScore(nn.Module):

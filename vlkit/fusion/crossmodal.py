@@ -111,8 +111,11 @@ class CrossModalAttention(nn.Module):
             query, query_mask, key, key_mask = text, text_mask, image, image_mask
         context, weights = self.attention(query, key, key, key_mask)  # (b, m, d_key), (b, m, k)
         context, weights = zero_padding(context, query_mask), zero_padding(weights, query_mask)
-        query_vec, context_vec = masked_mean(query, query_mask), masked_mean(context, query_mask)
-        key_weights = masked_mean(weights, query_mask)  # (b, k): mean attention over the queries
+        # padded query rows are already zero: the masked means are plain sums over the kept count
+        count = query.shape[1] if query_mask is None else query_mask.sum(1, keepdim=True).clamp(min=1)
+        query_vec = masked_mean(query, query_mask)  # (b, d_query)
+        context_vec = context.sum(1) / count  # (b, d_key)
+        key_weights = weights.sum(1) / count  # (b, k): mean attention over the queries
         if self.direction == "image_to_text":
             image_vec, text_vec = query_vec, context_vec
             extra = {"text_weights": key_weights, "image_tokens": context}
