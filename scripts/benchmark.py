@@ -101,6 +101,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -1080,7 +1081,31 @@ SECTIONS: list[Section] = [
         lambda args, bench, results: run_scaling(bench, args.quick),
         scaling_markdown,
     ),
+    Section(
+        "data",
+        "Data pipeline vs training step (images / s; scripts/data_throughput.py)",
+        False,
+        lambda args, bench, results: run_data(args),
+        lambda result: data_table(result),
+    ),
 ]
+
+
+def run_data(args: argparse.Namespace) -> dict:
+    """images/s of the recipe's training loader (0 and 1 workers, and from cached features)
+    beside its training step's (see ``scripts/data_throughput.py``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from data_throughput import measure
+
+    batches = 2 if args.quick else 30
+    return measure(args.data_recipe, batches, [0, 1], cache=True, extra=shlex.split(args.data_args))
+
+
+def data_table(result: dict) -> str:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from data_throughput import table
+
+    return f"Recipe {result['recipe']}, {result['threads']} torch threads.\n\n{table(result)}"
 
 
 def describe_device(device: torch.device) -> dict:
@@ -1159,6 +1184,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"sections to run (default: {[s.key for s in SECTIONS if s.default]})",
     )
     parser.add_argument("--scaling", action="store_true", help="add the scaling section")
+    parser.add_argument(
+        "--data", action="store_true", help="add the data section: loader images/s beside the training step's"
+    )
+    parser.add_argument(
+        "--data-recipe",
+        default=str(Path(__file__).resolve().parents[1] / "recipes/vqa/easy_vqa_parallel.yaml"),
+        help="the recipe whose data pipeline --data measures",
+    )
+    parser.add_argument(
+        "--data-args",
+        default="",
+        help='vlkit fit overrides for --data, one string: --data-args="--data.init_args.max_samples 2000"',
+    )
     parser.add_argument("--out", default=None, help="JSON file for the results")
     parser.add_argument("--markdown", default=None, help="Markdown file for the tables")
     return parser
@@ -1177,6 +1215,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.sections = [section.key for section in SECTIONS if section.default]
     if args.scaling and "scaling" not in args.sections:
         args.sections.append("scaling")
+    if args.data and "data" not in args.sections:
+        args.sections.append("data")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)

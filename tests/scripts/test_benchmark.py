@@ -215,3 +215,22 @@ def test_main_quick_writes_json_and_markdown(tmp_path, capsys):
     text = markdown.read_text()
     assert "| parallel_coattention | quick |" in text and "timm CbamModule" in text and "exponent" in text
     assert text in capsys.readouterr().out
+
+
+def test_data_section_reports_loader_and_step_rates(tiny_vqa_on_disk, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLKIT_CACHE", str(tmp_path / "cache"))
+    data_args = (
+        f"--data.init_args.dataset {tiny_vqa_on_disk} --data.init_args.image_column img "
+        "--data.init_args.question_column q --data.init_args.answer_column answers "
+        "--data.init_args.image_size 32 --data.init_args.batch_size 4 --data.init_args.num_workers 0"
+    )
+    markdown = tmp_path / "data.md"
+    results = benchmark.main(
+        ["--quick", "--sections", "data", f"--data-args={data_args}", "--markdown", str(markdown)]
+    )
+    rates = results["data"]
+    assert set(rates["data"]) == {
+        "images, 0 workers", "images, 1 workers", "cached features, 0 workers", "cached features, 1 workers"
+    }  # fmt: skip
+    assert rates["step"] > 0 and rates["step (cached features)"] > 0
+    assert "| training step (forward + backward + AdamW) |" in markdown.read_text()
