@@ -268,11 +268,11 @@ class SentimentDataModule(SplitDataModule):
             return sorted(seen, key=int)
         return sorted(seen)
 
-    def _usable_rows(self, name: str, split: Any, labels: list[str | None]) -> list[int]:
+    def _usable_rows(self, name: str, texts: list, labels: list[str | None]) -> list[int]:
         """Rows with a non-empty text and a known label; the others follow ``on_bad_sample``."""
         policy, known = self.hparams.on_bad_sample, set(self._classes)
         empty, missing, unknown = [], [], []
-        for row, (text, label) in enumerate(zip(split[self.text_column], labels)):
+        for row, (text, label) in enumerate(zip(texts, labels)):
             if not isinstance(text, str) or not self._has_tokens(text):
                 empty.append(row)
             elif label is None:
@@ -292,7 +292,7 @@ class SentimentDataModule(SplitDataModule):
             )
         bad = set(empty) | set(missing) | set(unknown)
         self.skipped_rows[name] = sorted(bad)
-        return [row for row in range(len(split)) if row not in bad]
+        return [row for row in range(len(texts)) if row not in bad]
 
     def _has_tokens(self, text: str) -> bool:
         if self.hparams.tokenizer is None:
@@ -320,12 +320,12 @@ class SentimentDataModule(SplitDataModule):
         if not self._classes:
             self._classes = self._default_classes(hf["train"], labels["train"])
         self.skipped_rows: dict[str, list[int]] = {}
-        rows = {name: self._usable_rows(name, split, labels[name]) for name, split in hf.items()}
+        texts = {name: list(split[self.text_column]) for name, split in hf.items()}  # read once
+        rows = {name: self._usable_rows(name, texts[name], labels[name]) for name in hf}
         for name, kept in rows.items():
             if not kept:
                 raise ValueError(f"split {name!r} has no usable row (every row had a bad text or label)")
         index = {c: i for i, c in enumerate(self._classes)}
-        texts = {name: list(split[self.text_column]) for name, split in hf.items()}
         train_texts = [texts["train"][r] for r in rows["train"]]
         self._class_counts = [0] * len(self._classes)
         for r in rows["train"]:
