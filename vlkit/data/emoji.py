@@ -44,6 +44,8 @@ from typing import Any, NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont, features
 
+from vlkit.cache import cache_root
+
 __all__ = [
     "DEBIAN_EMOJI_FONT",
     "EMOJI_FONT_SIZE",
@@ -322,11 +324,6 @@ def emoji_table(font: ImageFont.FreeTypeFont | None = None) -> list[EmojiEntry]:
 
 
 # -- caching built datasets -----------------------------------------------------------------
-def cache_root() -> Path:
-    """``$VLKIT_CACHE``, or ``~/.cache/vlkit`` when unset."""
-    return Path(os.environ.get("VLKIT_CACHE") or Path.home() / ".cache" / "vlkit").expanduser()
-
-
 def cached_dataset_dict(name: str, build: Callable[[], Any], root: str | Path | None = None) -> Any:
     """Load the ``DatasetDict`` saved as ``<root>/<name>``, or build, save and load it.
 

@@ -30,8 +30,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from vlkit.cache import cache_root
 from vlkit.data.common import BadSampleError, image_transform, load_image
-from vlkit.data.emoji import cache_root
 from vlkit.vision.encoder import BackboneFeatures
 
 __all__ = ["FeatureCache", "build_feature_cache", "encoder_fingerprint", "image_key"]

@@ -28,6 +28,8 @@ from pathlib import Path
 import timm
 import torch
 
+from vlkit.cache import cache_root
+
 __all__ = ["PACKAGED_WEIGHTS", "packaged_weights_file", "weights_cache_dir"]
 
 
@@ -60,8 +62,7 @@ PACKAGED_WEIGHTS: dict[str, Callable[[], Path]] = {
 
 def weights_cache_dir() -> Path:
     """Folder for converted weights: ``$VLKIT_CACHE/weights`` or ``~/.cache/vlkit/weights``."""
-    root = os.environ.get("VLKIT_CACHE") or Path.home() / ".cache" / "vlkit"
-    return Path(root) / "weights"
+    return cache_root() / "weights"
 
 
 def _convert(backbone: str, checkpoint: Path) -> dict[str, torch.Tensor]:
