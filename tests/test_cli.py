@@ -39,6 +39,13 @@ TINY_SENTIMENT = [
 ]
 
 
+def short_fit(recipe: str, data: Path, overrides: list[str], *extra: str):
+    """``vlkit fit`` of ``recipes/<recipe>.yaml`` for one epoch of two batches on ``data``."""
+    args = ["fit", "--config", str(Path(__file__).parents[1] / "recipes" / f"{recipe}.yaml")]
+    args += ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"]
+    return cli_main([*args, "--data.init_args.dataset", str(data), *extra, *overrides])
+
+
 def test_there_are_recipes():
     assert {p.name for p in RECIPES} >= {"easy_vqa_parallel.yaml", "easy_vqa_alternating.yaml"}
 
@@ -83,25 +90,8 @@ def test_recipe_runs_one_fast_step(
 
 def test_fit_writes_one_run_folder_and_predict_answers(tiny_vqa_on_disk, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    recipe = Path(__file__).parents[1] / "recipes" / "vqa" / "easy_vqa_parallel.yaml"
-    cli = cli_main(
-        [
-            "fit",
-            "--config",
-            str(recipe),
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "2",
-            "--trainer.limit_val_batches",
-            "1",
-            "--trainer.limit_test_batches",
-            "1",
-            "--data.init_args.dataset",
-            str(tiny_vqa_on_disk),
-            *TINY,
-        ]
-    )
+    limits = ("--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1")
+    cli = short_fit("vqa/easy_vqa_parallel", tiny_vqa_on_disk, TINY, *limits)
     run_dirs = [p for p in (tmp_path / "runs").glob("*/version_*") if p.is_dir()]
     assert len(run_dirs) == 1, run_dirs  # CSV, TensorBoard and checkpoints share one folder
     run = run_dirs[0]
@@ -133,25 +123,8 @@ def test_fit_writes_one_run_folder_and_predict_answers(tiny_vqa_on_disk, tmp_pat
 
 def test_fit_then_predict_a_caption_with_attention_maps(tiny_captions_on_disk, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    recipe = Path(__file__).parents[1] / "recipes" / "captioning" / "emoji_sat.yaml"
-    cli = cli_main(
-        [
-            "fit",
-            "--config",
-            str(recipe),
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "2",
-            "--trainer.limit_val_batches",
-            "1",
-            "--trainer.limit_test_batches",
-            "1",
-            "--data.init_args.dataset",
-            str(tiny_captions_on_disk),
-            *TINY_CAPTIONS,
-        ]
-    )
+    limits = ("--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1")
+    cli = short_fit("captioning/emoji_sat", tiny_captions_on_disk, TINY_CAPTIONS, *limits)
     run = next(p for p in (tmp_path / "runs").glob("emoji_sat/version_*") if p.is_dir())
     with open(run / "metrics.csv") as f:
         header = next(csv.reader(f))
@@ -181,24 +154,8 @@ def test_fit_then_predict_sentiment_class_probabilities(
     recipe, modality, tiny_sentiment_on_disk, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
-    cli = cli_main(
-        [
-            "fit",
-            "--config",
-            str(Path(__file__).parents[1] / "recipes" / "sentiment" / f"{recipe}.yaml"),
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "2",
-            "--data.init_args.dataset",
-            str(tiny_sentiment_on_disk),
-            "--data.init_args.max_text_length",
-            "2",
-            "--model.init_args.model_args.modality",
-            modality,
-            *TINY_SENTIMENT,
-        ]
-    )
+    text_args = ("--data.init_args.max_text_length", "2", "--model.init_args.model_args.modality", modality)
+    cli = short_fit(f"sentiment/{recipe}", tiny_sentiment_on_disk, TINY_SENTIMENT, *text_args)
     run = next(p for p in (tmp_path / "runs").glob(f"{recipe}/version_*") if p.is_dir())
     saved = json.loads((run / "test_confusion_matrix.json").read_text())
     assert saved["classes"] == ["positive", "negative", "neutral"]
