@@ -43,6 +43,7 @@ __all__ = [
     "pad_ids",
     "pad_with_mask",
     "report_bad_rows",
+    "report_unreadable_image",
     "stack_images",
 ]
 
@@ -86,6 +87,23 @@ def report_bad_rows(name: str, column: str, problem: str, rows: list[int], on_ba
     if on_bad_sample == "error":
         raise BadSampleError(f"{message}. Fix the data, or set on_bad_sample: skip")
     log.warning("%s: skipped (on_bad_sample=skip)", message)
+
+
+def report_unreadable_image(name: str, row: int, column: str, error: Exception, on_bad_sample: str) -> None:
+    """Raise or warn about an image that cannot be decoded (the caller leaves the sample out).
+
+    Raises:
+        BadSampleError: with ``on_bad_sample="error"``; the message names the split, row and
+            column, the decoding error, and how to go on.
+    """
+    reason = f"{type(error).__name__}: {error}"
+    if on_bad_sample == "skip":
+        log.warning("skipping %s row %d: unreadable image (%s)", name, row, reason)
+        return
+    raise BadSampleError(
+        f"split {name!r}, row {row}, column {column!r}: cannot read the image ({reason}). "
+        "Fix or remove the row, or set on_bad_sample: skip"
+    ) from error
 
 
 def load_image(value: Any) -> Image.Image:
@@ -239,14 +257,9 @@ class ImageRows(Dataset, ABC):
             return self.feature_cache.sample(row, self.flip)
         try:
             return self.transform(load_image(self.images[row][self.image_column]))
-        except Exception as err:  # any decoding failure makes the sample unusable
-            if self.on_bad_sample == "skip":
-                log.warning("skipping %s row %d: unreadable image (%s)", self.split_name, row, err)
-                return None
-            raise BadSampleError(
-                f"split {self.split_name!r}, row {row}, column {self.image_column!r}: cannot read the image "
-                f"({type(err).__name__}: {err}). Fix or remove the row, or set on_bad_sample: skip"
-            ) from err
+        except Exception as err:  # noqa: BLE001 — any decoding failure makes the sample unusable (reported)
+            report_unreadable_image(self.split_name, row, self.image_column, err, self.on_bad_sample)
+            return None
 
 
 def kept_samples(samples: list) -> list:

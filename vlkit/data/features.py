@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from vlkit.cache import cache_root
-from vlkit.data.common import BadSampleError, image_transform, load_image
+from vlkit.data.common import BadSampleError, image_transform, load_image, report_unreadable_image
 from vlkit.vision.encoder import BackboneFeatures
 
 __all__ = ["FeatureCache", "build_feature_cache", "encoder_fingerprint", "image_key"]
@@ -96,11 +96,11 @@ class _Images(Dataset):
     def __len__(self) -> int:
         return len(self.cells)
 
-    def __getitem__(self, i: int) -> tuple[int, Tensor | None, str]:
+    def __getitem__(self, i: int) -> tuple[int, Tensor | None, Exception | None]:
         try:
-            return i, self.transform(load_image(self.cells[i])), ""
+            return i, self.transform(load_image(self.cells[i])), None
         except Exception as err:  # noqa: BLE001 — any decoding failure is reported by the caller
-            return i, None, f"{type(err).__name__}: {err}"
+            return i, None, err
 
 
 def _collate(items: list) -> list:
@@ -213,14 +213,7 @@ def _compute(
                 good = [(i, x) for i, x, _ in items if x is not None]
                 for i, x, error in items:
                     if x is None:
-                        if on_bad_sample == "error":
-                            raise BadSampleError(
-                                f"split {split_name!r}, row {first_row[i]}, column {image_column!r}: cannot read "
-                                f"the image ({error}). Fix or remove the row, or set on_bad_sample: skip"
-                            )
-                        log.warning(
-                            "skipping %s row %d: unreadable image (%s)", split_name, first_row[i], error
-                        )
+                        report_unreadable_image(split_name, first_row[i], image_column, error, on_bad_sample)
                         bad.add(i)
                 if not good:
                     continue
