@@ -6,8 +6,12 @@ sample per image, carrying all its reference captions for BLEU / ROUGE-L / CIDEr
 first caption for the teacher-forced loss).
 
 Bad samples follow ``on_bad_sample`` (see :mod:`vlkit.data.common`): an empty or missing
-caption is an error naming split, row and column, or (``skip``) is left out of the row's
-references with a warning and a count; a row left with no caption is left out.
+caption (None, ``""``, only spaces) and a row with no caption (None, an empty list) are an
+error naming split, rows and column, or (``skip``) the caption is left out of the row's
+references with a warning and a count (``skipped_captions``), and a row left with no caption
+is left out (``skipped_rows``). An unreadable image is found when its batch is built: an
+error, or (``skip``) left out of the batch and counted in its ``num_skipped``. Captions are
+cut to ``max_caption_length`` tokens; words not in the vocabulary are ``<unk>``.
 """
 
 from __future__ import annotations
@@ -153,8 +157,10 @@ class CaptionDataModule(SplitDataModule):
 
     Raises:
         ValueError: invalid arguments, a missing split or column (the message lists those
-            available), an unreadable caption cell.
-        BadSampleError: an empty caption or unreadable image with ``on_bad_sample="error"``.
+            available), an empty split, a caption cell of an unknown layout, or a split with no
+            usable row.
+        BadSampleError: an empty or missing caption, a row with no caption, or an unreadable
+            image, with ``on_bad_sample="error"``.
     """
 
     def __init__(
@@ -194,7 +200,8 @@ class CaptionDataModule(SplitDataModule):
         self.save_hyperparameters(ignore=["dataset"] if not isinstance(dataset, str) else None)
         self.caption_column = caption_column
         self.tokenizer: WordCaptionTokenizer | HFCaptionTokenizer | None = None
-        self.skipped_captions: dict[str, int] = {}
+        self.skipped_captions: dict[str, int] = {}  # split: empty captions left out (skip), if any
+        self.skipped_rows: dict[str, list[int]] = {}  # split: rows left out, having no caption (skip)
 
     # -- what the task needs (linked into it by the CLI) ------------------------------------
     @property
@@ -210,19 +217,28 @@ class CaptionDataModule(SplitDataModule):
 
     # -- preparation ----------------------------------------------------------------------
     def _captions(self, name: str, split: Any) -> list[tuple[int, list[str]]]:
-        """``(row, non-empty captions)`` per usable row; empty captions follow ``on_bad_sample``."""
-        result, bad = [], []
+        """``(row, non-empty captions)`` per usable row; empty captions and rows with none follow
+        ``on_bad_sample``.
+
+        Raises:
+            BadSampleError: an empty or missing caption, or a row with no caption (None or an
+                empty list), with ``on_bad_sample="error"``.
+            ValueError: a caption cell of another layout (see :func:`caption_list`), or no usable row.
+        """
+        result, bad, left_out, skipped = [], [], [], 0
         for row, cell in enumerate(split[self.caption_column]):
             try:
                 captions = caption_list(cell)
             except ValueError as err:
                 raise ValueError(f"split {name!r}, row {row}, column {self.caption_column!r}: {err}") from err
-            good = [str(c).strip() for c in captions if c is not None and WordTokenizer.split(str(c))]
-            if len(good) < len(captions):
+            good = [str(c).strip() for c in captions if c is not None and self._has_tokens(str(c))]
+            if not good or len(good) < len(captions):
                 bad.append(row)
-                self.skipped_captions[name] = self.skipped_captions.get(name, 0) + len(captions) - len(good)
+                skipped += len(captions) - len(good)
             if good:
                 result.append((row, good))
+            else:
+                left_out.append(row)
         if bad:
             message = (
                 f"split {name!r}, column {self.caption_column!r}: empty or missing caption(s) in rows "
@@ -231,12 +247,24 @@ class CaptionDataModule(SplitDataModule):
             if self.hparams.on_bad_sample == "error":
                 raise BadSampleError(f"{message}. Fix the data, or set on_bad_sample: skip")
             log.warning(
-                "%s: %d caption(s) skipped (on_bad_sample=skip); %d row(s) left with none are left out",
+                "%s: %d caption(s) skipped (on_bad_sample=skip); %d row(s) left with none are left out: %s",
                 message,
-                self.skipped_captions[name],
-                len(split) - len(result),
+                skipped,
+                len(left_out),
+                left_out[:10],
             )
+        if skipped:
+            self.skipped_captions[name] = skipped
+        self.skipped_rows[name] = left_out
+        if not result:
+            raise ValueError(f"split {name!r} has no usable row (no row has a non-empty caption)")
         return result
+
+    def _has_tokens(self, caption: str) -> bool:
+        """Whether the caption encodes to at least one token (words, or subwords of the HF tokenizer)."""
+        if isinstance(self.tokenizer, HFCaptionTokenizer):
+            return bool(self.tokenizer.tokenizer(caption, add_special_tokens=False)["input_ids"])
+        return bool(WordTokenizer.split(caption))
 
     def _prepare(self) -> None:
         if self._prepared:
@@ -251,10 +279,10 @@ class CaptionDataModule(SplitDataModule):
             hp.seed,
             hp.max_samples,
         )
-        text = {name: self._captions(name, split) for name, split in hf.items()}
         if hp.tokenizer is not None:
             self.tokenizer = HFCaptionTokenizer(hp.tokenizer)
-        else:
+        text = {name: self._captions(name, split) for name, split in hf.items()}
+        if hp.tokenizer is None:
             train_captions = [c for _, captions in text["train"] for c in captions]
             self.tokenizer = WordCaptionTokenizer.from_corpus(
                 train_captions, hp.min_word_freq, hp.max_vocab_size

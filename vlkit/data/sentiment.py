@@ -4,7 +4,10 @@ Labels may be a ``datasets.ClassLabel`` (the classes are its names, in order), s
 (mapped to classes by name) or plain integers (their decimal strings). Bad samples follow
 ``on_bad_sample`` (see :mod:`vlkit.data.common`): an empty or missing text, a missing label
 (None, or ClassLabel's ``-1``) and a label that is not one of the classes are each an error
-naming the split, rows and column, or, with ``skip``, left out and reported.
+naming the split, rows and column, or, with ``skip``, left out, listed in ``skipped_rows``
+and reported. An unreadable image is found when its batch is built: an error, or (``skip``)
+left out of the batch and counted in its ``num_skipped``. Texts are cut to ``max_text_length``
+tokens; words not in the vocabulary are ``<unk>``.
 """
 
 from __future__ import annotations
@@ -151,9 +154,9 @@ class SentimentDataModule(SplitDataModule):
 
     Raises:
         ValueError: invalid arguments, a missing split or column (the message lists those
-            available), a training split with fewer than two classes, or class weights that
-            do not match the classes.
-        BadSampleError: a bad text or label with ``on_bad_sample="error"``.
+            available), an empty split, a split with no usable row, a training split with fewer
+            than two classes, or class weights that do not match the classes.
+        BadSampleError: a bad text or label, or an unreadable image, with ``on_bad_sample="error"``.
     """
 
     def __init__(
@@ -295,9 +298,10 @@ class SentimentDataModule(SplitDataModule):
         return [row for row in range(len(texts)) if row not in bad]
 
     def _has_tokens(self, text: str) -> bool:
+        """Whether the text encodes to at least one token (words, or subwords of the HF tokenizer)."""
         if self.hparams.tokenizer is None:
             return bool(WordTokenizer.split(text))
-        return bool(text.strip())
+        return bool(self.tokenizer.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _prepare(self) -> None:
         if self._prepared:
@@ -319,6 +323,10 @@ class SentimentDataModule(SplitDataModule):
         labels = {name: self._label_names(name, split) for name, split in hf.items()}
         if not self._classes:
             self._classes = self._default_classes(hf["train"], labels["train"])
+        if hp.tokenizer is not None:
+            from vlkit.text.hf import HFTokenizer
+
+            self.tokenizer = HFTokenizer(hp.tokenizer)
         self.skipped_rows: dict[str, list[int]] = {}
         texts = {name: list(split[self.text_column]) for name, split in hf.items()}  # read once
         rows = {name: self._usable_rows(name, texts[name], labels[name]) for name in hf}
@@ -339,10 +347,6 @@ class SentimentDataModule(SplitDataModule):
 
         if hp.tokenizer is None:
             self.tokenizer = WordTokenizer.from_corpus(train_texts, min_freq=hp.min_word_freq)
-        else:
-            from vlkit.text.hf import HFTokenizer
-
-            self.tokenizer = HFTokenizer(hp.tokenizer)
         for name in hf:
             self._splits[name] = _Split(
                 name,

@@ -1,6 +1,11 @@
 """VQA data: any Hugging Face ``DatasetDict`` with image / question / answer(s) columns.
 
-Bad samples follow ``on_bad_sample`` (see :mod:`vlkit.data.common`).
+Bad samples follow ``on_bad_sample`` (see :mod:`vlkit.data.common`): an empty or missing
+question (None, ``""``, only spaces) and a missing answer (None, ``""``, an empty list) are
+each an error naming the split, rows and column, or, with ``skip``, left out, listed in
+``skipped_rows`` and reported. An unreadable image is found when its batch is built: an
+error, or (``skip``) left out of the batch and counted in its ``num_skipped``. Questions are
+cut to ``max_question_length`` tokens; words not in the vocabulary are ``<unk>``.
 
 Answers outside the answer vocabulary are never an error: the vocabulary is the top-K
 training answers by design. Training questions with no answer in the vocabulary are
@@ -81,28 +86,35 @@ def answer_list(value: Any) -> list[str]:
 
     Accepts a string (one answer), a list of strings, a list of ``{"answer": str, ...}``
     dicts (VQAv2 rows) or a dict of lists ``{"answer": [str, ...], ...}`` (how ``datasets``
-    returns a sequence of dicts).
+    returns a sequence of dicts); None and empty answers are dropped.
 
     Raises:
         ValueError: for any other type, or a row with no answer.
     """
+    answers = _answers(value)
+    if not answers:
+        raise ValueError("the row has no non-empty answer")
+    return answers
+
+
+def _answers(value: Any) -> list[str]:
+    """:func:`answer_list`, but an empty list for a missing cell (None) or a row with no answer."""
+    if value is None:
+        return []
     if isinstance(value, str):
         answers = [value]
     elif isinstance(value, dict) and isinstance(value.get("answer"), list):
         answers = value["answer"]
     elif isinstance(value, list) and all(isinstance(a, dict) and "answer" in a for a in value):
         answers = [a["answer"] for a in value]
-    elif isinstance(value, list) and all(isinstance(a, str) for a in value):
+    elif isinstance(value, list) and all(a is None or isinstance(a, str) for a in value):
         answers = value
     else:
         raise ValueError(
             f"cannot read answers from {value!r}: expected a string, a list of strings, or a list "
             "of {'answer': ...} dicts"
         )
-    answers = [normalize_answer(a) for a in answers if a is not None and str(a).strip()]
-    if not answers:
-        raise ValueError("the row has no non-empty answer")
-    return answers
+    return [normalize_answer(a) for a in answers if a is not None and str(a).strip()]
 
 
 def soft_scores(answers: list[str], index: dict[str, int]) -> dict[int, float]:
@@ -185,8 +197,10 @@ class VQADataModule(SplitDataModule):
 
     Raises:
         ValueError: invalid arguments, a missing split or column (the message lists those
-            available), unreadable answers.
-        BadSampleError: an empty question or unreadable image with ``on_bad_sample="error"``.
+            available), an empty split, answers of an unknown layout, or a split with no usable
+            row.
+        BadSampleError: an empty or missing question or answer, or an unreadable image, with
+            ``on_bad_sample="error"``.
     """
 
     def __init__(
@@ -244,30 +258,36 @@ class VQADataModule(SplitDataModule):
         return self._multi_answer
 
     # -- preparation ----------------------------------------------------------------------
-    def _questions(self, name: str, split: Any) -> tuple[list[int], list[str]]:
-        """Row indices and questions, with empty questions handled by ``on_bad_sample``."""
-        rows, questions, bad = [], [], []
-        for row, question in enumerate(split[self.question_column]):
-            if question is None or not WordTokenizer.split(str(question)):
-                bad.append(row)
-            else:
-                rows.append(row)
-                questions.append(str(question))
-        report_bad_rows(
-            name, self.question_column, "an empty or missing question", bad, self.hparams.on_bad_sample
-        )
-        self.skipped_rows[name] = bad
-        return rows, questions
+    def _rows(self, name: str, split: Any) -> tuple[list[int], list[str], list[list[str]]]:
+        """Usable rows, their questions and answers; an empty or missing question or answer
+        follows ``on_bad_sample``.
 
-    def _answer_lists(self, name: str, split: Any, rows: list[int]) -> list[list[str]]:
-        column = split[self.answer_column]
-        result = []
-        for row in rows:
+        Raises:
+            BadSampleError: such rows with ``on_bad_sample="error"``.
+            ValueError: an answer cell of another layout (see :func:`answer_list`), or no usable row.
+        """
+        rows, questions, answers, empty, unanswered = [], [], [], [], []
+        for row, (question, cell) in enumerate(zip(split[self.question_column], split[self.answer_column])):
+            if question is None or not WordTokenizer.split(str(question)):
+                empty.append(row)
+                continue
             try:
-                result.append(answer_list(column[row]))
+                given = _answers(cell)
             except ValueError as err:
                 raise ValueError(f"split {name!r}, row {row}, column {self.answer_column!r}: {err}") from err
-        return result
+            if not given:
+                unanswered.append(row)
+                continue
+            rows.append(row)
+            questions.append(str(question))
+            answers.append(given)
+        policy = self.hparams.on_bad_sample
+        report_bad_rows(name, self.question_column, "an empty or missing question", empty, policy)
+        report_bad_rows(name, self.answer_column, "an empty or missing answer", unanswered, policy)
+        self.skipped_rows[name] = sorted(empty + unanswered)
+        if not rows:
+            raise ValueError(f"split {name!r} has no usable row (every row had no question or no answer)")
+        return rows, questions, answers
 
     def _prepare(self) -> None:
         if self._prepared:
@@ -287,8 +307,8 @@ class VQADataModule(SplitDataModule):
         )
 
         self.skipped_rows: dict[str, list[int]] = {}
-        text = {name: self._questions(name, split) for name, split in hf.items()}
-        answers = {name: self._answer_lists(name, hf[name], text[name][0]) for name in hf}
+        text = {name: self._rows(name, split) for name, split in hf.items()}
+        answers = {name: text[name][2] for name in hf}
 
         self._multi_answer = any(len(a) > 1 for a in answers["train"])
         counts = Counter(a for row in answers["train"] for a in row)
@@ -299,7 +319,7 @@ class VQADataModule(SplitDataModule):
         self.tokenizer = WordTokenizer.from_corpus(text["train"][1], min_freq=self.hparams.min_word_freq)
 
         for name in hf:
-            rows, questions = text[name]
+            rows, questions, _ = text[name]
             split = _Split(name, [], [], [], [])
             out_of_vocab = 0
             for row, question, row_answers in zip(rows, questions, answers[name]):
