@@ -103,8 +103,15 @@ class HFTokenizer:
             raise ImportError(f"a Hugging Face tokenizer needs `transformers`: {_INSTALL_HF}") from err
         path = resolve_hf_model(name_or_path)
         self.name_or_path = PACKAGED_TEXT_MODEL if name_or_path is None else os.fspath(name_or_path)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        # text is data, not markup: "[SEP]", "[PAD]" or "<s>" in a caption are spelled out as
+        # words, never read as special tokens (which would end it early or look like padding)
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            path, trust_remote_code=trust_remote_code, split_special_tokens=True
+        )
         tok = self.tokenizer
+        backend = getattr(tok, "backend_tokenizer", None)
+        if backend is not None and hasattr(backend, "encode_special_tokens"):
+            backend.encode_special_tokens = True  # fast tokenizers of transformers < 4.42 ignore the argument
         bos = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
         eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
         if tok.pad_token_id is None or bos is None or eos is None:
@@ -119,6 +126,9 @@ class HFTokenizer:
 
     def encode(self, text: str, max_length: int | None = None) -> list[int]:
         """``[bos] + subword ids (at most max_length) + [eos]``.
+
+        Special-token strings in ``text`` (``"[SEP]"``, ``"[PAD]"``) are tokenized as plain
+        text, so the subword ids never contain the padding, begin or end ids.
 
         Raises:
             ValueError: non-string or empty text, ``max_length < 1``.
