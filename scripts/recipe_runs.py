@@ -40,6 +40,16 @@ class EpochTimer(Callback):
         self.seconds.append(time.perf_counter() - self._start - self._val)
 
 
+class CheckpointsInRunFolder(Callback):
+    """Writes the recipe's checkpoints into this run's log folder (``LOG_ROOT/NAME/version_N/checkpoints``)
+    instead of the recipe's shared ``runs/<recipe>/checkpoints``, so runs of one recipe side by side
+    keep their own best and last checkpoints."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        for callback in trainer.checkpoint_callbacks:  # set up after this callback (Lightning puts them last)
+            callback.dirpath = str(Path(trainer.log_dir) / "checkpoints")
+
+
 def run_recipe(recipe: str, name: str, log_root: str, epochs: int, overrides: list[str]) -> dict:
     """Train ``recipe`` for ``epochs`` with extra ``vlkit fit`` arguments; return its figures."""
     from vlkit.cli import cli_main
@@ -61,6 +71,7 @@ def run_recipe(recipe: str, name: str, log_root: str, epochs: int, overrides: li
             default_flow_style=True,
         ).strip(),
         "--trainer.callbacks+=recipe_runs.EpochTimer",
+        "--trainer.callbacks+=recipe_runs.CheckpointsInRunFolder",
         *overrides,
     ]
     cli = cli_main(args)

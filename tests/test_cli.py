@@ -93,13 +93,14 @@ def test_fit_writes_one_run_folder_and_predict_answers(tiny_vqa_on_disk, tmp_pat
     limits = ("--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1")
     cli = short_fit("vqa/easy_vqa_parallel", tiny_vqa_on_disk, TINY, *limits)
     run_dirs = [p for p in (tmp_path / "runs").glob("*/version_*") if p.is_dir()]
-    assert len(run_dirs) == 1, run_dirs  # CSV, TensorBoard and checkpoints share one folder
+    assert len(run_dirs) == 1, run_dirs  # CSV and TensorBoard share one folder
     run = run_dirs[0]
     assert (run / "metrics.csv").is_file() and list(run.glob("events.out.tfevents.*"))
     with open(run / "metrics.csv") as f:
         assert "val/vqa_acc" in next(csv.reader(f))
     best = Path(cli.trainer.checkpoint_callback.best_model_path).resolve()
-    assert best.parent == run / "checkpoints" and (run / "checkpoints" / "last.ckpt").is_file()
+    # every run's checkpoints in one folder, so `--ckpt_path last` finds the latest
+    assert best.parent == run.parent / "checkpoints" and (run.parent / "checkpoints" / "last.ckpt").is_file()
 
     image = tmp_path / "red_circle.png"
     image.write_bytes(shape_png("red", "circle"))

@@ -153,7 +153,8 @@ class CaptionDataModule(SplitDataModule):
             trainer's accelerator, kept on disk) and train from them instead of decoding images
             every epoch (:mod:`vlkit.data.features`); needs ``freeze_backbone: true``.
         max_samples: if set, use only the first ``max_samples`` rows of each split (smoke runs).
-        seed: seed of the held-out validation split.
+        seed: seed of the held-out validation split and, with the epoch, of the training order
+            (see :func:`vlkit.data.common.make_loader`).
 
     Raises:
         ValueError: invalid arguments, a missing split or column (the message lists those

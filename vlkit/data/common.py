@@ -22,6 +22,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 from torchvision.transforms import v2
 
 from vlkit.data.sources import load_dataset_dict
@@ -288,6 +289,19 @@ class ImageRows(Dataset, ABC):
     def __len__(self) -> int:
         return len(self.split.rows)
 
+    def state_dict(self) -> dict[str, Any]:
+        """In a loader worker: its random state, which draws the augmentation (flips). A
+        :class:`~torchdata.stateful_dataloader.StatefulDataLoader` saves it with each batch, so
+        a resumed run flips the same images. In the main process: nothing (the task saves that
+        process's random state in the checkpoint)."""
+        if torch.utils.data.get_worker_info() is None:
+            return {}
+        return {"torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "torch_rng" in state and torch.utils.data.get_worker_info() is not None:
+            torch.set_rng_state(state["torch_rng"])
+
     def __getitem__(self, i: int) -> tuple | None:
         image = self.image(self.split.rows[i])
         return None if image is None else (image, *self.fields(i))
@@ -356,18 +370,54 @@ def pad_with_mask(sequences: list[list[int]] | tuple, pad_id: int = 0) -> tuple[
 
 
 def make_loader(
-    dataset: Dataset, batch_size: int, train: bool, num_workers: int, collate_fn: Callable
-) -> DataLoader:
-    """A DataLoader: shuffled for training, workers kept alive between epochs, pinned memory on GPU."""
-    return DataLoader(
+    dataset: Dataset,
+    batch_size: int,
+    train: bool,
+    num_workers: int,
+    collate_fn: Callable,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> StatefulDataLoader:
+    """A resumable loader over this process's share of ``dataset``.
+
+    - Training samples are shuffled by a permutation drawn from ``seed`` and the epoch (the
+      trainer calls ``sampler.set_epoch``), not from the global random state, and the
+      ``world_size`` processes of a distributed run take interleaved slices of the same
+      permutation (:class:`torch.utils.data.DistributedSampler`, which repeats a few samples
+      to even the shares). So the samples of global batch ``t`` are the same with 1 or N
+      processes (per-process batch ``batch_size``), and the order survives a restart.
+    - Evaluation samples are read in order; with several processes each reads every
+      ``world_size``-th sample, none twice, so synced metrics count each sample once.
+    - A ``torchdata`` :class:`~torchdata.stateful_dataloader.StatefulDataLoader`: Lightning
+      saves its position in checkpoints, so a run resumed from a mid-epoch checkpoint goes on
+      with the next batch instead of starting the epoch again.
+    - Workers are kept alive between epochs; memory is pinned when a GPU is present. Their
+      seeds come from the loader's own generator (seeded with ``seed``), so starting an epoch
+      draws nothing from the global random state that dropout uses.
+
+    Raises:
+        ValueError: ``rank`` not in ``[0, world_size)``.
+    """
+    from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+    from torch.utils.data import DistributedSampler
+
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+    if train:
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    else:
+        sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
+    return StatefulDataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=train,
+        sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate_fn,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
         drop_last=False,
+        generator=torch.Generator().manual_seed(seed),  # workers' seeds: not drawn from the global state
     )
 
 
@@ -470,9 +520,20 @@ class SplitDataModule(pl.LightningDataModule, ABC):
         dataset = self._dataset(name, image_transform(self.hparams.image_size, train, self.hparams.augment))
         if name in self._feature_caches:
             dataset.use_feature_cache(self._feature_caches[name], flip=train and self.hparams.augment)
-        return make_loader(
-            dataset, self.hparams.batch_size, train, self.hparams.num_workers, self._collate_fn()
+        trainer = getattr(self, "trainer", None)
+        loader = make_loader(
+            dataset,
+            self.hparams.batch_size,
+            train,
+            self.hparams.num_workers,
+            self._collate_fn(),
+            seed=self.hparams.seed,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
         )
+        if train and trainer is not None:  # the trainer sets it each epoch, but after a restart only later
+            loader.sampler.set_epoch(trainer.current_epoch)
+        return loader
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

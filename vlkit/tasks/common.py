@@ -1,21 +1,28 @@
-"""What every task shares: the optimiser and schedule, argument checks, skipped-sample logs."""
+"""What every task shares: the optimiser and schedule, argument checks, skipped-sample logs,
+the non-finite loss guard and the random state saved in checkpoints."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import math
+import random
 from abc import ABC, abstractmethod
+from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
 from vlkit.attention import hard_attention_loss
 
-__all__ = ["TrainingTask", "warmup_cosine"]
+__all__ = ["NONFINITE_LOSS_POLICIES", "TrainingTask", "warmup_cosine"]
 
 log = logging.getLogger(__name__)
+
+#: What ``on_nonfinite_loss`` may be: stop training, or skip the optimiser step.
+NONFINITE_LOSS_POLICIES = ("error", "skip")
 
 
 class TrainingTask(pl.LightningModule, ABC):
@@ -26,6 +33,16 @@ class TrainingTask(pl.LightningModule, ABC):
     ``lr``, ``weight_decay``, ``warmup_fraction``, ``min_lr_ratio`` and ``backbone_lr_ratio``
     (and optionally ``text_lr_ratio``) as hyper-parameters (checked by :meth:`check_optimizer_args`).
     They implement ``_step(batch, split)``, which the training, validation and test steps call.
+
+    Two reliability guards live here:
+
+    - a training loss that is NaN or infinite stops training with a :class:`FloatingPointError`
+      naming the global step, epoch and batch, or — with the hyper-parameter
+      ``on_nonfinite_loss="skip"`` — skips that optimiser step (counted as
+      ``train/nonfinite_skipped``); in a distributed run every process takes the same decision;
+    - checkpoints carry the random state (torch CPU and CUDA, Python, NumPy) of the process
+      that saved them, restored when ``fit`` resumes from one, so a resumed run draws the same
+      dropout masks as an uninterrupted one.
     """
 
     @staticmethod
@@ -43,12 +60,57 @@ class TrainingTask(pl.LightningModule, ABC):
                 "need lr > 0, 0 <= warmup_fraction < 1, 0 <= min_lr_ratio <= 1 and 0 <= backbone_lr_ratio <= 1"
             )
 
+    @staticmethod
+    def check_nonfinite_policy(on_nonfinite_loss: str) -> None:
+        """Raise ValueError unless ``on_nonfinite_loss`` is one of :data:`NONFINITE_LOSS_POLICIES`."""
+        if on_nonfinite_loss not in NONFINITE_LOSS_POLICIES:
+            raise ValueError(
+                f"on_nonfinite_loss must be one of {list(NONFINITE_LOSS_POLICIES)}, got {on_nonfinite_loss!r}"
+            )
+
     @abstractmethod
     def _step(self, batch, split: str) -> Tensor:
         """Loss of one batch of ``split`` (``"train"``, ``"val"`` or ``"test"``), metrics logged."""
 
-    def training_step(self, batch, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+    def training_step(self, batch, batch_idx: int) -> Tensor | None:
+        return self.guard_nonfinite_loss(self._step(batch, "train"), batch_idx)
+
+    def guard_nonfinite_loss(self, loss: Tensor, batch_idx: int) -> Tensor | None:
+        """``loss`` if it is finite (on every process); otherwise raise, or return None to skip the step.
+
+        Raises:
+            FloatingPointError: a NaN or infinite loss with ``on_nonfinite_loss="error"``
+                (the default); the message names the global step, epoch and batch index.
+        """
+        finite = bool(torch.isfinite(loss).all())
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:  # every process must skip or raise together
+            finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if finite:
+            return loss
+        where = f"global step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+        value = float(loss.detach().float().sum())
+        if self.hparams.get("on_nonfinite_loss", "error") == "skip":
+            log.warning(
+                "training loss %s at %s: optimiser step skipped (on_nonfinite_loss=skip)", value, where
+            )
+            self.log(
+                "train/nonfinite_skipped", 1.0, batch_size=1, on_step=False, on_epoch=True, reduce_fx="sum"
+            )
+            return None
+        raise FloatingPointError(
+            f"training loss is {value} at {where}. Lower the learning rate, clip gradients "
+            "(--trainer.gradient_clip_val), train in 32-true precision, check the batch for bad values, "
+            "or set on_nonfinite_loss: skip to skip such steps"
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["vlkit_rng_states"] = _rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trainer = self._trainer
+        if "vlkit_rng_states" in checkpoint and trainer is not None and trainer.state.fn == "fit":
+            _set_rng_states(checkpoint["vlkit_rng_states"])
 
     def validation_step(self, batch, batch_idx: int) -> Tensor:
         return self._step(batch, "val")
@@ -142,13 +204,32 @@ class TrainingTask(pl.LightningModule, ABC):
             ],
             lr=self.hparams.lr,
         )
-        total = max(int(self.trainer.estimated_stepping_batches), 2)
-        warmup = min(max(int(total * self.hparams.warmup_fraction), 1), total - 1)
-        schedule = functools.partial(
-            warmup_cosine, warmup=warmup, total=total, min_ratio=self.hparams.min_lr_ratio
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor_function())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _lr_factor_function(self):
+        """The schedule's ``step -> factor``, which asks the trainer for the number of steps only
+        once training runs (step > 0; every schedule starts at the same factor).
+
+        Asking in ``configure_optimizers`` would make Lightning build the training loader before it
+        restores a checkpoint, so a resumed run would not get the loader's saved position
+        (Lightning issue #20550) and would replay the epoch from its first batch.
+        """
+        schedule = None
+
+        def factor(step: int) -> float:
+            nonlocal schedule
+            if step == 0:
+                return warmup_cosine(0, warmup=1, total=2, min_ratio=self.hparams.min_lr_ratio)
+            if schedule is None:
+                total = max(int(self.trainer.estimated_stepping_batches), 2)
+                warmup = min(max(int(total * self.hparams.warmup_fraction), 1), total - 1)
+                schedule = functools.partial(
+                    warmup_cosine, warmup=warmup, total=total, min_ratio=self.hparams.min_lr_ratio
+                )
+            return schedule(step)
+
+        return factor
 
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float, start_ratio: float = 1e-3) -> float:
@@ -161,3 +242,23 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float, start_ra
         return start_ratio + (1.0 - start_ratio) * step / warmup
     progress = min((step - warmup) / max(total - warmup, 1), 1.0)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _rng_states() -> dict[str, Any]:
+    """This process's random states, as types ``torch.load(weights_only=True)`` reads."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+    }
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    random.setstate(tuple(states["python"][:1]) + (tuple(states["python"][1]),) + tuple(states["python"][2:]))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
