@@ -48,6 +48,7 @@ class CaptioningTask(TrainingTask):
         tokenizer_name: Hugging Face tokenizer id / path (set from the DataModule), or None.
         lr, weight_decay, warmup_fraction, min_lr_ratio, backbone_lr_ratio: optimiser and
             schedule (see :class:`vlkit.tasks.VQATask`).
+        on_nonfinite_loss: ``"error"`` or ``"skip"`` (see :class:`vlkit.tasks.VQATask`).
         label_smoothing: in ``[0, 1)``; 0 = plain cross-entropy.
         attention_regularization: ``λ >= 0`` of the doubly stochastic penalty (the paper's 1).
         max_length: most tokens generated when decoding (``<eos>`` included).
@@ -76,11 +77,13 @@ class CaptioningTask(TrainingTask):
         beam_size: int = 3,
         val_beam_size: int = 1,
         length_penalty: float = 0.0,
+        on_nonfinite_loss: str = "error",
     ) -> None:
         super().__init__()
         if model not in list_models("caption_*"):
             raise ValueError(f"unknown captioning model {model!r}; registered: {list_models('caption_*')}")
         self.check_optimizer_args(lr, warmup_fraction, min_lr_ratio, backbone_lr_ratio)
+        self.check_nonfinite_policy(on_nonfinite_loss)
         if not 0 <= label_smoothing < 1 or attention_regularization < 0 or length_penalty < 0:
             raise ValueError(
                 "need 0 <= label_smoothing < 1, attention_regularization >= 0 and length_penalty >= 0"

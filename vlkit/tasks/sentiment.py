@@ -50,6 +50,7 @@ class SentimentTask(TrainingTask):
         label_smoothing: in ``[0, 1)``; 0 = plain cross-entropy.
         lr, weight_decay, warmup_fraction, min_lr_ratio, backbone_lr_ratio: optimiser and
             schedule (see :class:`vlkit.tasks.VQATask`).
+        on_nonfinite_loss: ``"error"`` or ``"skip"`` (see :class:`vlkit.tasks.VQATask`).
         text_lr_ratio: learning rate of the text encoder as a fraction of ``lr``, in ``[0, 1]``
             (e.g. 0.05 to fine-tune a pretrained encoder at ``lr/20`` while the fusion and head
             train at ``lr``).
@@ -75,6 +76,7 @@ class SentimentTask(TrainingTask):
         min_lr_ratio: float = 0.01,
         backbone_lr_ratio: float = 1.0,
         text_lr_ratio: float = 1.0,
+        on_nonfinite_loss: str = "error",
     ) -> None:
         super().__init__()
         if model not in list_models("sentiment_*"):
@@ -91,6 +93,7 @@ class SentimentTask(TrainingTask):
         if not 0.0 <= label_smoothing < 1.0 or not 0.0 <= text_lr_ratio <= 1.0:
             raise ValueError("need 0 <= label_smoothing < 1 and 0 <= text_lr_ratio <= 1")
         self.check_optimizer_args(lr, warmup_fraction, min_lr_ratio, backbone_lr_ratio)
+        self.check_nonfinite_policy(on_nonfinite_loss)
         self.save_hyperparameters()
         self.model = create_model(model, num_classes=len(classes), **self._model_args(model_args or {}))
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None

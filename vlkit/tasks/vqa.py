@@ -50,6 +50,9 @@ class VQATask(TrainingTask):
         backbone_lr_ratio: learning rate of the image backbone as a fraction of ``lr``, in
             ``[0, 1]`` (e.g. 0.1 to fine-tune pretrained weights gently; 0 keeps the backbone
             weights fixed, while BatchNorm statistics still update).
+        on_nonfinite_loss: a NaN or infinite training loss stops training with an error naming
+            the step (``"error"``) or skips that optimiser step (``"skip"``, counted as
+            ``train/nonfinite_skipped``); see :class:`vlkit.tasks.TrainingTask`.
 
     Raises:
         ValueError: unknown model name, missing vocabularies, or out-of-range settings.
@@ -67,6 +70,7 @@ class VQATask(TrainingTask):
         warmup_fraction: float = 0.05,
         min_lr_ratio: float = 0.01,
         backbone_lr_ratio: float = 1.0,
+        on_nonfinite_loss: str = "error",
     ) -> None:
         super().__init__()
         if model not in list_models("vqa_*"):
@@ -77,6 +81,7 @@ class VQATask(TrainingTask):
                 "the DataModule, in Python pass vocabulary=dm.vocabulary, answers=dm.answers"
             )
         self.check_optimizer_args(lr, warmup_fraction, min_lr_ratio, backbone_lr_ratio)
+        self.check_nonfinite_policy(on_nonfinite_loss)
         self.save_hyperparameters()
         self.model = create_model(
             model, num_answers=len(answers), vocab_size=len(vocabulary), **(model_args or {})

@@ -20,7 +20,7 @@ from vlkit.vision.cbam import CBAM
 from vlkit.vision.pretrained import packaged_weights_file
 from vlkit.vision.stn import SpatialTransformer
 
-__all__ = ["CBAM_PLACEMENTS", "BackboneFeatures", "ImageEncoder", "ImageEncoderOutput"]
+__all__ = ["CBAM_PLACEMENTS", "BackboneFeatures", "ImageEncoder", "ImageEncoderOutput", "check_finite"]
 
 _FEATURE_MODES = ("features_only", "forward_features")
 #: Where ``ImageEncoder(cbam=...)`` puts CBAM blocks.
@@ -297,9 +297,9 @@ class ImageEncoder(nn.Module):
         if isinstance(image, BackboneFeatures):
             if not self.cacheable:
                 raise ValueError("BackboneFeatures were given, but this encoder's backbone is not frozen")
-            fmap = image.feature_map
+            fmap = check_finite(image.feature_map, "cached backbone features")
         else:
-            fmap = self._backbone(image)
+            fmap = self._backbone(check_finite(image, "images"))
         if fmap.dim() == 4:
             pattern = "b h w c -> b (h w) c" if self.channels_last else "b c h w -> b (h w) c"
             grid = tuple(fmap.shape[1:3]) if self.channels_last else tuple(fmap.shape[2:4])
@@ -311,6 +311,29 @@ class ImageEncoder(nn.Module):
         features = self.dropout(self.norm(self.proj(regions)))  # (b, n, d)
         mask = features.new_ones(features.shape[:2], dtype=bool)  # (b, n)
         return ImageEncoderOutput(features, mask, grid, self._theta)
+
+
+def check_finite(values: Tensor, name: str) -> Tensor:
+    """Return ``values`` (a float tensor, batch first) if every entry is finite.
+
+    Raises:
+        ValueError: NaN or infinite entries; the message counts them and names the samples
+            (first dimension) that hold them.
+        RuntimeError: the same, under :func:`torch.compile`, where the check runs inside the
+            graph (:func:`torch._assert_async`; reading it on the host would break the graph).
+    """
+    if torch.compiler.is_compiling():
+        torch._assert_async(torch.isfinite(values).all(), f"{name} contain NaN or infinite values")
+        return values
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        bad = (~finite).flatten(1).any(1).nonzero().flatten().tolist() if values.dim() > 1 else []
+        raise ValueError(
+            f"{name} contain {int((~finite).sum())} NaN or infinite value(s)"
+            + (f" in sample(s) {bad[:10]}{' ...' if len(bad) > 10 else ''}" if bad else "")
+            + ": check how they were decoded, normalised or cached"
+        )
+    return values
 
 
 def _check_options(feature_mode: str, freeze: bool | int, cbam: str | None, stn: str | int | None) -> None:

@@ -1,0 +1,81 @@
+"""Numerical guard: a non-finite training loss stops training (or skips the step); NaN inputs are refused."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from tests.tasks.test_vqa_task import SMALL, quiet_trainer, tiny_dm
+from vlkit.tasks import VQATask
+from vlkit.vision import BackboneFeatures
+
+
+def task_with_nan_loss_at(dm, calls: set[int], **kwargs) -> VQATask:
+    """A VQATask whose training loss is NaN at the given (0-based) training-step calls."""
+    dm.setup("fit")
+    task = VQATask(model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers, **kwargs)
+    original, counter = task.sample_losses, iter(range(10**6))
+
+    def sample_losses(logits, batch):
+        per_sample, loss = original(logits, batch)
+        if task.training and next(counter) in calls:
+            return per_sample, loss * float("nan")
+        return per_sample, loss
+
+    task.sample_losses = sample_losses
+    return task
+
+
+def test_a_nan_loss_stops_training_naming_step_epoch_and_batch(tiny_vqa):
+    dm = tiny_dm(tiny_vqa, batch_size=4, augment=False)
+    task = task_with_nan_loss_at(dm, {8})  # 6 batches per epoch: epoch 1, batch 2
+    with pytest.raises(
+        FloatingPointError, match=r"global step 8 \(epoch 1, batch 2\).*on_nonfinite_loss: skip"
+    ):
+        quiet_trainer(max_epochs=2, num_sanity_val_steps=0).fit(task, datamodule=dm)
+
+
+def test_skip_makes_no_update_and_counts_the_step(tiny_vqa, caplog):
+    dm = tiny_dm(tiny_vqa, batch_size=4, augment=False)
+    task = task_with_nan_loss_at(dm, {2, 4}, on_nonfinite_loss="skip")
+    trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=0, limit_val_batches=0)
+    with caplog.at_level(logging.WARNING, logger="vlkit.tasks.common"):
+        trainer.fit(task, datamodule=dm)
+    optimizer = trainer.optimizers[0]
+    steps = {float(optimizer.state[p]["step"]) for g in optimizer.param_groups for p in g["params"]}
+    assert steps == {4.0}  # 6 batches, 2 updates skipped (no gradient: AdamW leaves the weights)
+    assert trainer.callback_metrics["train/nonfinite_skipped"] == 2
+    assert all(torch.isfinite(p).all() for p in task.parameters())
+    assert sum("optimiser step skipped" in r.getMessage() for r in caplog.records) == 2
+    assert "global step 2 (epoch 0, batch 2)" in caplog.text
+
+
+def test_unknown_nonfinite_policy_is_rejected():
+    with pytest.raises(ValueError, match="on_nonfinite_loss must be one of"):
+        VQATask(model_args=SMALL, vocabulary=["<pad>", "<unk>"], answers=["a"], on_nonfinite_loss="ignore")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_images_with_nan_or_inf_are_rejected_naming_the_samples(bad):
+    task = VQATask(model_args=SMALL, vocabulary=["<pad>", "<unk>", "what"], answers=["a", "b"])
+    images = torch.zeros(3, 3, 32, 32)
+    images[1, 0, 5, 5] = bad
+    ids = torch.tensor([[2], [2], [2]])
+    with pytest.raises(ValueError, match=r"images contain 1 NaN or infinite value\(s\) in sample\(s\) \[1\]"):
+        task(images, ids)
+    images[1, 0, 5, 5] = 0.0
+    assert task(images, ids).logits.shape == (3, 2)  # the same batch, finite, goes through
+
+
+def test_cached_features_with_nan_are_rejected():
+    task = VQATask(
+        model_args={**SMALL, "freeze_backbone": True},
+        vocabulary=["<pad>", "<unk>", "what"],
+        answers=["a", "b"],
+    )
+    features = task.model.image_encoder.backbone_features(torch.zeros(2, 3, 32, 32))
+    features.feature_map[0].view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match=r"cached backbone features contain 1 NaN .* sample\(s\) \[0\]"):
+        task(BackboneFeatures(features.feature_map), torch.tensor([[2], [2]]))
