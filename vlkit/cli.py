@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from pytorch_lightning.cli import LightningCLI
 
+from vlkit.checkpoint import load_checkpoint, load_task, rebuilding_from_checkpoint
+
 __all__ = ["VLKitCLI", "cli_main", "main", "predict_main"]
 
 
@@ -42,6 +44,13 @@ class VLKitCLI(LightningCLI):
         )
         for source in ("vocabulary", "answers", "multi_answer", "tokenizer_name", "classes", "class_weights"):
             parser.link_arguments(f"data.{source}", f"model.init_args.{source}", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """Read a ``--ckpt_path`` checkpoint with ``torch.load(weights_only=True)`` (code in it is
+        refused) unless ``--weights_only false`` is given for a trusted file."""
+        config = self.config.get(self.subcommand) if self.subcommand else None
+        if config is not None and "weights_only" in config and config["weights_only"] is None:
+            config["weights_only"] = True
 
     def instantiate_trainer(self, **kwargs):
         """Build the trainer, then put every logger's files in the first logger's run folder."""
@@ -121,7 +130,7 @@ def predict_main(args: list[str] | None = None) -> list[tuple[str, float]] | str
     for what, path in (("checkpoint", opts.ckpt), ("image", opts.image)):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{what} {path!r} does not exist")
-    checkpoint = torch.load(opts.ckpt, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(opts.ckpt)  # weights_only: a checkpoint that holds code is refused
     if checkpoint.get("vlkit_task") == "captioning":
         return _predict_caption(opts, checkpoint)
     if checkpoint.get("vlkit_task") == "sentiment":
@@ -140,10 +149,9 @@ def _image_tensor(path: str, checkpoint: dict, default_size: int) -> torch.Tenso
 
 
 def _predict_answer(opts: argparse.Namespace, checkpoint: dict) -> list[tuple[str, float]]:
-    from vlkit.tasks import VQATask
     from vlkit.text import WordTokenizer
 
-    task = VQATask.load_from_checkpoint(opts.ckpt, map_location="cpu", weights_only=True).eval()
+    task = load_task(opts.ckpt)
     tokenizer = WordTokenizer(task.hparams.vocabulary)
     ids = torch.tensor([tokenizer.encode(opts.question)])
     answers = task.answer(_image_tensor(opts.image, checkpoint, 64), ids, top_k=opts.top_k)[0]
@@ -166,17 +174,17 @@ def _print_probabilities(header: str, column: str, rows: list[tuple[str, float]]
 
 
 def _predict_sentiment(opts: argparse.Namespace, checkpoint: dict) -> list[tuple[str, float]]:
-    from vlkit.tasks import SentimentTask
     from vlkit.text import HFTokenizer, WordTokenizer
 
-    task = SentimentTask.load_from_checkpoint(opts.ckpt, map_location="cpu", weights_only=True).eval()
+    task = load_task(opts.ckpt)
     if task.model.text_encoder is None:  # an image-only baseline reads no text
         ids = torch.zeros(1, 1, dtype=torch.long)
     elif opts.text is None:
         raise ValueError("this is a sentiment checkpoint: give the text with --text")
     else:
         hp = task.hparams
-        tokenizer = HFTokenizer(hp.tokenizer_name) if hp.tokenizer_name else WordTokenizer(hp.vocabulary)
+        with rebuilding_from_checkpoint(checkpoint.get("vlkit_hf_files", {})):  # its saved tokenizer files
+            tokenizer = HFTokenizer(hp.tokenizer_name) if hp.tokenizer_name else WordTokenizer(hp.vocabulary)
         max_length = checkpoint.get("datamodule_hyper_parameters", {}).get("max_text_length")
         ids = torch.tensor([tokenizer.encode(opts.text, max_length)])
     probs = task.classify(
@@ -191,9 +199,8 @@ def _predict_caption(opts: argparse.Namespace, checkpoint: dict) -> str:
     from rich.console import Console
 
     from vlkit.data.common import load_image
-    from vlkit.tasks import CaptioningTask
 
-    task = CaptioningTask.load_from_checkpoint(opts.ckpt, map_location="cpu", weights_only=True).eval()
+    task = load_task(opts.ckpt)
     image = _image_tensor(opts.image, checkpoint, 96)
     with torch.no_grad():
         encoded = task.model.image_encoder(image)

@@ -60,6 +60,8 @@ class CaptioningTask(TrainingTask):
         ValueError: unknown model name, missing/both tokenizer settings, or out-of-range settings.
     """
 
+    task_name = "captioning"
+
     def __init__(
         self,
         model: str = "caption_sat_small",
@@ -173,9 +175,6 @@ class CaptioningTask(TrainingTask):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"scores": scores, "captions": self._test_examples}, indent=1))
             log.info("test captions written to %s", path)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["vlkit_task"] = "captioning"
 
     @torch.no_grad()
     def generate(

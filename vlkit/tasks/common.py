@@ -104,8 +104,29 @@ class TrainingTask(pl.LightningModule, ABC):
             "or set on_nonfinite_loss: skip to skip such steps"
         )
 
+    #: ``vlkit_task`` in checkpoints, which :func:`vlkit.checkpoint.load_task` reads.
+    task_name: str = ""
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add what makes the checkpoint self-contained and resumable: the task's name, the
+        configuration and tokenizer files of its Hugging Face parts (:func:`vlkit.checkpoint.hf_files`)
+        and the random state."""
+        checkpoint["vlkit_task"] = self.task_name
+        checkpoint["vlkit_hf_files"] = self._hf_files()
         checkpoint["vlkit_rng_states"] = _rng_states()
+
+    def _hf_files(self) -> dict[str, dict[str, bytes]]:
+        if getattr(self, "_hf_files_cache", None) is None:
+            names = {m.name_or_path for m in self.modules() if type(m).__name__ == "HFTextEncoder"}
+            if self.hparams.get("tokenizer_name"):
+                names.add(self.hparams.tokenizer_name)
+            if names:
+                from vlkit.checkpoint import hf_files
+
+                self._hf_files_cache = hf_files(names)
+            else:
+                self._hf_files_cache = {}
+        return self._hf_files_cache
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         trainer = self._trainer

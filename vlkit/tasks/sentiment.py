@@ -61,6 +61,8 @@ class SentimentTask(TrainingTask):
             out-of-range settings.
     """
 
+    task_name = "sentiment"
+
     def __init__(
         self,
         model: str = "sentiment_small",
@@ -187,9 +189,6 @@ class SentimentTask(TrainingTask):
                 json.dumps({"classes": self.classes, "confusion_matrix": matrix.tolist(), "scores": scores})
             )
             log.info("test confusion matrix written to %s", path)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["vlkit_task"] = "sentiment"
 
     @torch.no_grad()
     def classify(self, image: Tensor, text_ids: Tensor, text_mask: Tensor | None = None) -> Tensor:

@@ -58,6 +58,8 @@ class VQATask(TrainingTask):
         ValueError: unknown model name, missing vocabularies, or out-of-range settings.
     """
 
+    task_name = "vqa"
+
     def __init__(
         self,
         model: str = "vqa_parallel_coattn_small",

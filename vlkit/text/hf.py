@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from torch import Tensor, nn
 
+from vlkit.checkpoint import saved_hf_folder
 from vlkit.text.common import TextEncoderOutput, check_token_ids
 
 __all__ = ["PACKAGED_TEXT_MODEL", "HFTextEncoder", "HFTokenizer", "resolve_hf_model"]
@@ -101,8 +102,8 @@ class HFTokenizer:
             from transformers import AutoTokenizer
         except ImportError as err:
             raise ImportError(f"a Hugging Face tokenizer needs `transformers`: {_INSTALL_HF}") from err
-        path = resolve_hf_model(name_or_path)
         self.name_or_path = PACKAGED_TEXT_MODEL if name_or_path is None else os.fspath(name_or_path)
+        path = saved_hf_folder(self.name_or_path) or resolve_hf_model(name_or_path)
         # text is data, not markup: "[SEP]", "[PAD]" or "<s>" in a caption are spelled out as
         # words, never read as special tokens (which would end it early or look like padding)
         self.tokenizer = AutoTokenizer.from_pretrained(
@@ -243,11 +244,19 @@ class HFTextEncoder(nn.Module):
             from transformers import AutoModel
         except ImportError as err:
             raise ImportError(f"a Hugging Face text encoder needs `transformers`: {_INSTALL_HF}") from err
-        path = resolve_hf_model(model_name_or_path)
         self.name_or_path = (
             PACKAGED_TEXT_MODEL if model_name_or_path is None else os.fspath(model_name_or_path)
         )
-        self.model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+        saved = saved_hf_folder(self.name_or_path)
+        if saved is not None:  # rebuilt from a checkpoint: its configuration, weights from the state dict
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(saved, trust_remote_code=trust_remote_code)
+            self.model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+        else:
+            self.model = AutoModel.from_pretrained(
+                resolve_hf_model(model_name_or_path), trust_remote_code=trust_remote_code
+            )
         config = self.model.config
         self.dim = int(config.hidden_size)
         self.vocab_size = int(self.model.get_input_embeddings().num_embeddings)

@@ -16,6 +16,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from vlkit.checkpoint import rebuilding
 from vlkit.vision.cbam import CBAM
 from vlkit.vision.pretrained import packaged_weights_file
 from vlkit.vision.stn import SpatialTransformer
@@ -143,6 +144,8 @@ class ImageEncoder(nn.Module):
                 f"timm.list_models('{backbone.split('_')[0]}*')"
             )
         kwargs: dict = {}
+        if rebuilding():  # the weights come from the checkpoint being loaded
+            pretrained, pretrained_file, packaged_weights = False, None, False
         if packaged_weights:
             if pretrained_file is not None:
                 raise ValueError("give either pretrained_file or packaged_weights=True, not both")

@@ -1,0 +1,141 @@
+"""Checkpoints: self-contained (predict needs nothing but the file) and loaded safely (code is refused)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import shape_png
+from tests.test_cli import TINY, TINY_CAPTIONS, TINY_SENTIMENT, short_fit
+from vlkit.checkpoint import load_checkpoint, load_task
+from vlkit.cli import cli_main, predict_main
+
+ROOT = Path(__file__).parents[1]
+
+# In a fresh process, with every way to fetch weights or tokenizer files from outside the
+# checkpoint broken (no Hub, no packaged MiniLM, no packaged EfficientNet), predict each checkpoint.
+OFFLINE_PREDICT = """
+import json, sys
+import vlkit.text.hf as hf, vlkit.vision.encoder as encoder
+
+def unavailable(*args, **kwargs):
+    raise RuntimeError("fetched weights or files from outside the checkpoint")
+
+hf.resolve_hf_model = encoder.packaged_weights_file = unavailable
+from vlkit.cli import predict_main
+print(json.dumps([predict_main(args) for args in json.loads(sys.argv[1])]))
+"""
+
+
+class Exploit:
+    """Unpickling this runs code: it writes the file ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
+
+
+def test_predict_needs_nothing_but_the_checkpoint(
+    tiny_vqa_on_disk, tiny_captions_on_disk, tiny_sentiment_on_disk, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    image = tmp_path / "red_circle.png"
+    image.write_bytes(shape_png("red", "circle"))
+    runs = {
+        "vqa/easy_vqa_parallel": (tiny_vqa_on_disk, TINY, ["--question", "what color is the shape?"]),
+        "captioning/emoji_sat": (tiny_captions_on_disk, TINY_CAPTIONS, []),
+        "sentiment/emoji_minilm": (tiny_sentiment_on_disk, TINY_SENTIMENT, ["--text", "a lovely circle"]),
+    }
+    calls, expected = [], []
+    for recipe, (data, overrides, extra) in runs.items():
+        cli = short_fit(recipe, data, overrides)
+        args = ["--ckpt", cli.trainer.checkpoint_callback.best_model_path, "--image", str(image), *extra]
+        checkpoint = load_checkpoint(args[1])
+        assert checkpoint["vlkit_task"] == recipe.split("/")[0]
+        if recipe.startswith("sentiment"):  # the MiniLM configuration and tokenizer travel in the file
+            files = checkpoint["vlkit_hf_files"]["sentence-transformers/all-MiniLM-L6-v2"]
+            assert {"config.json", "tokenizer.json"} <= set(files)
+            assert not any(name.endswith((".safetensors", ".bin")) for name in files)  # weights: state dict
+        calls.append(args)
+        expected.append(predict_main(args))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", OFFLINE_PREDICT, json.dumps(calls)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(got) == 3 and got[1] == expected[1]  # the caption
+    for offline, here in ((got[0], expected[0]), (got[2], expected[2])):  # (name, probability) pairs
+        assert [name for name, _ in offline] == [name for name, _ in here]
+        assert [p for _, p in offline] == pytest.approx([p for _, p in here], abs=1e-6)
+
+
+def test_a_checkpoint_holding_code_is_refused_not_run(tiny_vqa_on_disk, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "pwned.txt"
+    evil = tmp_path / "evil.ckpt"
+    torch.save(
+        {"state_dict": {}, "hyper_parameters": {}, "vlkit_task": "vqa", "payload": Exploit(marker)}, evil
+    )
+    image = tmp_path / "image.png"
+    image.write_bytes(shape_png("red", "circle"))
+
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        load_checkpoint(evil)
+    with pytest.raises(pickle.UnpicklingError):
+        load_task(evil)
+    with pytest.raises(pickle.UnpicklingError):
+        predict_main(["--ckpt", str(evil), "--image", str(image), "--question", "what color?"])
+    recipe = str(ROOT / "recipes/vqa/easy_vqa_parallel.yaml")
+    with pytest.raises(pickle.UnpicklingError):  # resuming training from it
+        cli_main(
+            ["fit", "--config", recipe, "--data.init_args.dataset", str(tiny_vqa_on_disk), *TINY]
+            + ["--trainer.max_epochs", "1", "--ckpt_path", str(evil)]
+        )
+    assert not marker.exists()
+    # the same file does run its code when loaded without weights_only: the test would catch it
+    torch.load(evil, weights_only=False)
+    assert marker.read_text() == "pwned"
+
+
+def test_load_task_explains_files_that_are_not_vlkit_checkpoints(tmp_path):
+    plain = tmp_path / "weights.pt"
+    torch.save({"weight": torch.zeros(2)}, plain)
+    with pytest.raises(ValueError, match="not a Lightning checkpoint of a vlkit task"):
+        load_task(plain)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_task(tmp_path / "missing.ckpt")
+
+
+def test_the_cli_asks_the_trainer_for_weights_only_loading(monkeypatch, tmp_path, tiny_vqa_on_disk):
+    import pytorch_lightning as pl
+
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+    validate = pl.Trainer.validate
+
+    @functools.wraps(validate)  # the CLI reads the signature for its arguments
+    def record(self, *args, **kwargs):
+        seen.update(kwargs)
+        return []
+
+    monkeypatch.setattr(pl.Trainer, "validate", record)
+    recipe = str(ROOT / "recipes/vqa/easy_vqa_parallel.yaml")
+    cli_main(["validate", "--config", recipe, "--data.init_args.dataset", str(tiny_vqa_on_disk), *TINY])
+    assert seen["weights_only"] is True  # not torch's default, which an environment variable can turn off
