@@ -79,3 +79,28 @@ def test_cached_features_with_nan_are_rejected():
     features.feature_map[0].view(-1)[0] = float("nan")
     with pytest.raises(ValueError, match=r"cached backbone features contain 1 NaN .* sample\(s\) \[0\]"):
         task(BackboneFeatures(features.feature_map), torch.tensor([[2], [2]]))
+
+
+def test_skipped_unreadable_images_are_counted_and_reported_at_the_end_of_each_epoch(tiny_vqa, caplog):
+    from tests.data.test_vqa_datamodule import _with_broken_image, make_dm
+
+    data = _with_broken_image(_with_broken_image(tiny_vqa, "train", 3), "validation", 7)
+    data = _with_broken_image(data, "train", 11)
+    dm = make_dm(data, augment=False, on_bad_sample="skip")
+    dm.setup("fit")
+    task = VQATask(model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers)
+    trainer = quiet_trainer(max_epochs=2, num_sanity_val_steps=0)
+    with caplog.at_level(logging.WARNING, logger="vlkit.tasks.common"):
+        trainer.fit(task, datamodule=dm)
+    assert trainer.callback_metrics["train/skipped"] == 2 and trainer.callback_metrics["val/skipped"] == 1
+    reports = [r.getMessage() for r in caplog.records if "skipped in this epoch" in r.getMessage()]
+    assert reports == [
+        "val, epoch 0: 1 unreadable sample(s) skipped in this epoch (on_bad_sample=skip; the warnings above "
+        "name their rows; logged as val/skipped)",
+        "train, epoch 0: 2 unreadable sample(s) skipped in this epoch (on_bad_sample=skip; the warnings above "
+        "name their rows; logged as train/skipped)",
+        "val, epoch 1: 1 unreadable sample(s) skipped in this epoch (on_bad_sample=skip; the warnings above "
+        "name their rows; logged as val/skipped)",
+        "train, epoch 1: 2 unreadable sample(s) skipped in this epoch (on_bad_sample=skip; the warnings above "
+        "name their rows; logged as train/skipped)",
+    ]

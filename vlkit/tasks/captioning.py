@@ -162,12 +162,14 @@ class CaptioningTask(TrainingTask):
         return self._evaluate(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
         self._log_metrics("val")
 
     def on_test_epoch_start(self) -> None:
         self._test_examples = []
 
     def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
         scores = self._log_metrics("test")
         log_dir = self.trainer.log_dir if self.trainer is not None else None
         if log_dir is not None and self.trainer.is_global_zero:

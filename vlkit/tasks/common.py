@@ -179,6 +179,30 @@ class TrainingTask(pl.LightningModule, ABC):
         )
         if num_skipped:
             log.warning("%s: %d unreadable sample(s) skipped in this batch", split, num_skipped)
+            counts = self.__dict__.setdefault("_skipped_this_epoch", {})
+            counts[split] = counts.get(split, 0) + num_skipped
+
+    def _report_skipped(self, split: str) -> None:
+        """At the end of an epoch: one warning with the number of ``split`` samples skipped in it."""
+        skipped = self.__dict__.get("_skipped_this_epoch", {}).pop(split, 0)
+        if skipped:
+            log.warning(
+                "%s, epoch %d: %d unreadable sample(s) skipped in this epoch (on_bad_sample=skip; "
+                "the warnings above name their rows; logged as %s/skipped)",
+                split,
+                self.current_epoch,
+                skipped,
+                split,
+            )
+
+    def on_train_epoch_end(self) -> None:
+        self._report_skipped("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._report_skipped("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._report_skipped("test")
 
     def lr_scale_of_parameters(self) -> dict[int, float]:
         """Learning-rate multiplier of each parameter (by ``id``) that does not train at ``lr``.

@@ -171,6 +171,7 @@ class SentimentTask(TrainingTask):
         self.test_confusion.reset()
 
     def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
         matrix = self.test_confusion.compute().cpu()  # (K, K), synchronised across processes
         self.confusion_matrix = matrix
         width = max(len(c) for c in self.classes)
