@@ -94,13 +94,11 @@ def test_skipped_unreadable_images_are_counted_and_reported_at_the_end_of_each_e
         trainer.fit(task, datamodule=dm)
     assert trainer.callback_metrics["train/skipped"] == 2 and trainer.callback_metrics["val/skipped"] == 1
     reports = [r.getMessage() for r in caplog.records if "skipped in this epoch" in r.getMessage()]
+    tail = (
+        "unreadable sample(s) skipped in this epoch (on_bad_sample=skip; the warnings above name their rows;"
+    )
     assert reports == [
-        "val, epoch 0: 1 unreadable sample(s) skipped in this epoch (on_bad_sample=skip; the warnings above "
-        "name their rows; logged as val/skipped)",
-        "train, epoch 0: 2 unreadable sample(s) skipped in this epoch (on_bad_sample=skip; the warnings above "
-        "name their rows; logged as train/skipped)",
-        "val, epoch 1: 1 unreadable sample(s) skipped in this epoch (on_bad_sample=skip; the warnings above "
-        "name their rows; logged as val/skipped)",
-        "train, epoch 1: 2 unreadable sample(s) skipped in this epoch (on_bad_sample=skip; the warnings above "
-        "name their rows; logged as train/skipped)",
+        f"{split}, epoch {epoch}: {count} {tail} logged as {split}/skipped)"
+        for epoch in (0, 1)
+        for split, count in (("val", 1), ("train", 2))
     ]
