@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vlkit.data import captioning, sentiment, vqa
-from vlkit.data.common import BadSampleError
+from vlkit.data.common import SkippedBatch
 from vlkit.text import (
     PACKAGED_TEXT_MODEL,
     HFTokenizer,
@@ -391,6 +391,5 @@ def test_sentiment_collate(data, pad_id, num_classes):
 )
 @FAST
 @given(n=st.integers(1, 8))
-def test_all_unreadable_batch_raises(collate, n):
-    with pytest.raises(BadSampleError, match=f"every sample of a batch of {n} was unreadable"):
-        collate([None] * n)
+def test_all_unreadable_batch_is_a_skipped_batch(collate, n):
+    assert collate([None] * n) == SkippedBatch(n)

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from vlkit.data import BadSampleError, CaptionDataModule, SentimentDataModule, VQADataModule
-from vlkit.data.common import IMAGENET_MEAN, IMAGENET_STD, load_image
+from vlkit.data.common import IMAGENET_MEAN, IMAGENET_STD, SkippedBatch, load_image
 
 N = 6  # rows per split
 GREEN = (10, 200, 30)
@@ -279,11 +279,12 @@ def test_unreadable_image_is_skipped_counted_and_reported(task, case, tmp_path, 
 
 
 @every_task
-def test_a_batch_of_only_unreadable_images_stops_even_when_skipping(task):
+def test_a_batch_of_only_unreadable_images_is_a_skipped_batch_when_skipping(task):
     broken = {"bytes": b"broken", "path": None}
     data = table(task, {(row, "img"): broken for row in range(3)})
-    with pytest.raises(BadSampleError, match="every sample of a batch of 3 was unreadable"):
-        next(iter(module(task, data, on_bad_sample="skip").test_dataloader()))
+    batches = list(module(task, data, on_bad_sample="skip").test_dataloader())  # rows 0-2, 3-5, ...
+    assert batches[0] == SkippedBatch(3)
+    assert not any(isinstance(b, SkippedBatch) for b in batches[1:]) and batches[1].num_skipped == 0
 
 
 # -- texts ----------------------------------------------------------------------------------

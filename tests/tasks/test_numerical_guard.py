@@ -102,3 +102,20 @@ def test_skipped_unreadable_images_are_counted_and_reported_at_the_end_of_each_e
         for epoch in (0, 1)
         for split, count in (("val", 1), ("train", 2))
     ]
+
+
+def test_a_batch_of_only_unreadable_images_is_counted_and_training_goes_on(tiny_vqa):
+    from tests.data.test_vqa_datamodule import _with_broken_image, make_dm
+
+    data = _with_broken_image(tiny_vqa, "train", 3)
+    for row in (4, 5, 6, 7):
+        data = _with_broken_image(data, "validation", row)
+    dm = make_dm(data, batch_size=1, augment=False, on_bad_sample="skip")  # each bad row: a batch of nothing
+    dm.setup("fit")
+    task = VQATask(model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers)
+    trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=0)
+    trainer.fit(task, datamodule=dm)
+    assert trainer.callback_metrics["train/skipped"] == 1 and trainer.callback_metrics["val/skipped"] == 4
+    optimizer = trainer.optimizers[0]
+    steps = {float(optimizer.state[p]["step"]) for g in optimizer.param_groups for p in g["params"]}
+    assert steps == {23.0}  # 24 training batches, the empty one skipped

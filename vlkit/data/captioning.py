@@ -25,10 +25,12 @@ from torch import Tensor
 from vlkit.data.common import (
     BadSampleError,
     ImageRows,
+    SkippedBatch,
     SplitDataModule,
     kept_samples,
     load_splits,
     pad_with_mask,
+    skipped_batch,
     stack_images,
 )
 from vlkit.text.caption import HFCaptionTokenizer, WordCaptionTokenizer
@@ -109,7 +111,9 @@ class _CollateFn:
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
 
-    def __call__(self, samples: list) -> CaptionBatch:
+    def __call__(self, samples: list) -> CaptionBatch | SkippedBatch:
+        if (skipped := skipped_batch(samples)) is not None:  # every image unreadable
+            return skipped
         kept = kept_samples(samples)
         images, ids, references = zip(*kept)
         caption_ids, mask = pad_with_mask(ids, self.pad_id)

@@ -15,7 +15,7 @@ import logging
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -34,6 +34,7 @@ __all__ = [
     "IMAGENET_STD",
     "BadSampleError",
     "ImageRows",
+    "SkippedBatch",
     "SplitDataModule",
     "check_bad_sample_policy",
     "image_transform",
@@ -45,6 +46,7 @@ __all__ = [
     "pad_with_mask",
     "report_bad_rows",
     "report_unreadable_image",
+    "skipped_batch",
     "stack_images",
 ]
 
@@ -322,14 +324,25 @@ class ImageRows(Dataset, ABC):
             return None
 
 
+class SkippedBatch(NamedTuple):
+    """What the loader gives for a batch whose every image was unreadable and skipped
+    (``on_bad_sample="skip"``): the tasks count it and skip the batch."""
+
+    num_skipped: int
+
+
+def skipped_batch(samples: list) -> SkippedBatch | None:
+    """A :class:`SkippedBatch` if no sample of the batch was readable (all None), else None."""
+    return SkippedBatch(len(samples)) if all(s is None for s in samples) else None
+
+
 def kept_samples(samples: list) -> list:
     """The samples of a batch that were readable (not None; unreadable ones, skipped with
     ``on_bad_sample="skip"``, were each reported when read and are counted by the caller).
 
     Raises:
-        BadSampleError: if none was: a batch cannot be empty, so even with ``on_bad_sample="skip"``
-            a batch whose every image is unreadable stops the run (the warnings before it name
-            the rows).
+        BadSampleError: if none was (the collate functions give a :class:`SkippedBatch` for such a
+            batch before asking).
     """
     kept = [s for s in samples if s is not None]
     if not kept:

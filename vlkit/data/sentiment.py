@@ -21,11 +21,13 @@ from torch import Tensor
 
 from vlkit.data.common import (
     ImageRows,
+    SkippedBatch,
     SplitDataModule,
     kept_samples,
     load_splits,
     pad_with_mask,
     report_bad_rows,
+    skipped_batch,
     stack_images,
 )
 from vlkit.text.tokenizer import WordTokenizer
@@ -100,7 +102,9 @@ class _CollateFn:
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
 
-    def __call__(self, samples: list) -> SentimentBatch:
+    def __call__(self, samples: list) -> SentimentBatch | SkippedBatch:
+        if (skipped := skipped_batch(samples)) is not None:  # every image unreadable
+            return skipped
         kept = kept_samples(samples)
         images, ids, labels = zip(*kept)
         text_ids, mask = pad_with_mask(ids, self.pad_id)  # (b, l), (b, l)

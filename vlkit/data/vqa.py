@@ -26,6 +26,7 @@ from torch import Tensor
 from vlkit.data.common import (
     BadSampleError,
     ImageRows,
+    SkippedBatch,
     SplitDataModule,
     image_transform,
     kept_samples,
@@ -33,6 +34,7 @@ from vlkit.data.common import (
     load_splits,
     pad_ids,
     report_bad_rows,
+    skipped_batch,
     stack_images,
 )
 from vlkit.text.tokenizer import WordTokenizer
@@ -144,7 +146,9 @@ class _VQADataset(ImageRows):
         return self.split.question_ids[i], self.split.label[i], self.split.scores[i]
 
 
-def _collate(samples: list, num_answers: int, multi_answer: bool) -> VQABatch:
+def _collate(samples: list, num_answers: int, multi_answer: bool) -> VQABatch | SkippedBatch:
+    if (skipped := skipped_batch(samples)) is not None:  # every image unreadable
+        return skipped
     kept = kept_samples(samples)
     images, ids, labels, scores = zip(*kept)
     question_ids = pad_ids(ids)
@@ -371,5 +375,5 @@ class _CollateFn:
     def __init__(self, num_answers: int, multi_answer: bool) -> None:
         self.num_answers, self.multi_answer = num_answers, multi_answer
 
-    def __call__(self, samples: list) -> VQABatch:
+    def __call__(self, samples: list) -> VQABatch | SkippedBatch:
         return _collate(samples, self.num_answers, self.multi_answer)

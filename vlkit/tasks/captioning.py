@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vlkit.data.captioning import CaptionBatch
+from vlkit.data.common import SkippedBatch
 from vlkit.metrics import CaptionMetrics
 from vlkit.models import GenerationOutput, create_model, doubly_stochastic_penalty, list_models
 from vlkit.tasks.common import TrainingTask
@@ -136,7 +137,9 @@ class CaptioningTask(TrainingTask):
         self.log_skipped(split, batch.num_skipped)
         return total
 
-    def _evaluate(self, batch: CaptionBatch, split: str) -> Tensor:
+    def _evaluate(self, batch: CaptionBatch | SkippedBatch, split: str) -> Tensor | None:
+        if isinstance(batch, SkippedBatch):
+            return self.skip_batch(batch, split)
         encoded = self.model.image_encoder(batch.image)[:2]  # once for the loss and the captions
         loss = self._step(batch, split, encoded)
         beam = self.hparams.val_beam_size if split == "val" else self.hparams.beam_size

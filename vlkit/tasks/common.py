@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from vlkit.attention import hard_attention_loss
+from vlkit.data.common import SkippedBatch
 
 __all__ = ["NONFINITE_LOSS_POLICIES", "TrainingTask", "warmup_cosine"]
 
@@ -73,7 +74,19 @@ class TrainingTask(pl.LightningModule, ABC):
         """Loss of one batch of ``split`` (``"train"``, ``"val"`` or ``"test"``), metrics logged."""
 
     def training_step(self, batch, batch_idx: int) -> Tensor | None:
+        if isinstance(batch, SkippedBatch):
+            return self.skip_batch(batch, "train")
         return self.guard_nonfinite_loss(self._step(batch, "train"), batch_idx)
+
+    def skip_batch(self, batch: SkippedBatch, split: str) -> Tensor | None:
+        """Count a batch whose every image was unreadable (``on_bad_sample="skip"``) and skip it:
+        None, or in distributed training, where every process must run backward, a zero loss
+        (zero gradients: only AdamW's momentum and weight decay move the weights that step)."""
+        self.log_skipped(split, batch.num_skipped)
+        trainer = self._trainer
+        if split == "train" and trainer is not None and trainer.world_size > 1:
+            return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+        return None
 
     def guard_nonfinite_loss(self, loss: Tensor, batch_idx: int) -> Tensor | None:
         """``loss`` if it is finite (on every process); otherwise raise, or return None to skip the step.
@@ -133,11 +146,13 @@ class TrainingTask(pl.LightningModule, ABC):
         if "vlkit_rng_states" in checkpoint and trainer is not None and trainer.state.fn == "fit":
             _set_rng_states(checkpoint["vlkit_rng_states"])
 
-    def validation_step(self, batch, batch_idx: int) -> Tensor:
-        return self._step(batch, "val")
+    def validation_step(self, batch, batch_idx: int) -> Tensor | None:
+        return self.skip_batch(batch, "val") if isinstance(batch, SkippedBatch) else self._step(batch, "val")
 
-    def test_step(self, batch, batch_idx: int) -> Tensor:
-        return self._step(batch, "test")
+    def test_step(self, batch, batch_idx: int) -> Tensor | None:
+        return (
+            self.skip_batch(batch, "test") if isinstance(batch, SkippedBatch) else self._step(batch, "test")
+        )
 
     def log_loss(self, split: str, loss: Tensor, batch_size: int) -> None:
         """Log ``<split>/loss``: per step and epoch in training, per epoch (synced) otherwise."""
