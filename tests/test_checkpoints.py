@@ -1,4 +1,5 @@
-"""Checkpoints: self-contained (predict needs nothing but the file) and loaded safely (code is refused)."""
+"""Checkpoints: self-contained (predict needs nothing but the file), exported as save_pretrained
+folders that reload in a new process, and loaded safely (code is refused)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from tests.conftest import shape_png
 from tests.test_cli import TINY, TINY_CAPTIONS, TINY_SENTIMENT, short_fit
 from vlkit.checkpoint import load_checkpoint, load_task
-from vlkit.cli import cli_main, predict_main
+from vlkit.cli import cli_main, export_main, predict_main
 
 ROOT = Path(__file__).parents[1]
 
@@ -68,6 +69,10 @@ def test_predict_needs_nothing_but_the_checkpoint(
             assert not any(name.endswith((".safetensors", ".bin")) for name in files)  # weights: state dict
         calls.append(args)
         expected.append(predict_main(args))
+        folder = export_main(["--ckpt", args[1], "--out", str(tmp_path / "exported" / recipe)])
+        assert {"model.safetensors", "config.json", "vlkit.json"} <= {p.name for p in folder.iterdir()}
+        calls.append(["--ckpt", str(folder), *args[2:]])  # save_pretrained folder, read in the new process
+        expected.append(expected[-1])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-c", OFFLINE_PREDICT, json.dumps(calls)],
@@ -80,8 +85,8 @@ def test_predict_needs_nothing_but_the_checkpoint(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(got) == 3 and got[1] == expected[1]  # the caption
-    for offline, here in ((got[0], expected[0]), (got[2], expected[2])):  # (name, probability) pairs
+    assert len(got) == 6 and got[2] == got[3] == expected[2]  # the caption, from checkpoint and folder
+    for offline, here in zip(got[:2] + got[4:], expected[:2] + expected[4:]):  # (name, probability) pairs
         assert [name for name, _ in offline] == [name for name, _ in here]
         assert [p for _, p in offline] == pytest.approx([p for _, p in here], abs=1e-6)
 
@@ -139,3 +144,25 @@ def test_the_cli_asks_the_trainer_for_weights_only_loading(monkeypatch, tmp_path
     recipe = str(ROOT / "recipes/vqa/easy_vqa_parallel.yaml")
     cli_main(["validate", "--config", recipe, "--data.init_args.dataset", str(tiny_vqa_on_disk), *TINY])
     assert seen["weights_only"] is True  # not torch's default, which an environment variable can turn off
+
+
+def test_save_pretrained_round_trip_and_wrong_class(tmp_path):
+    from vlkit.checkpoint import load_pretrained
+    from vlkit.tasks import SentimentTask, VQATask
+
+    task = VQATask(
+        model_args={"dim": 32, "hidden_dim": 32, "embed_dim": 16},
+        vocabulary=["<pad>", "<unk>", "what"],
+        answers=["a", "b"],
+    ).eval()
+    task.save_pretrained(tmp_path / "vqa")
+    config = json.loads((tmp_path / "vqa" / "config.json").read_text())
+    assert config["answers"] == ["a", "b"] and config["model_args"]["dim"] == 32
+    image, ids = torch.rand(2, 3, 32, 32), torch.tensor([[2], [1]])
+    for loaded in (VQATask.from_pretrained(tmp_path / "vqa"), load_pretrained(tmp_path / "vqa")):
+        assert type(loaded) is VQATask and not loaded.training
+        assert torch.equal(loaded(image, ids).logits, task(image, ids).logits)
+    with pytest.raises(ValueError, match="holds a 'vqa' task"):
+        SentimentTask.from_pretrained(tmp_path / "vqa")
+    with pytest.raises(FileNotFoundError, match="no vlkit.json"):
+        load_pretrained(tmp_path)

@@ -176,10 +176,12 @@ def test_fit_then_predict_sentiment_class_probabilities(
     # the same probabilities as the task on the text cut to the DataModule's max_text_length
     task = cli.model.__class__.load_from_checkpoint(best, map_location="cpu", weights_only=True).eval()
     ids = torch.tensor([cli.datamodule.tokenizer.encode("a lovely circle", 2)])
-    from vlkit.cli import _image_tensor
+    from vlkit.data.common import image_transform, load_image
 
-    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
-    expected = task.classify(_image_tensor(str(image), checkpoint, 64), ids, ids >= 0)[0]
+    image_tensor = image_transform(cli.datamodule.hparams.image_size, train=False, augment=False)(
+        load_image(str(image))
+    )
+    expected = task.classify(image_tensor[None], ids, ids >= 0)[0]
     assert dict(ranked) == pytest.approx(dict(zip(task.classes, expected.tolist())), abs=1e-6)
     if modality == "image":  # reads no text: --text may be left out
         assert predict_main(["--ckpt", best, "--image", str(image)]) == pytest.approx(ranked)

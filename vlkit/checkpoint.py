@@ -21,7 +21,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["hf_files", "load_checkpoint", "load_task", "rebuilding_from_checkpoint", "saved_hf_folder"]
+__all__ = [
+    "hf_files",
+    "load_checkpoint",
+    "load_pretrained",
+    "load_task",
+    "rebuilding_from_checkpoint",
+    "saved_hf_folder",
+]
 
 # while a task is rebuilt from a checkpoint: {Hugging Face name: local folder of its saved files}
 _REBUILDING: ContextVar[dict[str, str] | None] = ContextVar("vlkit_rebuilding", default=None)
@@ -110,6 +117,38 @@ def load_task(path: str | os.PathLike[str]) -> Any:
     task_class = tasks.get(checkpoint.get("vlkit_task", "vqa"))
     if task_class is None:
         raise ValueError(f"unknown vlkit_task {checkpoint['vlkit_task']!r} in {os.fspath(path)!r}")
-    with rebuilding_from_checkpoint(checkpoint.get("vlkit_hf_files", {})):
+    files = checkpoint.get("vlkit_hf_files", {})
+    with rebuilding_from_checkpoint(files):
         task = task_class.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    task._hf_files_cache = files  # saved again as they came, without fetching anything
+    task.data_settings = checkpoint.get("datamodule_hyper_parameters", {})
     return task.eval()
+
+
+def load_pretrained(folder_or_repo: str | os.PathLike[str]) -> Any:
+    """The vlkit task saved with ``save_pretrained`` (or ``vlkit export``) in a folder or Hub
+    repository, whichever task it is (``vlkit.json`` names it); see
+    :meth:`vlkit.tasks.TrainingTask.from_pretrained`.
+
+    Raises:
+        FileNotFoundError: a local folder without ``vlkit.json``.
+        ValueError: an unknown task in ``vlkit.json``.
+    """
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    from vlkit.tasks import CaptioningTask, SentimentTask, VQATask
+
+    source = os.fspath(folder_or_repo)
+    if os.path.isdir(source):
+        info_path = Path(source) / "vlkit.json"
+        if not info_path.is_file():
+            raise FileNotFoundError(f"{source!r} has no vlkit.json: not saved by vlkit's save_pretrained")
+    else:
+        info_path = Path(hf_hub_download(repo_id=source, filename="vlkit.json"))
+    task_name = json.loads(info_path.read_text())["task"]
+    tasks = {"vqa": VQATask, "captioning": CaptioningTask, "sentiment": SentimentTask}
+    if task_name not in tasks:
+        raise ValueError(f"unknown task {task_name!r} in {os.fspath(info_path)!r}")
+    return tasks[task_name].from_pretrained(source)

@@ -4,6 +4,8 @@
   (every ``--trainer.*``, ``--model.*``, ``--data.*`` option can override the recipe).
   ``fit`` evaluates the best checkpoint on the test split afterwards unless
   ``--test_after_fit false``.
+- ``vlkit export --ckpt run.ckpt --out folder`` writes a ``save_pretrained`` folder (Hugging
+  Face conventions: ``model.safetensors`` + ``config.json``), which ``--ckpt`` also accepts.
 - ``vlkit predict --ckpt run/checkpoints/best.ckpt --image img.png --question "..."``
   prints the top answers of a trained VQA checkpoint with their probabilities;
   ``vlkit predict --ckpt caption.ckpt --image img.png [--save_attention out.png]`` prints the
@@ -22,9 +24,9 @@ from pathlib import Path
 import torch
 from pytorch_lightning.cli import LightningCLI
 
-from vlkit.checkpoint import load_checkpoint, load_task, rebuilding_from_checkpoint
+from vlkit.checkpoint import load_pretrained, load_task, rebuilding_from_checkpoint
 
-__all__ = ["VLKitCLI", "cli_main", "main", "predict_main"]
+__all__ = ["VLKitCLI", "cli_main", "export_main", "main", "predict_main"]
 
 
 class VLKitCLI(LightningCLI):
@@ -116,7 +118,11 @@ def predict_main(args: list[str] | None = None) -> list[tuple[str, float]] | str
             sentiment checkpoint without ``--text`` (image-only baselines need none).
     """
     parser = argparse.ArgumentParser(prog="vlkit predict", description=predict_main.__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", required=True, help="a checkpoint written by `vlkit fit`")
+    parser.add_argument(
+        "--ckpt",
+        required=True,
+        help="a checkpoint written by `vlkit fit`, or a folder written by `vlkit export`",
+    )
     parser.add_argument("--image", required=True, help="an image file (any format Pillow reads)")
     parser.add_argument("--question", help="VQA: the question, in words")
     parser.add_argument("--top_k", type=int, default=5, help="VQA: how many answers to print")
@@ -127,34 +133,57 @@ def predict_main(args: list[str] | None = None) -> list[tuple[str, float]] | str
     parser.add_argument("--max_length", type=int, help="captioning: most tokens (default: the checkpoint's)")
     parser.add_argument("--save_attention", help="captioning: write a PNG of the attention map of each word")
     opts = parser.parse_args(args)
-    for what, path in (("checkpoint", opts.ckpt), ("image", opts.image)):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{what} {path!r} does not exist")
-    checkpoint = load_checkpoint(opts.ckpt)  # weights_only: a checkpoint that holds code is refused
-    if checkpoint.get("vlkit_task") == "captioning":
-        return _predict_caption(opts, checkpoint)
-    if checkpoint.get("vlkit_task") == "sentiment":
-        return _predict_sentiment(opts, checkpoint)
+    if not Path(opts.ckpt).exists():
+        raise FileNotFoundError(f"checkpoint {opts.ckpt!r} does not exist")
+    if not Path(opts.image).is_file():
+        raise FileNotFoundError(f"image {opts.image!r} does not exist")
+    if Path(opts.ckpt).is_dir():  # a save_pretrained / vlkit export folder
+        task = load_pretrained(opts.ckpt)
+    else:
+        task = load_task(opts.ckpt)  # weights_only: a checkpoint that holds code is refused
+    if task.task_name == "captioning":
+        return _predict_caption(opts, task)
+    if task.task_name == "sentiment":
+        return _predict_sentiment(opts, task)
     if opts.question is None:
         raise ValueError("this is a VQA checkpoint: give the question with --question")
-    return _predict_answer(opts, checkpoint)
+    return _predict_answer(opts, task)
 
 
-def _image_tensor(path: str, checkpoint: dict, default_size: int) -> torch.Tensor:
-    """``(1, 3, S, S)`` the image as the checkpoint's DataModule prepared evaluation images."""
+def export_main(args: list[str] | None = None) -> Path:
+    """``vlkit export --ckpt run.ckpt --out folder``: a checkpoint as a ``save_pretrained`` folder
+    (``model.safetensors``, ``config.json``, ``vlkit.json``, the Hugging Face parts' files),
+    which ``vlkit.checkpoint.load_pretrained``, ``<Task>.from_pretrained`` and ``vlkit predict
+    --ckpt folder`` read, and ``push_to_hub`` publishes.
+
+    Raises:
+        FileNotFoundError: missing checkpoint.
+        pickle.UnpicklingError: a checkpoint that holds code (refused).
+    """
+    parser = argparse.ArgumentParser(prog="vlkit export", description=export_main.__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", required=True, help="a checkpoint written by `vlkit fit`")
+    parser.add_argument("--out", required=True, help="the folder to write")
+    opts = parser.parse_args(args)
+    task = load_task(opts.ckpt)
+    task.save_pretrained(opts.out)
+    logging.getLogger(__name__).info("%s task saved to %s", task.task_name, opts.out)
+    return Path(opts.out)
+
+
+def _image_tensor(path: str, task, default_size: int) -> torch.Tensor:
+    """``(1, 3, S, S)`` the image as the task's DataModule prepared evaluation images."""
     from vlkit.data.common import image_transform, load_image
 
-    size = checkpoint.get("datamodule_hyper_parameters", {}).get("image_size", default_size)
+    size = (task.data_settings or {}).get("image_size", default_size)
     return image_transform(size, train=False, augment=False)(load_image(path))[None]
 
 
-def _predict_answer(opts: argparse.Namespace, checkpoint: dict) -> list[tuple[str, float]]:
+def _predict_answer(opts: argparse.Namespace, task) -> list[tuple[str, float]]:
     from vlkit.text import WordTokenizer
 
-    task = load_task(opts.ckpt)
     tokenizer = WordTokenizer(task.hparams.vocabulary)
     ids = torch.tensor([tokenizer.encode(opts.question)])
-    answers = task.answer(_image_tensor(opts.image, checkpoint, 64), ids, top_k=opts.top_k)[0]
+    answers = task.answer(_image_tensor(opts.image, task, 64), ids, top_k=opts.top_k)[0]
     _print_probabilities(f"Q: {opts.question}", "answer", answers)
     return answers
 
@@ -173,35 +202,31 @@ def _print_probabilities(header: str, column: str, rows: list[tuple[str, float]]
     console.print(table)
 
 
-def _predict_sentiment(opts: argparse.Namespace, checkpoint: dict) -> list[tuple[str, float]]:
+def _predict_sentiment(opts: argparse.Namespace, task) -> list[tuple[str, float]]:
     from vlkit.text import HFTokenizer, WordTokenizer
 
-    task = load_task(opts.ckpt)
     if task.model.text_encoder is None:  # an image-only baseline reads no text
         ids = torch.zeros(1, 1, dtype=torch.long)
     elif opts.text is None:
         raise ValueError("this is a sentiment checkpoint: give the text with --text")
     else:
         hp = task.hparams
-        with rebuilding_from_checkpoint(checkpoint.get("vlkit_hf_files", {})):  # its saved tokenizer files
+        with rebuilding_from_checkpoint(task._hf_files()):  # the tokenizer files saved with the task
             tokenizer = HFTokenizer(hp.tokenizer_name) if hp.tokenizer_name else WordTokenizer(hp.vocabulary)
-        max_length = checkpoint.get("datamodule_hyper_parameters", {}).get("max_text_length")
+        max_length = (task.data_settings or {}).get("max_text_length")
         ids = torch.tensor([tokenizer.encode(opts.text, max_length)])
-    probs = task.classify(
-        _image_tensor(opts.image, checkpoint, 64), ids, torch.ones_like(ids, dtype=torch.bool)
-    )
+    probs = task.classify(_image_tensor(opts.image, task, 64), ids, torch.ones_like(ids, dtype=torch.bool))
     ranked = sorted(zip(task.classes, probs[0].tolist()), key=lambda pair: -pair[1])
     _print_probabilities(f"text: {opts.text}" if opts.text else "image only", "class", ranked)
     return ranked
 
 
-def _predict_caption(opts: argparse.Namespace, checkpoint: dict) -> str:
+def _predict_caption(opts: argparse.Namespace, task) -> str:
     from rich.console import Console
 
     from vlkit.data.common import load_image
 
-    task = load_task(opts.ckpt)
-    image = _image_tensor(opts.image, checkpoint, 96)
+    image = _image_tensor(opts.image, task, 96)
     with torch.no_grad():
         encoded = task.model.image_encoder(image)
     out = task.search(encoded[0], encoded[1], beam_size=opts.beam_size, max_length=opts.max_length)
@@ -228,6 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if argv and argv[0] == "predict":
         predict_main(argv[1:])
+    elif argv and argv[0] == "export":
+        export_main(argv[1:])
     else:
         cli_main(argv)
 

@@ -4,15 +4,19 @@ the non-finite loss guard and the random state saved in checkpoints."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
+import os
 import random
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from huggingface_hub import PyTorchModelHubMixin, snapshot_download
 from torch import Tensor
 
 from vlkit.attention import hard_attention_loss
@@ -26,7 +30,13 @@ log = logging.getLogger(__name__)
 NONFINITE_LOSS_POLICIES = ("error", "skip")
 
 
-class TrainingTask(pl.LightningModule, ABC):
+class TrainingTask(
+    pl.LightningModule,
+    PyTorchModelHubMixin,
+    ABC,
+    library_name="vlkit",
+    tags=["vision-language", "vlkit"],
+):
     """Base LightningModule of the vlkit tasks: AdamW with warm-up and cosine decay.
 
     Subclasses hold ``self.model`` (whose ``image_encoder.backbone``, if any, can train at
@@ -127,6 +137,94 @@ class TrainingTask(pl.LightningModule, ABC):
         checkpoint["vlkit_task"] = self.task_name
         checkpoint["vlkit_hf_files"] = self._hf_files()
         checkpoint["vlkit_rng_states"] = _rng_states()
+
+    # -- save_pretrained / from_pretrained (Hugging Face conventions) -------------------------
+    #: The DataModule settings that prepare inputs (``image_size``, text lengths), saved by
+    #: :meth:`save_pretrained` in ``vlkit.json``; set by ``vlkit export`` from the checkpoint, or
+    #: from the trainer's DataModule.
+    data_settings: dict[str, Any] | None = None
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """``model.safetensors`` (the weights, by the mixin), and beside ``config.json`` (the
+        constructor's arguments: model name and arguments, vocabularies) ``vlkit.json`` (the task
+        and the data settings) and ``hf/<i>/`` (configuration and tokenizer files of the
+        Hugging Face parts, named in ``vlkit.json``)."""
+        super()._save_pretrained(save_directory)
+        settings = self.data_settings
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if settings is None and datamodule is not None:
+            settings = dict(datamodule.hparams)
+        keep = ("image_size", "max_question_length", "max_caption_length", "max_text_length")
+        hf_folders = {}
+        for i, (name, files) in enumerate(self._hf_files().items()):
+            folder = Path(save_directory) / "hf" / str(i)
+            folder.mkdir(parents=True, exist_ok=True)
+            for file_name, data in files.items():
+                (folder / file_name).write_bytes(data)
+            hf_folders[name] = f"hf/{i}"
+        info = {
+            "task": self.task_name,
+            "data": {k: v for k, v in (settings or {}).items() if k in keep},
+            "hf_files": hf_folders,
+        }
+        (Path(save_directory) / "vlkit.json").write_text(json.dumps(info, indent=1))
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str = "cpu",
+        strict: bool = True,
+        **model_kwargs: Any,
+    ):
+        """The task saved by :meth:`save_pretrained` in a folder or a Hub repository, rebuilt
+        from it alone (see :mod:`vlkit.checkpoint`), in eval mode.
+
+        Raises:
+            ValueError: the folder was saved by another task class.
+        """
+        from vlkit.checkpoint import rebuilding_from_checkpoint
+
+        folder = (
+            model_id
+            if os.path.isdir(model_id)
+            else snapshot_download(
+                repo_id=model_id,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                local_files_only=local_files_only,
+                token=token,
+            )
+        )
+        info = json.loads((Path(folder) / "vlkit.json").read_text())
+        if info["task"] != cls.task_name:
+            raise ValueError(f"{model_id!r} holds a {info['task']!r} task; load it with that task's class")
+        files = {
+            name: {p.name: p.read_bytes() for p in (Path(folder) / sub).iterdir() if p.is_file()}
+            for name, sub in info["hf_files"].items()
+        }
+        with rebuilding_from_checkpoint(files):
+            task = super()._from_pretrained(
+                model_id=folder,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                local_files_only=local_files_only,
+                token=token,
+                map_location=map_location,
+                strict=strict,
+                **model_kwargs,
+            )
+        task.data_settings = info["data"]
+        task._hf_files_cache = files  # saved again as they came, without fetching anything
+        return task.eval()
 
     def _hf_files(self) -> dict[str, dict[str, bytes]]:
         if getattr(self, "_hf_files_cache", None) is None:
