@@ -253,12 +253,19 @@ class TrainingTask(
         )
 
     def log_loss(self, split: str, loss: Tensor, batch_size: int) -> None:
-        """Log ``<split>/loss``: per step and epoch in training, per epoch (synced) otherwise."""
+        """Log ``<split>/loss``: per step and epoch in training, per epoch (synced) otherwise.
+
+        The synced epoch value is the mean over the samples of all processes, also when they
+        evaluated unequal numbers of samples.
+        """
         on_step = split == "train"
         self.log(
             f"{split}/loss",
             loss,
-            batch_size=batch_size,
+            # a float: Lightning (2.6, issue #21859) averages the processes' sums of batch sizes in their
+            # dtype when it syncs a mean, and an integer average rounds down (23 samples on 2 processes
+            # give 11, and a loss 23/22 too large)
+            batch_size=batch_size if on_step else float(batch_size),
             on_step=on_step,
             on_epoch=True,
             prog_bar=True,
