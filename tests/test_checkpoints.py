@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.conftest import shape_png
+from tests.subprocess_runs import ROOT, run_python
 from tests.test_cli import TINY, TINY_CAPTIONS, TINY_SENTIMENT, short_fit
 from vlkit.checkpoint import load_checkpoint, load_task
 from vlkit.cli import cli_main, export_main, predict_main
-
-ROOT = Path(__file__).parents[1]
 
 # In a fresh process, with every way to fetch weights or tokenizer files from outside the
 # checkpoint broken (no Hub, no packaged MiniLM, no packaged EfficientNet), predict each checkpoint.
@@ -73,16 +69,7 @@ def test_predict_needs_nothing_but_the_checkpoint(
         assert {"model.safetensors", "config.json", "vlkit.json"} <= {p.name for p in folder.iterdir()}
         calls.append(["--ckpt", str(folder), *args[2:]])  # save_pretrained folder, read in the new process
         expected.append(expected[-1])
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", OFFLINE_PREDICT, json.dumps(calls)],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    done = run_python(["-c", OFFLINE_PREDICT, json.dumps(calls)], tmp_path, HF_HUB_OFFLINE="1")
     assert done.returncode == 0, done.stderr[-3000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(got) == 6 and got[2] == got[3] == expected[2]  # the caption, from checkpoint and folder

@@ -17,10 +17,7 @@ process by running the same ``python -m vlkit.cli fit ...`` command again.
 
 from __future__ import annotations
 
-import csv
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,8 +26,8 @@ import torch
 import yaml
 
 from tests.conftest import make_dataset_dict
+from tests.subprocess_runs import ROOT, epoch_metrics, run_python
 
-ROOT = Path(__file__).parents[1]
 RECIPE = ROOT / "recipes/vqa/easy_vqa_parallel.yaml"
 # questions per split (12 images, 2 questions each, one validation question left out): an odd
 # number, so the 2 processes evaluate 12 and 11 and a sampler that pads the shares is caught
@@ -130,33 +127,9 @@ def write_config(tmp_path: Path, name: str, batch_size: int) -> Path:
 def fit(tmp_path: Path, name: str, batch_size: int, *trainer_args: str) -> subprocess.CompletedProcess:
     """``vlkit fit`` of the recipe with the overrides of :func:`write_config`, in a subprocess."""
     config = write_config(tmp_path, name, batch_size)
-    args = [sys.executable, "-m", "vlkit.cli", "fit", "--config", str(RECIPE), "--config", str(config)]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    env["OMP_NUM_THREADS"] = "1"
-    for key in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)  # a launcher's variables of the pytest process would make this run join it
-    return subprocess.run(
-        [*args, *trainer_args],
-        check=False,
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    return run_python(
+        ["-m", "vlkit.cli", "fit", "--config", str(RECIPE), "--config", str(config), *trainer_args], tmp_path
     )
-
-
-def run_metrics(run: Path) -> dict[int | str, dict[str, float]]:
-    """``{epoch: {metric: value}}`` of the validation rows of a CSVLogger run folder, and
-    ``{"test": {metric: value}}`` of its test row."""
-    rows: dict[int | str, dict[str, float]] = {}
-    with open(run / "metrics.csv") as f:
-        for row in csv.DictReader(f):
-            for key, prefix in ((row["epoch"], "val/"), ("test", "test/")):
-                values = {k: float(v) for k, v in row.items() if k.startswith(prefix) and v}
-                if values:
-                    rows[int(key) if prefix == "val/" else key] = values
-    return rows
 
 
 def test_ddp_on_2_processes_matches_1_process_with_the_global_batch(tmp_path):
@@ -169,7 +142,10 @@ def test_ddp_on_2_processes_matches_1_process_with_the_global_batch(tmp_path):
     assert two.returncode == 0, two.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in two.stderr
 
-    expected, got = run_metrics(tmp_path / "runs/one/version_0"), run_metrics(tmp_path / "runs/two/version_0")
+    expected, got = (
+        epoch_metrics(tmp_path / "runs/one/version_0"),
+        epoch_metrics(tmp_path / "runs/two/version_0"),
+    )
     assert set(expected) == set(got) == {0, 1, "test"}
     for key, metrics in expected.items():
         split = "test" if key == "test" else "val"

@@ -3,11 +3,9 @@ an uninterrupted run ends."""
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +13,8 @@ import pytorch_lightning as pl
 import yaml
 
 from tests.conftest import make_dataset_dict
+from tests.subprocess_runs import ROOT, epoch_metrics, run_python
 
-ROOT = Path(__file__).parents[1]
 BATCHES_PER_EPOCH = 6  # 24 training questions, batch 4
 KILL_AT_STEP = 9  # in the middle of the second epoch
 
@@ -34,20 +32,9 @@ class KillAtStep(pl.Callback):
 
 def fit(tmp_path: Path, name: str, *extra: str) -> subprocess.CompletedProcess:
     """``vlkit fit`` of the parallel co-attention recipe, 3 epochs on the tiny dataset, in a subprocess."""
-    args = [
-        sys.executable,
-        "-m",
-        "vlkit.cli",
-        "fit",
-        "--config",
-        str(ROOT / "recipes/vqa/easy_vqa_parallel.yaml"),
-    ]
+    args = ["-m", "vlkit.cli", "fit", "--config", str(ROOT / "recipes/vqa/easy_vqa_parallel.yaml")]
     args += ["--config", str(tmp_path / f"{name}.yaml"), "--data.init_args.dataset", str(tmp_path / "data")]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run(
-        [*args, *extra], check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-    )
+    return run_python([*args, *extra], tmp_path)
 
 
 def write_config(tmp_path: Path, config_name: str, run_name: str, kill_at: int | None) -> None:
@@ -88,19 +75,6 @@ def write_config(tmp_path: Path, config_name: str, run_name: str, kill_at: int |
         },
     }
     (tmp_path / f"{config_name}.yaml").write_text(yaml.safe_dump(config))
-
-
-def epoch_metrics(run: Path) -> dict[int | str, dict[str, float]]:
-    """``{epoch: {metric: value}}`` of the validation rows of a CSVLogger run folder, and
-    ``{"test": {metric: value}}`` of its test row (the best checkpoint's, evaluated after fit)."""
-    rows: dict[int | str, dict[str, float]] = {}
-    with open(run / "metrics.csv") as f:
-        for row in csv.DictReader(f):
-            for key, prefix in ((row["epoch"], "val/"), ("test", "test/")):
-                values = {k: float(v) for k, v in row.items() if k.startswith(prefix) and v}
-                if values:
-                    rows[int(key) if prefix == "val/" else key] = values
-    return rows
 
 
 def test_sigkill_mid_epoch_then_resume_from_last_matches_an_uninterrupted_run(tmp_path):
