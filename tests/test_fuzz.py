@@ -122,17 +122,26 @@ def test_split_keeps_every_non_space_character(text):
     assert WordTokenizer.split(" ".join(tokens)) == tokens  # a token is never split again
 
 
-@FAST
-@given(text=texts, max_length=max_lengths)
-def test_word_encode_is_the_vocabulary_lookup_of_the_words(text, max_length):
-    tok = VQA_TOKENIZER
+def encoded_words(tok, text: str, max_length: int) -> tuple[list[str], list[int] | None]:
+    """The words of ``text`` and its ids from a word tokenizer (range-checked), or None for a text
+    with no word, after checking that encoding it raises the documented ValueError."""
     words = WordTokenizer.split(text)
     if not words:
         with pytest.raises(ValueError, match="empty"):
             tok.encode(text, max_length)
-        return
+        return words, None
     ids = tok.encode(text, max_length)
     check_range(ids, len(tok))
+    return words, ids
+
+
+@FAST
+@given(text=texts, max_length=max_lengths)
+def test_word_encode_is_the_vocabulary_lookup_of_the_words(text, max_length):
+    tok = VQA_TOKENIZER
+    words, ids = encoded_words(tok, text, max_length)
+    if ids is None:
+        return
     assert tok.pad_id not in ids  # a text never yields padding
     full = [tok.index.get(w, tok.unk_id) for w in words]  # unknown words -> <unk>
     assert tok.encode(text) == full
@@ -174,13 +183,9 @@ def test_vocabulary_from_any_corpus_encodes_it_without_unk(corpus, max_length):
 @given(text=texts, max_length=max_lengths)
 def test_caption_encode_frames_the_words_with_bos_and_eos(text, max_length):
     tok = CAPTION_TOKENIZER
-    words = WordTokenizer.split(text)
-    if not words:
-        with pytest.raises(ValueError, match="empty"):
-            tok.encode(text, max_length)
+    words, ids = encoded_words(tok, text, max_length)
+    if ids is None:
         return
-    ids = tok.encode(text, max_length)
-    check_range(ids, len(tok))
     assert ids[0] == tok.bos_id and ids[-1] == tok.eos_id
     body = ids[1:-1]
     assert not {tok.pad_id, tok.bos_id, tok.eos_id} & set(body)  # "<bos>" in the text is only words
