@@ -85,6 +85,9 @@ def test_sigkill_mid_epoch_then_resume_from_last_matches_an_uninterrupted_run(tm
 
     whole = fit(tmp_path, "whole")
     assert whole.returncode == 0, whole.stderr[-3000:]
+    # both checkpoint callbacks write the one last.ckpt (no last-v1.ckpt beside it), one best
+    saved = sorted(p.name for p in (tmp_path / "runs/whole/checkpoints").iterdir())
+    assert len(saved) == 2 and saved[0].startswith("best-epoch=") and saved[1] == "last.ckpt", saved
 
     killed = fit(tmp_path, "killed")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
