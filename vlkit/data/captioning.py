@@ -132,8 +132,9 @@ class CaptionDataModule(SplitDataModule):
     Args:
         dataset: a packaged source name (``"emoji_captions"``: rendered emoji captioned with
             their CLDR names), a ``save_to_disk`` folder, a local path or Hub id for
-            ``datasets.load_dataset`` (e.g. a COCO/Flickr30k captioning dataset), or a
-            ``datasets.DatasetDict``.
+            ``datasets.load_dataset`` (e.g. a COCO/Flickr30k captioning dataset), a
+            ``datasets.DatasetDict``, or a ``{split name: source}`` mapping of those, one
+            source per split (see :func:`vlkit.data.load_dataset_dict`).
         dataset_config: configuration name passed to ``datasets.load_dataset``.
         image_column: column with the image (``datasets.Image``, path or bytes).
         caption_column: column with the caption(s): a string, a list of strings, or a list of

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,19 +83,32 @@ SOURCES: dict[str, Callable[[], Any]] = {
 def load_dataset_dict(dataset: Any, config_name: str | None = None) -> Any:
     """Resolve ``dataset`` to a ``datasets.DatasetDict``.
 
-    Accepted, in this order: a ``DatasetDict`` (returned as is); the name of a packaged
-    source in :data:`SOURCES`; a folder written by ``DatasetDict.save_to_disk``; any other
-    local path or Hugging Face Hub id, given to ``datasets.load_dataset`` (Hub ids need
-    network access).
+    Accepted, in this order: a ``DatasetDict`` (returned as is); a mapping ``{split name:
+    source}`` (see below); the name of a packaged source in :data:`SOURCES`; a folder written
+    by ``DatasetDict.save_to_disk``; any other local path or Hugging Face Hub id, given to
+    ``datasets.load_dataset`` (Hub ids need network access).
+
+    A mapping builds the splits from different sources, for datasets published as one Hub
+    repository per split, e.g. in a recipe::
+
+        dataset:
+          train: Multimodal-Fatima/VQAv2_train
+          validation: Multimodal-Fatima/VQAv2_validation
+
+    Each source is any of the accepted forms (resolved with ``config_name``); split ``name``
+    is the source's split of that name, or its only split if it has just one.
 
     Raises:
-        ValueError: if the result is not a ``DatasetDict`` (e.g. a single split was saved).
+        ValueError: if the result is not a ``DatasetDict`` (e.g. a single split was saved), or a
+            mapping is empty or names a source that has neither the split nor a single split.
         RuntimeError: if ``datasets.load_dataset`` fails; the message says what was tried.
     """
     import datasets
 
     if isinstance(dataset, datasets.DatasetDict):
         return dataset
+    if isinstance(dataset, Mapping):
+        return _splits_from_sources(dataset, config_name)
     if isinstance(dataset, str) and dataset in SOURCES:
         return SOURCES[dataset]()
     path = Path(str(dataset))
@@ -116,3 +129,24 @@ def load_dataset_dict(dataset: Any, config_name: str | None = None) -> Any:
             f"dataset {dataset!r} is a single {type(result).__name__}, expected a DatasetDict with named splits"
         )
     return result
+
+
+def _splits_from_sources(sources: Mapping, config_name: str | None) -> Any:
+    """The ``DatasetDict`` of a ``{split name: source}`` mapping (see :func:`load_dataset_dict`)."""
+    import datasets
+
+    if not sources:
+        raise ValueError("dataset is an empty mapping; give {split name: source}, e.g. {train: <Hub id>}")
+    splits = {}
+    for name, source in sources.items():
+        loaded = load_dataset_dict(source, config_name)
+        if name in loaded:
+            splits[str(name)] = loaded[name]
+        elif len(loaded) == 1:
+            splits[str(name)] = next(iter(loaded.values()))
+        else:
+            raise ValueError(
+                f"dataset split {name!r}: the source {source!r} has splits {list(loaded)} but none named "
+                f"{name!r}; name the split as in the source, or give a source with a single split"
+            )
+    return datasets.DatasetDict(splits)

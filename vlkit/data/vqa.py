@@ -176,7 +176,9 @@ class VQADataModule(SplitDataModule):
 
     Args:
         dataset: a packaged source name (``"easy_vqa"``), a ``save_to_disk`` folder, a local
-            path or Hub id for ``datasets.load_dataset``, or a ``datasets.DatasetDict``.
+            path or Hub id for ``datasets.load_dataset``, a ``datasets.DatasetDict``,
+            or a ``{split name: source}`` mapping of those, one source per split (see
+            :func:`vlkit.data.load_dataset_dict`).
         dataset_config: configuration name passed to ``datasets.load_dataset``.
         image_column: column with the image (``datasets.Image``, path or bytes).
         question_column: column with the question text.
