@@ -12,21 +12,30 @@
   caption of a captioning checkpoint (and draws the attention map of each word);
   ``vlkit predict --ckpt sentiment.ckpt --image img.png --text "..."`` prints the class
   probabilities of a sentiment checkpoint.
+- ``vlkit report runs/<recipe>[/version_N] [--out DIR]`` draws the learning curves of a run
+  (``learning_curves.png``) and tabulates the best epoch's validation and test metrics
+  (``summary.md``, ``summary.json``); see :mod:`vlkit.report`.
+
+Progress: a Rich progress bar when stdout is a terminal, plain logs when it is not or when the
+``CI`` environment variable is set (:func:`progress_bar_choice`); ``--trainer.enable_progress_bar``
+and a progress-bar callback in ``--trainer.callbacks`` override this.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from pytorch_lightning.cli import LightningCLI
 
 from vlkit.checkpoint import load_pretrained, load_task, rebuilding_from_checkpoint
 
-__all__ = ["VLKitCLI", "cli_main", "export_main", "main", "predict_main"]
+__all__ = ["VLKitCLI", "cli_main", "export_main", "main", "predict_main", "progress_bar_choice"]
 
 
 class VLKitCLI(LightningCLI):
@@ -55,7 +64,11 @@ class VLKitCLI(LightningCLI):
             config["weights_only"] = True
 
     def instantiate_trainer(self, **kwargs):
-        """Build the trainer, then put every logger's files in the first logger's run folder."""
+        """Build the trainer with vlkit's progress display (:func:`progress_bar_choice`: a Rich
+        bar in a terminal, plain logs otherwise), then put every logger's files in the first
+        logger's run folder."""
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        kwargs.update(_progress_bar_overrides(config.get("enable_progress_bar"), config.get("callbacks")))
         trainer = super().instantiate_trainer(**kwargs)
         _share_run_folder(trainer.loggers)
         return trainer
@@ -69,6 +82,59 @@ class VLKitCLI(LightningCLI):
         callback = self.trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None else ""
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+
+
+def _in_ci() -> bool:
+    """Whether the ``CI`` environment variable is set (to anything but empty, ``0`` or ``false``)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
+
+
+def _callback_list(callbacks: Any) -> list:
+    """``--trainer.callbacks`` (``None``, one callback or a list of them) as a new list."""
+    if callbacks is None:
+        return []
+    return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+
+
+def progress_bar_choice(
+    enable_progress_bar: bool | None, callbacks: Any = None
+) -> Literal["rich", "off", "user"]:
+    """How ``vlkit fit | validate | test`` shows progress, given the trainer's settings.
+
+    Args:
+        enable_progress_bar: ``--trainer.enable_progress_bar`` (``None`` when not given).
+        callbacks: ``--trainer.callbacks``: a callback, a list of them, or ``None``.
+
+    Returns:
+        ``"user"``: leave the trainer as configured, because the user chose: a progress-bar
+        callback is among ``callbacks`` (e.g. ``TQDMProgressBar``), or ``enable_progress_bar``
+        is false. ``"rich"``: add a ``RichProgressBar``: ``enable_progress_bar`` is true, or
+        unset while ``sys.stdout`` is a terminal and ``CI`` is not set. ``"off"``: set
+        ``enable_progress_bar`` false (plain logs, metrics still go to the loggers):
+        unset while stdout is not a terminal (a pipe, a file, a job log) or ``CI`` is set (to
+        anything but empty, ``0`` or ``false``).
+    """
+    from pytorch_lightning.callbacks import ProgressBar
+
+    if enable_progress_bar is False or any(isinstance(c, ProgressBar) for c in _callback_list(callbacks)):
+        return "user"
+    if enable_progress_bar:
+        return "rich"
+    isatty = getattr(sys.stdout, "isatty", None)
+    return "rich" if callable(isatty) and isatty() and not _in_ci() else "off"
+
+
+def _progress_bar_overrides(enable_progress_bar: bool | None, callbacks: Any) -> dict[str, Any]:
+    """Trainer keyword arguments that apply :func:`progress_bar_choice` (a new callback list with
+    a ``RichProgressBar`` appended, ``enable_progress_bar=False``, or nothing)."""
+    choice = progress_bar_choice(enable_progress_bar, callbacks)
+    if choice == "off":
+        return {"enable_progress_bar": False}
+    if choice == "rich":
+        from pytorch_lightning.callbacks import RichProgressBar
+
+        return {"callbacks": [*_callback_list(callbacks), RichProgressBar()], "enable_progress_bar": True}
+    return {}
 
 
 def _share_run_folder(loggers: list) -> None:
@@ -255,6 +321,10 @@ def main(argv: list[str] | None = None) -> None:
         predict_main(argv[1:])
     elif argv and argv[0] == "export":
         export_main(argv[1:])
+    elif argv and argv[0] == "report":
+        from vlkit.report import report_main
+
+        report_main(argv[1:])
     else:
         cli_main(argv)
 
