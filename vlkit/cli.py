@@ -197,7 +197,15 @@ def predict_main(args: list[str] | None = None) -> list[tuple[str, float]] | str
     )
     parser.add_argument("--beam_size", type=int, help="captioning: beam size (default: the checkpoint's)")
     parser.add_argument("--max_length", type=int, help="captioning: most tokens (default: the checkpoint's)")
-    parser.add_argument("--save_attention", help="captioning: write a PNG of the attention map of each word")
+    parser.add_argument(
+        "--save-attention",
+        "--save_attention",
+        dest="save_attention",
+        metavar="PNG",
+        help="write a PNG of what the model attended to: captioning, the region attention of each word; "
+        "VQA and sentiment, the region and word attention, the words x regions matrix (co-attention "
+        "affinity or cross-modal attention) and the spatial transformer's grid, those the model has",
+    )
     opts = parser.parse_args(args)
     if not Path(opts.ckpt).exists():
         raise FileNotFoundError(f"checkpoint {opts.ckpt!r} does not exist")
@@ -245,12 +253,38 @@ def _image_tensor(path: str, task, default_size: int) -> torch.Tensor:
 
 
 def _predict_answer(opts: argparse.Namespace, task) -> list[tuple[str, float]]:
+    import contextlib
+
     from vlkit.text import WordTokenizer
 
     tokenizer = WordTokenizer(task.hparams.vocabulary)
     ids = torch.tensor([tokenizer.encode(opts.question)])
-    answers = task.answer(_image_tensor(opts.image, task, 64), ids, top_k=opts.top_k)[0]
+    recording = contextlib.nullcontext()
+    if opts.save_attention:
+        from vlkit.viz import record_attention
+
+        recording = record_attention(task.model)  # forward hooks: the answers are the same
+    with recording as recorded:
+        answers = task.answer(_image_tensor(opts.image, task, 64), ids, top_k=opts.top_k)[0]
     _print_probabilities(f"Q: {opts.question}", "answer", answers)
+    if opts.save_attention:
+        from rich.console import Console
+
+        from vlkit.data.common import load_image
+        from vlkit.viz import save_figure, token_labels, vqa_attention_figure
+
+        console, attention = Console(), recorded.maps(0)
+        if not attention.has_attention:
+            rest = (
+                "drawing the spatial transformer's grid only"
+                if attention.theta is not None
+                else "no picture written"
+            )
+            console.print(f"the {type(task.model.fusion).__name__} fusion has no attention to draw; {rest}")
+        if attention.has_attention or attention.theta is not None:  # the STN grid, at least
+            tokens = token_labels(tokenizer, opts.question, ids[0].tolist())
+            figure = vqa_attention_figure(load_image(opts.image), tokens, attention, opts.question, answers)
+            console.print(f"attention written to {save_figure(figure, opts.save_attention)}", style="dim")
     return answers
 
 
@@ -269,8 +303,11 @@ def _print_probabilities(header: str, column: str, rows: list[tuple[str, float]]
 
 
 def _predict_sentiment(opts: argparse.Namespace, task) -> list[tuple[str, float]]:
+    import contextlib
+
     from vlkit.text import HFTokenizer, WordTokenizer
 
+    tokenizer = None
     if task.model.text_encoder is None:  # an image-only baseline reads no text
         ids = torch.zeros(1, 1, dtype=torch.long)
     elif opts.text is None:
@@ -281,9 +318,35 @@ def _predict_sentiment(opts: argparse.Namespace, task) -> list[tuple[str, float]
             tokenizer = HFTokenizer(hp.tokenizer_name) if hp.tokenizer_name else WordTokenizer(hp.vocabulary)
         max_length = (task.data_settings or {}).get("max_text_length")
         ids = torch.tensor([tokenizer.encode(opts.text, max_length)])
-    probs = task.classify(_image_tensor(opts.image, task, 64), ids, torch.ones_like(ids, dtype=torch.bool))
+    recording = contextlib.nullcontext()
+    if opts.save_attention:
+        from vlkit.viz import record_attention
+
+        recording = record_attention(task.model)  # forward hooks: the probabilities are the same
+    with recording as recorded:
+        probs = task.classify(
+            _image_tensor(opts.image, task, 64), ids, torch.ones_like(ids, dtype=torch.bool)
+        )
     ranked = sorted(zip(task.classes, probs[0].tolist()), key=lambda pair: -pair[1])
     _print_probabilities(f"text: {opts.text}" if opts.text else "image only", "class", ranked)
+    if opts.save_attention:
+        from rich.console import Console
+
+        from vlkit.data.common import load_image
+        from vlkit.viz import save_figure, sentiment_attention_figure, token_labels
+
+        console, attention = Console(), recorded.maps(0)
+        if not attention.has_attention:
+            rest = (
+                "drawing the spatial transformer's grid only"
+                if attention.theta is not None
+                else "no picture written"
+            )
+            console.print(f"the {type(task.model.fusion).__name__} fusion has no attention to draw; {rest}")
+        if attention.has_attention or attention.theta is not None:  # the STN grid, at least
+            tokens = [] if tokenizer is None else token_labels(tokenizer, opts.text, ids[0].tolist())
+            figure = sentiment_attention_figure(load_image(opts.image), tokens, attention, opts.text, ranked)
+            console.print(f"attention written to {save_figure(figure, opts.save_attention)}", style="dim")
     return ranked
 
 
@@ -310,6 +373,14 @@ def _predict_caption(opts: argparse.Namespace, task) -> str:
             opts.save_attention, load_image(opts.image), words, out.weights[0, :length], grid
         )
         console.print(f"attention maps written to {path}", style="dim")
+        if encoded.theta is not None:  # the spatial transformer's grid, beside the word panels
+            from vlkit.viz import save_figure, stn_grid_figure
+
+            stn = save_figure(
+                stn_grid_figure(load_image(opts.image), encoded.theta[0]),
+                path.with_name(f"{path.stem}_stn.png"),
+            )
+            console.print(f"spatial transformer grid written to {stn}", style="dim")
     return caption
 
 
