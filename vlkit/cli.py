@@ -8,10 +8,11 @@
   Face conventions: ``model.safetensors`` + ``config.json``), which ``--ckpt`` also accepts.
 - ``vlkit predict --ckpt run/checkpoints/best.ckpt --image img.png --question "..."``
   prints the top answers of a trained VQA checkpoint with their probabilities;
-  ``vlkit predict --ckpt caption.ckpt --image img.png [--save_attention out.png]`` prints the
-  caption of a captioning checkpoint (and draws the attention map of each word);
-  ``vlkit predict --ckpt sentiment.ckpt --image img.png --text "..."`` prints the class
-  probabilities of a sentiment checkpoint.
+  ``vlkit predict --ckpt caption.ckpt --image img.png`` prints the caption of a captioning
+  checkpoint; ``vlkit predict --ckpt sentiment.ckpt --image img.png --text "..."`` prints the
+  class probabilities of a sentiment checkpoint. ``--save-attention out.png`` draws what the
+  model attended to (:mod:`vlkit.viz`): the attention map of each generated word, or the region
+  and word attention, the words × regions matrix and the STN grid, those the model has.
 - ``vlkit report runs/<recipe>[/version_N] [--out DIR]`` draws the learning curves of a run
   (``learning_curves.png``) and tabulates the best epoch's validation and test metrics
   (``summary.md``, ``summary.json``); see :mod:`vlkit.report`.
