@@ -254,39 +254,58 @@ def _image_tensor(path: str, task, default_size: int) -> torch.Tensor:
 
 
 def _predict_answer(opts: argparse.Namespace, task) -> list[tuple[str, float]]:
-    import contextlib
 
     from vlkit.text import WordTokenizer
 
     tokenizer = WordTokenizer(task.hparams.vocabulary)
     ids = torch.tensor([tokenizer.encode(opts.question)])
-    recording = contextlib.nullcontext()
-    if opts.save_attention:
-        from vlkit.viz import record_attention
-
-        recording = record_attention(task.model)  # forward hooks: the answers are the same
-    with recording as recorded:
+    with _recording(opts, task) as recorded:
         answers = task.answer(_image_tensor(opts.image, task, 64), ids, top_k=opts.top_k)[0]
     _print_probabilities(f"Q: {opts.question}", "answer", answers)
     if opts.save_attention:
-        from rich.console import Console
+        from vlkit.viz import token_labels, vqa_attention_figure
 
-        from vlkit.data.common import load_image
-        from vlkit.viz import save_figure, token_labels, vqa_attention_figure
-
-        console, attention = Console(), recorded.maps(0)
-        if not attention.has_attention:
-            rest = (
-                "drawing the spatial transformer's grid only"
-                if attention.theta is not None
-                else "no picture written"
-            )
-            console.print(f"the {type(task.model.fusion).__name__} fusion has no attention to draw; {rest}")
-        if attention.has_attention or attention.theta is not None:  # the STN grid, at least
-            tokens = token_labels(tokenizer, opts.question, ids[0].tolist())
-            figure = vqa_attention_figure(load_image(opts.image), tokens, attention, opts.question, answers)
-            console.print(f"attention written to {save_figure(figure, opts.save_attention)}", style="dim")
+        tokens = token_labels(tokenizer, opts.question, ids[0].tolist())
+        _save_attention(
+            opts,
+            task,
+            recorded,
+            lambda image, maps: vqa_attention_figure(image, tokens, maps, opts.question, answers),
+        )
     return answers
+
+
+def _recording(opts: argparse.Namespace, task):
+    """With ``--save-attention``: forward hooks that record the model's attention (its outputs
+    are the same), a :class:`vlkit.viz.AttentionRecorder` context; otherwise a no-op context."""
+    import contextlib
+
+    if not opts.save_attention:
+        return contextlib.nullcontext()
+    from vlkit.viz import record_attention
+
+    return record_attention(task.model)
+
+
+def _save_attention(opts: argparse.Namespace, task, recorded, draw) -> None:
+    """Write ``draw(image, attention maps)`` to ``--save-attention``; a model whose fusion has no
+    attention gets its spatial transformer's grid only, or a message and no picture."""
+    from rich.console import Console
+
+    from vlkit.data.common import load_image
+    from vlkit.viz import save_figure
+
+    console, attention = Console(), recorded.maps(0)
+    if not attention.has_attention:
+        rest = (
+            "drawing the spatial transformer's grid only"
+            if attention.theta is not None
+            else "no picture written"
+        )
+        console.print(f"the {type(task.model.fusion).__name__} fusion has no attention to draw; {rest}")
+    if attention.has_attention or attention.theta is not None:  # the STN grid, at least
+        figure = draw(load_image(opts.image), attention)
+        console.print(f"attention written to {save_figure(figure, opts.save_attention)}", style="dim")
 
 
 def _print_probabilities(header: str, column: str, rows: list[tuple[str, float]]) -> None:
@@ -304,7 +323,6 @@ def _print_probabilities(header: str, column: str, rows: list[tuple[str, float]]
 
 
 def _predict_sentiment(opts: argparse.Namespace, task) -> list[tuple[str, float]]:
-    import contextlib
 
     from vlkit.text import HFTokenizer, WordTokenizer
 
@@ -319,35 +337,22 @@ def _predict_sentiment(opts: argparse.Namespace, task) -> list[tuple[str, float]
             tokenizer = HFTokenizer(hp.tokenizer_name) if hp.tokenizer_name else WordTokenizer(hp.vocabulary)
         max_length = (task.data_settings or {}).get("max_text_length")
         ids = torch.tensor([tokenizer.encode(opts.text, max_length)])
-    recording = contextlib.nullcontext()
-    if opts.save_attention:
-        from vlkit.viz import record_attention
-
-        recording = record_attention(task.model)  # forward hooks: the probabilities are the same
-    with recording as recorded:
+    with _recording(opts, task) as recorded:
         probs = task.classify(
             _image_tensor(opts.image, task, 64), ids, torch.ones_like(ids, dtype=torch.bool)
         )
     ranked = sorted(zip(task.classes, probs[0].tolist()), key=lambda pair: -pair[1])
     _print_probabilities(f"text: {opts.text}" if opts.text else "image only", "class", ranked)
     if opts.save_attention:
-        from rich.console import Console
+        from vlkit.viz import sentiment_attention_figure, token_labels
 
-        from vlkit.data.common import load_image
-        from vlkit.viz import save_figure, sentiment_attention_figure, token_labels
-
-        console, attention = Console(), recorded.maps(0)
-        if not attention.has_attention:
-            rest = (
-                "drawing the spatial transformer's grid only"
-                if attention.theta is not None
-                else "no picture written"
-            )
-            console.print(f"the {type(task.model.fusion).__name__} fusion has no attention to draw; {rest}")
-        if attention.has_attention or attention.theta is not None:  # the STN grid, at least
-            tokens = [] if tokenizer is None else token_labels(tokenizer, opts.text, ids[0].tolist())
-            figure = sentiment_attention_figure(load_image(opts.image), tokens, attention, opts.text, ranked)
-            console.print(f"attention written to {save_figure(figure, opts.save_attention)}", style="dim")
+        tokens = [] if tokenizer is None else token_labels(tokenizer, opts.text, ids[0].tolist())
+        _save_attention(
+            opts,
+            task,
+            recorded,
+            lambda image, maps: sentiment_attention_figure(image, tokens, maps, opts.text, ranked),
+        )
     return ranked
 
 
