@@ -114,13 +114,14 @@ def test_short_fit_learns_and_the_test_confusion_matrix_is_written(tmp_path):
 
     # the confusion matrix agrees with the predictions and with the logged scores
     dm.setup("test")
-    preds, labels = [], []
+    logits, labels = [], []
     task.eval()
     with torch.no_grad():
         for batch in dm.test_dataloader():
-            preds.append(task(batch.image, batch.text_ids, batch.text_mask).logits.argmax(-1))
+            logits.append(task(batch.image, batch.text_ids, batch.text_mask).logits)
             labels.append(batch.label)
-    preds, labels = torch.cat(preds), torch.cat(labels)
+    logits, labels = torch.cat(logits), torch.cat(labels)
+    preds = logits.argmax(-1)
     expected = torch.zeros(3, 3, dtype=torch.long)
     for y, p in zip(labels, preds):
         expected[y, p] += 1
@@ -133,6 +134,14 @@ def test_short_fit_learns_and_the_test_confusion_matrix_is_written(tmp_path):
     f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     assert scores["test/macro_f1"] == pytest.approx(float(f1.mean()), abs=1e-6)
     assert saved["scores"]["macro_f1"] == pytest.approx(scores["test/macro_f1"])
+    # macro one-vs-rest AUROC by hand: P(score of a class-c sample > score of another), ties half
+    probs = logits.softmax(-1)
+    aurocs = []
+    for c in range(3):
+        pos, neg = probs[labels == c, c], probs[labels != c, c]
+        wins = (pos[:, None] > neg[None, :]).float() + 0.5 * (pos[:, None] == neg[None, :]).float()
+        aurocs.append(float(wins.mean()))
+    assert scores["test/auroc"] == pytest.approx(sum(aurocs) / 3, abs=1e-5)
 
     probs = task.classify(batch.image, batch.text_ids, batch.text_mask)
     torch.testing.assert_close(probs.sum(-1), torch.ones(len(probs)))

@@ -7,18 +7,27 @@ only fixes which ones a sentiment task reports.
 from __future__ import annotations
 
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+)
 
 __all__ = ["classification_metrics", "confusion_matrix_metric"]
 
 
 def classification_metrics(num_classes: int) -> MetricCollection:
-    """``{"acc": accuracy, "macro_f1": macro-averaged F1}`` over ``num_classes`` classes.
+    """``{"acc": accuracy, "macro_f1": macro-averaged F1, "auroc": macro one-vs-rest AUROC}``
+    over ``num_classes`` classes.
 
     ``acc`` is the fraction of samples whose arg-max class is the label (micro average);
     ``macro_f1`` is the unweighted mean over classes of ``F1_c = 2 P_c R_c / (P_c + R_c)``, so
     every class counts the same however rare (the metric of multimodal sentiment benchmarks
-    such as MVSA). Update with ``(preds (b,) int64 or logits (b, K), target (b,) int64)``.
+    such as MVSA); ``auroc`` is the unweighted mean over classes of the area under the ROC curve
+    of class ``c`` against the rest, from the softmax probabilities — with two classes, the
+    binary AUROC of the positive class (the Hateful Memes challenge metric, Kiela et al. 2020).
+    Update with ``(logits (b, K) float, target (b,) int64)``.
 
     Raises:
         ValueError: ``num_classes < 2``.
@@ -29,6 +38,7 @@ def classification_metrics(num_classes: int) -> MetricCollection:
         {
             "acc": MulticlassAccuracy(num_classes, average="micro"),
             "macro_f1": MulticlassF1Score(num_classes, average="macro"),
+            "auroc": MulticlassAUROC(num_classes, average="macro"),
         }
     )
 

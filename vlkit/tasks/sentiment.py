@@ -1,4 +1,4 @@
-"""The multimodal sentiment LightningModule: weighted cross-entropy, accuracy, macro-F1, confusion matrix."""
+"""The multimodal sentiment LightningModule: weighted cross-entropy, accuracy, macro-F1, AUROC, confusion matrix."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class SentimentTask(TrainingTask):
     Loss: cross-entropy, weighted per class when ``class_weights`` is set (for imbalanced
     labels: ``Σ_i w_{y_i} CE_i / Σ_i w_{y_i}``, PyTorch's weighted mean) and optionally
     label-smoothed. Logged per split (``train``/``val``/``test``): ``loss``, ``acc``,
-    ``macro_f1`` and ``skipped``. After testing, the confusion matrix (rows = true class,
+    ``macro_f1``, ``auroc`` (macro one-vs-rest) and ``skipped``. After testing, the confusion matrix (rows = true class,
     columns = predicted) is logged as text and written with the scores to
     ``<log_dir>/test_confusion_matrix.json``; :attr:`confusion_matrix` keeps it. Optimiser
     and schedule: see :class:`vlkit.tasks.common.TrainingTask`; a pretrained text encoder can
@@ -150,7 +150,7 @@ class SentimentTask(TrainingTask):
         loss = self.loss(logits, batch.label)
         preds = logits.argmax(-1)
         metrics = self.metrics[f"{split}_"]
-        metrics(preds, batch.label)
+        metrics(logits.detach().float(), batch.label)  # arg-max for acc / F1, softmax for AUROC
         if split == "test":
             self.test_confusion(preds, batch.label)
         size = logits.shape[0]
