@@ -15,6 +15,7 @@ import yaml
 from PIL import Image
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
 
+from tests.subprocess_runs import run_python
 from tests.test_cli import TINY, short_fit
 from vlkit.cli import _progress_bar_overrides, main, progress_bar_choice
 from vlkit.report import find_run_dir, read_metrics, write_report
@@ -185,6 +186,14 @@ def test_vlkit_report_command_prints_the_table(tmp_path, capsys):
     assert (tmp_path / "out" / "summary.json").is_file()
     with pytest.raises(SystemExit):
         main(["report"])  # RUN_DIR is required
+
+
+def test_the_vlkit_command_reports_without_importing_torch(tmp_path):
+    run = write_metrics(tmp_path / "run")
+    code = "import sys; from vlkit.__main__ import main; main(sys.argv[1:]); print('torch' in sys.modules)"
+    done = run_python(["-c", code, "report", str(run), "--out", str(tmp_path / "out")], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False" and (tmp_path / "out" / "summary.json").is_file()
 
 
 # --- the progress bar of vlkit fit | validate | test ---------------------------------------------
