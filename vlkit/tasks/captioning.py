@@ -152,9 +152,10 @@ class CaptioningTask(TrainingTask):
         return loss
 
     def _log_metrics(self, split: str) -> dict[str, float]:
-        scores = self.caption_metrics[split].compute()
+        scores = self.caption_metrics[split].compute()  # over every process's captions (state gathered)
         for name, value in scores.items():
-            self.log(f"{split}/{name}", value, prog_bar=name in ("bleu4", "cider_d"))
+            # equal on every process already: syncing averages equal values (and keeps Lightning quiet)
+            self.log(f"{split}/{name}", value, prog_bar=name in ("bleu4", "cider_d"), sync_dist=True)
         self.caption_metrics[split].reset()
         return {k: float(v) for k, v in scores.items()}
 
