@@ -27,11 +27,9 @@ from vlkit.data.common import (
     ImageRows,
     SkippedBatch,
     SplitDataModule,
-    kept_samples,
     load_splits,
     pad_with_mask,
-    skipped_batch,
-    stack_images,
+    readable_samples,
 )
 from vlkit.text.caption import HFCaptionTokenizer, WordCaptionTokenizer
 from vlkit.text.tokenizer import WordTokenizer
@@ -112,14 +110,12 @@ class _CollateFn:
         self.pad_id = pad_id
 
     def __call__(self, samples: list) -> CaptionBatch | SkippedBatch:
-        if (skipped := skipped_batch(samples)) is not None:  # every image unreadable
-            return skipped
-        kept = kept_samples(samples)
-        images, ids, references = zip(*kept)
+        batch = readable_samples(samples)
+        if isinstance(batch, SkippedBatch):  # every image unreadable
+            return batch
+        ids, references = batch.fields
         caption_ids, mask = pad_with_mask(ids, self.pad_id)
-        return CaptionBatch(
-            stack_images(images), caption_ids, mask, list(references), len(samples) - len(kept)
-        )
+        return CaptionBatch(batch.images, caption_ids, mask, list(references), batch.num_skipped)
 
 
 class CaptionDataModule(SplitDataModule):

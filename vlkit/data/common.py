@@ -34,19 +34,19 @@ __all__ = [
     "IMAGENET_STD",
     "BadSampleError",
     "ImageRows",
+    "ReadableSamples",
     "SkippedBatch",
     "SplitDataModule",
     "check_bad_sample_policy",
     "image_transform",
-    "kept_samples",
     "load_image",
     "load_splits",
     "make_loader",
     "pad_ids",
     "pad_with_mask",
+    "readable_samples",
     "report_bad_rows",
     "report_unreadable_image",
-    "skipped_batch",
     "stack_images",
 ]
 
@@ -331,27 +331,24 @@ class SkippedBatch(NamedTuple):
     num_skipped: int
 
 
-def skipped_batch(samples: list) -> SkippedBatch | None:
-    """A :class:`SkippedBatch` if no sample of the batch was readable (all None), else None."""
-    return SkippedBatch(len(samples)) if all(s is None for s in samples) else None
+class ReadableSamples(NamedTuple):
+    """The readable samples of a batch, as :func:`readable_samples` gives them."""
+
+    images: Tensor | BackboneFeatures  # (b, 3, H, W), or cached features of (b, ...)
+    fields: list[tuple]  # one tuple per field after the image, over the readable samples in order
+    num_skipped: int  # unreadable samples left out (reported when read)
 
 
-def kept_samples(samples: list) -> list:
-    """The samples of a batch that were readable (not None; unreadable ones, skipped with
-    ``on_bad_sample="skip"``, were each reported when read and are counted by the caller).
-
-    Raises:
-        BadSampleError: if none was (the collate functions give a :class:`SkippedBatch` for such a
-            batch before asking).
-    """
+def readable_samples(samples: list) -> ReadableSamples | SkippedBatch:
+    """What the collate functions build a batch from: the readable samples (unreadable ones,
+    skipped with ``on_bad_sample="skip"``, are None and were reported when read) with their images
+    stacked (:func:`stack_images`) and their other fields transposed, and how many were left out;
+    a :class:`SkippedBatch` if none was readable."""
     kept = [s for s in samples if s is not None]
     if not kept:
-        raise BadSampleError(
-            f"every sample of a batch of {len(samples)} was unreadable (skipped with on_bad_sample=skip, "
-            "rows in the warnings above), which leaves an empty batch. Fix or remove those rows, or use a "
-            "larger batch_size"
-        )
-    return kept
+        return SkippedBatch(len(samples))
+    images, *fields = zip(*kept)
+    return ReadableSamples(stack_images(images), fields, len(samples) - len(kept))
 
 
 def stack_images(images: list | tuple) -> Tensor | BackboneFeatures:

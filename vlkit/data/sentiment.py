@@ -23,12 +23,10 @@ from vlkit.data.common import (
     ImageRows,
     SkippedBatch,
     SplitDataModule,
-    kept_samples,
     load_splits,
     pad_with_mask,
+    readable_samples,
     report_bad_rows,
-    skipped_batch,
-    stack_images,
 )
 from vlkit.text.tokenizer import WordTokenizer
 
@@ -103,14 +101,12 @@ class _CollateFn:
         self.pad_id = pad_id
 
     def __call__(self, samples: list) -> SentimentBatch | SkippedBatch:
-        if (skipped := skipped_batch(samples)) is not None:  # every image unreadable
-            return skipped
-        kept = kept_samples(samples)
-        images, ids, labels = zip(*kept)
+        batch = readable_samples(samples)
+        if isinstance(batch, SkippedBatch):  # every image unreadable
+            return batch
+        ids, labels = batch.fields
         text_ids, mask = pad_with_mask(ids, self.pad_id)  # (b, l), (b, l)
-        return SentimentBatch(
-            stack_images(images), text_ids, mask, torch.tensor(labels), len(samples) - len(kept)
-        )
+        return SentimentBatch(batch.images, text_ids, mask, torch.tensor(labels), batch.num_skipped)
 
 
 class SentimentDataModule(SplitDataModule):

@@ -29,13 +29,11 @@ from vlkit.data.common import (
     SkippedBatch,
     SplitDataModule,
     image_transform,
-    kept_samples,
     load_image,
     load_splits,
-    pad_ids,
+    pad_with_mask,
+    readable_samples,
     report_bad_rows,
-    skipped_batch,
-    stack_images,
 )
 from vlkit.text.tokenizer import WordTokenizer
 
@@ -147,23 +145,23 @@ class _VQADataset(ImageRows):
 
 
 def _collate(samples: list, num_answers: int, multi_answer: bool) -> VQABatch | SkippedBatch:
-    if (skipped := skipped_batch(samples)) is not None:  # every image unreadable
-        return skipped
-    kept = kept_samples(samples)
-    images, ids, labels, scores = zip(*kept)
-    question_ids = pad_ids(ids)
-    score_matrix = torch.zeros(len(kept), num_answers)
+    batch = readable_samples(samples)
+    if isinstance(batch, SkippedBatch):  # every image unreadable
+        return batch
+    ids, labels, scores = batch.fields
+    question_ids, question_mask = pad_with_mask(ids)
+    score_matrix = torch.zeros(len(labels), num_answers)
     for row, s in enumerate(scores):
         for answer, value in s.items():
             score_matrix[row, answer] = value
     return VQABatch(
-        stack_images(images),
+        batch.images,
         question_ids,
-        question_ids != 0,
+        question_mask,
         torch.tensor(labels),
         score_matrix,
         multi_answer,
-        len(samples) - len(kept),
+        batch.num_skipped,
     )
 
 
