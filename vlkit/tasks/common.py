@@ -21,6 +21,7 @@ from torch import Tensor
 
 from vlkit.attention import hard_attention_loss
 from vlkit.data.common import SkippedBatch
+from vlkit.text.hf import HFTextEncoder
 
 __all__ = ["NONFINITE_LOSS_POLICIES", "TrainingTask", "warmup_cosine"]
 
@@ -55,6 +56,15 @@ class TrainingTask(
       that saved them, restored when ``fit`` resumes from one, so a resumed run draws the same
       dropout masks as an uninterrupted one.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: The DataModule settings that prepare inputs (``image_size``, text lengths), saved by
+        #: :meth:`save_pretrained` in ``vlkit.json``; set when the task is loaded from a checkpoint
+        #: or a saved folder, else read from the trainer's DataModule.
+        self.data_settings: dict[str, Any] | None = None
+        self._hf_files_cache: dict[str, dict[str, bytes]] | None = None  # see _hf_files
+        self._skipped_this_epoch: dict[str, int] = {}  # split: unreadable samples, reported at its end
 
     @staticmethod
     def check_optimizer_args(
@@ -139,11 +149,6 @@ class TrainingTask(
         checkpoint["vlkit_rng_states"] = _rng_states()
 
     # -- save_pretrained / from_pretrained (Hugging Face conventions) -------------------------
-    #: The DataModule settings that prepare inputs (``image_size``, text lengths), saved by
-    #: :meth:`save_pretrained` in ``vlkit.json``; set by ``vlkit export`` from the checkpoint, or
-    #: from the trainer's DataModule.
-    data_settings: dict[str, Any] | None = None
-
     def _save_pretrained(self, save_directory: Path) -> None:
         """``model.safetensors`` (the weights, by the mixin), and beside ``config.json`` (the
         constructor's arguments: model name and arguments, vocabularies) ``vlkit.json`` (the task
@@ -227,8 +232,8 @@ class TrainingTask(
         return task.eval()
 
     def _hf_files(self) -> dict[str, dict[str, bytes]]:
-        if getattr(self, "_hf_files_cache", None) is None:
-            names = {m.name_or_path for m in self.modules() if type(m).__name__ == "HFTextEncoder"}
+        if self._hf_files_cache is None:
+            names = {m.name_or_path for m in self.modules() if isinstance(m, HFTextEncoder)}
             if self.hparams.get("tokenizer_name"):
                 names.add(self.hparams.tokenizer_name)
             if names:
@@ -299,12 +304,12 @@ class TrainingTask(
         )
         if num_skipped:
             log.warning("%s: %d unreadable sample(s) skipped in this batch", split, num_skipped)
-            counts = self.__dict__.setdefault("_skipped_this_epoch", {})
+            counts = self._skipped_this_epoch
             counts[split] = counts.get(split, 0) + num_skipped
 
     def _report_skipped(self, split: str) -> None:
         """At the end of an epoch: one warning with the number of ``split`` samples skipped in it."""
-        skipped = self.__dict__.get("_skipped_this_epoch", {}).pop(split, 0)
+        skipped = self._skipped_this_epoch.pop(split, 0)
         if skipped:
             log.warning(
                 "%s, epoch %d: %d unreadable sample(s) skipped in this epoch (on_bad_sample=skip; "
