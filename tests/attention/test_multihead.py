@@ -135,6 +135,23 @@ def test_all_masked_row_is_zero_context_in_both_paths(cross_attn):
     torch.testing.assert_close(fused.output[1], ok[1])
 
 
+@pytest.mark.parametrize("grad", [False, True])
+def test_fully_padded_sequence_is_zero_context_in_both_paths(cross_attn, grad):
+    """A (b, n) key-padding mask whose sequence 1 keeps no key: every query row of that sequence
+    gets out_proj.bias, with and without autograd (the fused path zeroes after merging heads)."""
+    x, context = inputs()
+    mask = key_padding(N)
+    mask[1] = False
+    with torch.set_grad_enabled(grad):
+        fused, explicit = both_paths(cross_attn, x, context=context, mask=mask)
+    assert_paths_agree(fused, explicit)
+    bias = cross_attn.out_proj.bias.detach().expand(M, DIM)
+    torch.testing.assert_close(fused.output[1].detach(), bias)
+    # sequence 0 is untouched by sequence 1's padding
+    alone = cross_attn(x[:1], context=context[:1], mask=mask[:1]).output
+    torch.testing.assert_close(fused.output[0].detach(), alone[0].detach(), atol=ATOL, rtol=1e-5)
+
+
 @pytest.mark.parametrize("need_weights", [False, True])
 def test_all_masked_row_has_finite_gradients(need_weights):
     mha, x, context = cross_attention_with_grad_inputs()

@@ -23,6 +23,15 @@ from vlkit.attention.masking import check_mask, masked_softmax
 __all__ = ["MultiHeadAttention", "MultiHeadAttentionOutput"]
 
 
+def _reads_are_free(x: Tensor) -> bool:
+    """Whether reading a value of ``x``'s device on the host costs no synchronisation.
+
+    True on the CPU in eager mode; False on accelerators (a read waits for the queued kernels)
+    and while ``torch.compile`` traces (a read would break the graph).
+    """
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
 class MultiHeadAttentionOutput(NamedTuple):
     """Output of :class:`MultiHeadAttention`.
 
@@ -136,7 +145,7 @@ class MultiHeadAttention(nn.Module):
         attn_mask = self._build_mask(mask, causal, b, m, n, x.device)  # (b|1, 1, m|1, n)
         drop = self.attn_drop if self.training else 0.0
 
-        weights = None
+        weights, empty_rows = None, None
         if need_weights or self.alignment is not None:
             scores = q @ k.transpose(-1, -2) * self.head_dim**-0.5  # (b, h, m, n)
             if self.alignment is None:
@@ -146,15 +155,16 @@ class MultiHeadAttention(nn.Module):
             out = F.dropout(weights, drop, self.training) @ v  # (b, h, m, dh)
             weights = weights if need_weights else None
         else:
-            empty_rows = None
             if attn_mask is not None:
-                attn_mask = attn_mask.expand(b, 1, m, n)
-                empty_rows = ~attn_mask.any(-1, keepdim=True)  # (b, 1, m, 1)
                 # the fused kernel returns NaN for rows with nothing to attend: let them
-                # attend everywhere, then zero their context below
+                # attend everywhere, then zero their context below. The mask keeps its
+                # broadcast shape (b, 1, m|1, n); the kernel broadcasts it over heads and rows.
+                empty_rows = ~attn_mask.any(-1, keepdim=True)  # (b, 1, m|1, 1)
                 attn_mask = attn_mask | empty_rows
+                if _reads_are_free(x) and not bool(empty_rows.any()):
+                    empty_rows = None  # nothing to zero: skip the copy
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
-            if empty_rows is not None:
-                out = out.masked_fill(empty_rows, 0.0)  # (b, h, m, dh)
         out = rearrange(out, "b h m dh -> b m (h dh)")
+        if empty_rows is not None:  # one copy, after the heads are merged
+            out = out.masked_fill(rearrange(empty_rows, "b 1 m 1 -> b m 1"), 0.0)
         return MultiHeadAttentionOutput(self.proj_drop(self.out_proj(out)), weights)
