@@ -754,7 +754,8 @@ def measure(workloads: list[Workload], bench: Bench, forward: bool = True) -> li
 
     For each phase (inference forward if ``forward``, then forward+backward): up to
     ``bench.warmup`` untimed rounds (at least two under ``--compile``: the first compiles),
-    then up to ``bench.repeats`` timed rounds; a round runs every workload once, in turn. With
+    then up to ``bench.repeats`` timed rounds; a round runs every workload once, in turn, the
+    first of them rotating from round to round (which one runs first changes its time). With
     ``bench.max_seconds``, warm-up stops once it has taken that long, and the first timed
     round sets the number of rounds to what fits in ``max_seconds`` (at least one); the
     repeats actually used are recorded. Finally one profiled forward+backward of each
@@ -766,10 +767,13 @@ def measure(workloads: list[Workload], bench: Bench, forward: bool = True) -> li
     for phase, train in phases:
         times: dict[int, list[float]] = {i: [] for i in range(len(runners))}
 
-        def run_round(timed: bool, train: bool = train, times: dict = times) -> float:
-            """Run every workload still alive once; the seconds they took together."""
+        def run_round(timed: bool, k: int, train: bool = train, times: dict = times) -> float:
+            """Run every workload still alive once, starting with workload ``k mod count``
+            (so each goes first as often as the others); the seconds they took together."""
             total = 0.0
-            for i, runner in enumerate(runners):
+            start = k % len(runners)
+            for i in [*range(start, len(runners)), *range(start)]:
+                runner = runners[i]
                 if runner.result.note is not None:
                     continue
                 runner.reset(train)
@@ -785,12 +789,12 @@ def measure(workloads: list[Workload], bench: Bench, forward: bool = True) -> li
 
         spent, compile_rounds = 0.0, 2 if bench.compile else 0
         for k in range(max(bench.warmup, compile_rounds)):
-            spent += run_round(timed=False)
+            spent += run_round(timed=False, k=k)
             if bench.max_seconds is not None and spent >= bench.max_seconds and k + 1 >= compile_rounds:
                 break
         planned, done = bench.repeats, 0
         while done < planned:
-            round_s = run_round(timed=True)
+            round_s = run_round(timed=True, k=done)
             done += 1
             if done == 1 and bench.max_seconds is not None and round_s > 0:
                 planned = min(bench.repeats, max(1, math.floor(bench.max_seconds / round_s)))
