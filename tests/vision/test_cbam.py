@@ -8,6 +8,7 @@ import torch
 from timm.layers.cbam import ChannelAttn
 
 from vlkit.vision import CBAM, ChannelAttention, SpatialAttention
+from vlkit.vision import cbam as vlkit_cbam
 
 
 def feature_map(seed=0, c=32, h=5, w=6):
@@ -123,3 +124,63 @@ def test_cbam_works_as_a_timm_residual_block_attention_layer():
 def test_errors(call):
     with pytest.raises(ValueError):
         call()
+
+
+def _timm_style_cbam(cbam, x):
+    """The same CBAM written with ``amax`` pooling (timm's ops), with cbam's weights."""
+    ch = cbam.channel
+    avg = ch.fc2(ch.act(ch.fc1(x.mean((2, 3), keepdim=True))))
+    mx = ch.fc2(ch.act(ch.fc1(x.amax((2, 3), keepdim=True))))
+    f1 = x * torch.sigmoid(avg + mx)
+    pooled = torch.cat([f1.mean(1, keepdim=True), f1.amax(1, keepdim=True)], 1)
+    return f1 * torch.sigmoid(cbam.spatial.conv(pooled))
+
+
+def test_max_pool_gradients_equal_amax_ones_without_ties():
+    """Training takes the max with ``max`` (cheaper backward), inference with ``amax``: same
+    outputs, and the same gradients to the input and every parameter when no values tie."""
+    torch.manual_seed(0)
+    cbam = CBAM(32, reduction=8)
+    x = feature_map().requires_grad_(True)
+    out = cbam(x)
+    grads = torch.autograd.grad(out.pow(2).sum(), [x, *cbam.parameters()])
+    x_ref = x.detach().clone().requires_grad_(True)
+    ref = _timm_style_cbam(cbam, x_ref)
+    ref_grads = torch.autograd.grad(ref.pow(2).sum(), [x_ref, *cbam.parameters()])
+    torch.testing.assert_close(out, ref)
+    for g, g_ref in zip(grads, ref_grads):
+        torch.testing.assert_close(g, g_ref)
+    with torch.no_grad():
+        torch.testing.assert_close(cbam(x), out.detach())
+
+
+@pytest.mark.parametrize("block", ["channel", "spatial"])
+def test_a_tied_max_passes_its_whole_gradient_to_one_tied_position(block):
+    """With ties (e.g. ReLU zeros), ``max`` gives the gradient to one tied position where
+    ``amax`` spreads it: both are subgradients, so the sum over the tied positions agrees."""
+    x = torch.zeros(1, 4, 2, 2, requires_grad=True)  # every value ties
+    if block == "channel":
+        pooled = vlkit_cbam._max_pool(x, (2, 3))
+    else:
+        pooled = vlkit_cbam._max_pool(x, 1)
+    (pooled * 3.0).sum().backward()
+    grad = x.grad
+    tied_axes = (2, 3) if block == "channel" else (1,)
+    assert ((grad != 0).sum(tied_axes) == 1).all()  # one position per max
+    torch.testing.assert_close(grad.sum(tied_axes), torch.full_like(grad.sum(tied_axes), 3.0))
+
+
+@pytest.mark.parametrize("frozen", ["channel", "spatial", "none"])
+def test_partly_frozen_cbam_gives_gradients_to_what_trains(frozen):
+    """Inference reuses F' for the output; with part of the block frozen and an input without
+    gradient, the trainable part still gets the gradient of the plain equation."""
+    torch.manual_seed(0)
+    cbam = CBAM(32, reduction=8)
+    if frozen != "none":
+        getattr(cbam, frozen).requires_grad_(False)
+    x = feature_map()
+    trainable = [p for p in cbam.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(cbam(x).pow(2).sum(), trainable)
+    ref_grads = torch.autograd.grad(_timm_style_cbam(cbam, x).pow(2).sum(), trainable)
+    for g, g_ref in zip(grads, ref_grads):
+        torch.testing.assert_close(g, g_ref)
