@@ -56,6 +56,21 @@ def test_mfb_output_is_l2_normalised_and_power_normalised():
     torch.testing.assert_close(out.output, expected / expected.norm(dim=-1, keepdim=True), atol=1e-5, rtol=0)
 
 
+def test_mfb_gradients_match_torch_normalize_of_the_signed_sqrt():
+    """MFB divides by the (..., 1) norm itself and takes sign(z) without gradient: the
+    gradients equal those of ``F.normalize(sign(z)·sqrt(|z| + eps))`` written with torch ops."""
+    torch.manual_seed(4)
+    mfb = MFB(5, 7, output_dim=6, factor=4, dropout=0.0)
+    x, y = torch.randn(3, 5, requires_grad=True), torch.randn(3, 7, requires_grad=True)
+    weights = torch.randn(3, 6)
+    grads = torch.autograd.grad((mfb(x, y).output * weights).sum(), [x, y, *mfb.parameters()])
+    z = (mfb.x_proj(x) * mfb.y_proj(y)).unflatten(-1, (6, 4)).sum(-1)
+    expected = torch.nn.functional.normalize(torch.sign(z) * torch.sqrt(z.abs() + 1e-12), dim=-1)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), [x, y, *mfb.parameters()])
+    for g, g_ref in zip(grads, expected_grads):
+        torch.testing.assert_close(g, g_ref)
+
+
 def test_mfh_slices_are_each_normalised_and_order_one_is_mfb():
     torch.manual_seed(1)
     mfh = MFH(4, 3, output_dim=5, factor=2, order=3, dropout=0.0)

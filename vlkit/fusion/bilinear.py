@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlkit.fusion.common import FusionOutput, check_fusion_inputs
@@ -33,7 +32,16 @@ _SQRT_EPS = 1e-12
 
 def signed_sqrt(z: Tensor) -> Tensor:
     """Power normalisation ``sign(z)·sqrt(|z|)`` (within ``1e-6`` of it), finite gradient everywhere."""
-    return torch.sign(z) * torch.sqrt(z.abs() + _SQRT_EPS)
+    # sign(z) has zero gradient: taking it from a detached z spares autograd a full-size
+    # product and a zero fill in the backward pass
+    return z.detach().sign() * torch.sqrt(z.abs() + _SQRT_EPS)
+
+
+def _l2_normalize(z: Tensor, eps: float = 1e-12) -> Tensor:
+    """``z / max(‖z‖₂, eps)`` over the last dim: :func:`torch.nn.functional.normalize`'s result,
+    dividing by the ``(..., 1)`` norm directly (``normalize`` divides by it expanded to ``z``'s
+    shape, a slower full-size division and backward)."""
+    return z / z.norm(dim=-1, keepdim=True).clamp_min(eps)
 
 
 class MFBOutput(NamedTuple):
@@ -87,7 +95,7 @@ class MFB(nn.Module):
         if previous is not None:
             expanded = expanded * previous
         pooled = expanded.unflatten(-1, (self.output_dim, self.factor)).sum(-1)  # SumPool: (..., o)
-        return MFBOutput(F.normalize(signed_sqrt(pooled), dim=-1), expanded)
+        return MFBOutput(_l2_normalize(signed_sqrt(pooled)), expanded)
 
 
 class MFH(nn.Module):
@@ -129,7 +137,7 @@ class MFH(nn.Module):
         for block in self.blocks:
             output, previous = block(x, y, previous)
             outputs.append(output)
-        return torch.cat(outputs, -1)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, -1)  # cat would copy one
 
 
 class MFBCoAttention(nn.Module):
