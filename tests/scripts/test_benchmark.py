@@ -171,6 +171,25 @@ def test_a_failing_layer_is_reported_not_fatal():
     assert benchmark._failure_note(bench, ValueError("x\ny")).startswith("compile failed: ValueError: x")
 
 
+def test_the_workload_that_runs_first_rotates_from_round_to_round():
+    calls: list[str] = []
+
+    class Named(torch.nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name, self.w = name, torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            calls.append(self.name)
+            return x * self.w
+
+    x = torch.randn(2, requires_grad=True)
+    workloads = [benchmark.Workload(Named(n), lambda m: m(x), (x,)) for n in "abc"]
+    bench = benchmark.Bench(torch.device("cpu"), None, False, repeats=3, warmup=0, sizes=())
+    benchmark.measure(workloads, bench, forward=False)
+    assert calls[:9] == list("abc" "bca" "cab")
+
+
 def test_median_and_interquartile_range():
     assert benchmark.median_iqr([5.0]) == (5.0, 0.0)
     assert benchmark.median_iqr([1.0, 2.0, 3.0, 4.0, 5.0]) == (3.0, 2.0)
@@ -215,6 +234,20 @@ def test_main_quick_writes_json_and_markdown(tmp_path, capsys):
     text = markdown.read_text()
     assert "| parallel_coattention | quick |" in text and "timm CbamModule" in text and "exponent" in text
     assert text in capsys.readouterr().out
+
+
+def test_bf16_autocast_and_compile_run_layers_and_references(tmp_path):
+    """The settings of the GPU table (--dtype bfloat16 --compile), run on the CPU."""
+    out = tmp_path / "bench.json"
+    layers = ["mha_self", "mfb_block"]
+    args = ["--quick", "--dtype", "bfloat16", "--compile", "--sections", "references", "--out", str(out)]
+    benchmark.main([*args, "--only", *layers])
+    results = json.loads(out.read_text())
+    assert results["settings"]["dtype"] == "bfloat16" and results["settings"]["compile"] is True
+    assert sorted(row["layer"] for row in results["references"]) == sorted(layers)
+    for row in results["references"]:
+        assert row["vlkit"]["note"] is None and row["ref"]["note"] is None, row
+        assert row["ratio"]["forward_ms"] > 0 and row["ratio"]["train_ms"] > 0
 
 
 def test_data_section_reports_loader_and_step_rates(tiny_vqa_on_disk, tmp_path, monkeypatch):
