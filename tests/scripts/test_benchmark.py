@@ -187,7 +187,7 @@ def test_the_workload_that_runs_first_rotates_from_round_to_round():
     workloads = [benchmark.Workload(Named(n), lambda m: m(x), (x,)) for n in "abc"]
     bench = benchmark.Bench(torch.device("cpu"), None, False, repeats=3, warmup=0, sizes=())
     benchmark.measure(workloads, bench, forward=False)
-    assert calls[:9] == list("abc" "bca" "cab")
+    assert calls[:9] == list("abcbcacab")
 
 
 def test_median_and_interquartile_range():
