@@ -170,17 +170,19 @@ def test_a_tied_max_passes_its_whole_gradient_to_one_tied_position(block):
     torch.testing.assert_close(grad.sum(tied_axes), torch.full_like(grad.sum(tied_axes), 3.0))
 
 
-@pytest.mark.parametrize("frozen", ["channel", "spatial", "none"])
-def test_partly_frozen_cbam_gives_gradients_to_what_trains(frozen):
-    """Inference reuses F' for the output; with part of the block frozen and an input without
-    gradient, the trainable part still gets the gradient of the plain equation."""
+def test_forward_hooks_on_the_two_blocks_see_their_inputs_and_outputs():
+    """Visualisations (scripts/show_cbam.py) hook ``.channel`` and ``.spatial``: both run as
+    module calls, and the spatial block's input is the channel block's output, untouched."""
     torch.manual_seed(0)
-    cbam = CBAM(32, reduction=8)
-    if frozen != "none":
-        getattr(cbam, frozen).requires_grad_(False)
+    cbam = CBAM(32, reduction=8).eval()
+    seen = {}
+    for name in ("channel", "spatial"):
+        getattr(cbam, name).register_forward_hook(
+            lambda m, inputs, out, name=name: seen.update({name: (inputs[0].clone(), out)})
+        )
     x = feature_map()
-    trainable = [p for p in cbam.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(cbam(x).pow(2).sum(), trainable)
-    ref_grads = torch.autograd.grad(_timm_style_cbam(cbam, x).pow(2).sum(), trainable)
-    for g, g_ref in zip(grads, ref_grads):
-        torch.testing.assert_close(g, g_ref)
+    with torch.no_grad():
+        out = cbam(x)
+    torch.testing.assert_close(seen["spatial"][0], seen["channel"][1])
+    torch.testing.assert_close(seen["spatial"][1], out)
+    torch.testing.assert_close(out, seen["spatial"][0] * cbam.spatial.attention_map(seen["spatial"][0]))

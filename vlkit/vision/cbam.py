@@ -163,8 +163,5 @@ class CBAM(nn.Module):
         return self.spatial.attention_map(self.channel(x))
 
     def forward(self, x: Tensor) -> Tensor:
-        refined = self.channel(x)  # F' = M_c(F) ⊙ F, a new tensor
-        spatial = self.spatial.attention_map(refined)  # M_s(F')
-        if torch.is_grad_enabled() and (refined.requires_grad or spatial.requires_grad):
-            return refined * spatial
-        return refined.mul_(spatial)  # no gradient to keep F' for: reuse its memory
+        # module calls, so forward hooks on .channel / .spatial see each block's input and output
+        return self.spatial(self.channel(x))
