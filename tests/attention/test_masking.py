@@ -1,6 +1,6 @@
 """Tests for vlkit.attention.masking: masked_softmax, lengths_to_mask, check_mask.
 
-Contract (SPEC.md section 1): masks are bool with True = keep; masked positions get weight
+Contract (docs/mechanisms.md#masked-softmax): masks are bool with True = keep; masked positions get weight
 exactly 0; every row sums to 1 over its kept positions; an all-False row is all zeros and
 never NaN, also in fp16/bf16 and under autocast.
 """

@@ -1,6 +1,6 @@
 """Tests for vlkit.attention.position: sinusoidal encodings, 1-D and 2-D.
 
-Contract (SPEC.md section 1): ``P[i, 2j] = sin(i / 10000^{2j/d})``,
+Contract (docs/mechanisms.md#positional-encodings): ``P[i, 2j] = sin(i / 10000^{2j/d})``,
 ``P[i, 2j+1] = cos(i / 10000^{2j/d})``; the 2-D grid encoding spends d/2 channels on the
 row index and d/2 on the column index, flattened row-major.
 """

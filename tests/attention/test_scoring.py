@@ -1,6 +1,6 @@
 """Tests for vlkit.attention.scoring: one exact hand-computed value per score function.
 
-Contract (SPEC.md section 1, "Score functions"): dot ``qᵀk``, scaled dot ``qᵀk/√d``,
+Contract (docs/mechanisms.md#score-functions): dot ``qᵀk``, scaled dot ``qᵀk/√d``,
 general ``qᵀWk``, additive ``w_vᵀ tanh(W_q q + W_k k)``, concat ``vᵀ tanh(W[q; k])``;
 every score maps ``(b, m, d_q), (b, n, d_k) -> (b, m, n)``.
 """

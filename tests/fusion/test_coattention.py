@@ -1,4 +1,4 @@
-"""Tests for vlkit.fusion.coattention against SPEC.md section 3 (Lu et al., NeurIPS 2016).
+"""Tests for vlkit.fusion.coattention against docs/mechanisms.md#co-attention (Lu et al., NeurIPS 2016).
 
 The references below follow the paper literally, in its column convention: per sample,
 ``V`` is a ``(d_v × n)`` matrix whose columns are regions and ``Q`` a ``(d_q × l)`` matrix
@@ -124,7 +124,7 @@ def assert_matches_reference(layer, out, image, text, n_valid, l_valid):
 
 
 # --------------------------------------------------------------------------------------
-# agreement with the SPEC equations
+# agreement with the paper's equations (docs/mechanisms.md#co-attention)
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", LAYERS, ids=LAYER_IDS)
 @pytest.mark.parametrize("seed", [0, 1])

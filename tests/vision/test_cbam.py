@@ -1,4 +1,4 @@
-"""Tests for vlkit.vision.cbam against the SPEC.md section 2 equations."""
+"""Tests for vlkit.vision.cbam against the equations of docs/mechanisms.md#channel-and-spatial-attention."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """Alignment functions: turn scores into attention weights, globally or in a local window.
 
-The alignment is the second of the three steps of attention (SPEC.md section 1): score,
-**alignment**, context. Every alignment module has the same call,
-``alignment(scores, mask, query, query_positions) -> weights``, so any attention layer in
-vlkit (:class:`vlkit.attention.Attention` and its named subclasses, :class:`LuongAttention`,
-:class:`MultiHeadAttention`, :class:`HardAttention`) takes one in place of the global softmax.
+The alignment is the second of the three steps of attention
+(``docs/mechanisms.md#attention-as-pooling``): score, **alignment**, context. Every alignment
+module has the same call, ``alignment(scores, mask, query, query_positions) -> weights``, so
+any attention layer in vlkit (:class:`vlkit.attention.Attention` and its named subclasses,
+:class:`LuongAttention`, :class:`MultiHeadAttention`, :class:`HardAttention`) takes one in place
+of the global softmax.
 
 | name       | weights                                                        | paper |
 |------------|----------------------------------------------------------------|-------|

@@ -1,7 +1,7 @@
 """Attention pooling: ``f(q) = Σ_i softmax_i(a(q, k_i)) v_i`` with any score function.
 
-The three steps of attention (SPEC.md section 1) are kept separate: a *score* module
-(:mod:`vlkit.attention.scoring`), the *alignment* (:func:`masked_softmax`) and the
+The three steps of attention (``docs/mechanisms.md#attention-as-pooling``) are kept separate: a
+*score* module (:mod:`vlkit.attention.scoring`), the *alignment* (:func:`masked_softmax`) and the
 *context* (weighted sum). :class:`Attention` composes them; the named subclasses fix the
 score function.
 
@@ -201,7 +201,9 @@ class ConcatAttention(Attention):
 
 
 class NadarayaWatsonAttention(Attention):
-    """Nadaraya–Watson kernel regression as attention pooling (Nadaraya, 1964; Watson, 1964).
+    """Nadaraya–Watson kernel regression as attention pooling (Nadaraya, "On Estimating Regression",
+    Theory of Probability and Its Applications 9(1), 1964; Watson, "Smooth Regression Analysis",
+    Sankhyā Series A 26(4), 1964).
 
     ``f(x) = Σ_i softmax_i(−‖(x − x_i) ⊙ w‖² / 2) y_i``: a Gaussian kernel as the score
     (:class:`vlkit.attention.GaussianKernelScore`). Non-parametric when ``dim`` is None

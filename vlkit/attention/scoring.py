@@ -1,4 +1,4 @@
-"""Attention score functions ``a(q, k)`` (SPEC.md section 1).
+"""Attention score functions ``a(q, k)`` (equations: ``docs/mechanisms.md#score-functions``).
 
 Every score module maps queries ``(b, m, d_q)`` and keys ``(b, n, d_k)`` to scores
 ``(b, m, n)``; the alignment (masked softmax) and the context (weighted sum) are applied by
@@ -175,13 +175,15 @@ class ConcatScore(nn.Module):
 
 
 class GaussianKernelScore(nn.Module):
-    """Gaussian-kernel score of Nadaraya–Watson kernel regression (Nadaraya, 1964; Watson, 1964).
+    """Gaussian-kernel score of Nadaraya–Watson kernel regression (Nadaraya, Theory of Probability and
+    Its Applications 9(1), 1964; Watson, Sankhyā Series A 26(4), 1964).
 
     ``a(q, k) = −‖(q − k) ⊙ w‖² / 2``, so ``softmax_i a(q, k_i)`` is the normalised Gaussian
     kernel ``K(q − k_i)``. Non-parametric when ``dim`` is None (``w = 1``, the textbook
     ``α(x, x_i) = softmax_i(−(x − x_i)² / 2)``); parametric with a learnable bandwidth
     ``w ∈ R^dim`` (initialised to 1) otherwise: for ``dim = 1`` this is exactly
-    ``−((x − x_i) w)² / 2`` (SPEC.md section 1); wider inputs get one bandwidth per feature.
+    ``−((x − x_i) w)² / 2`` (``docs/mechanisms.md#attention-as-pooling``); wider inputs get one
+    bandwidth per feature.
 
     Args:
         dim: width of queries and keys for the parametric form; None for non-parametric.

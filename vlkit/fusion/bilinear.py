@@ -1,5 +1,5 @@
 """Factorised bilinear pooling: MFB and MFH (Yu, Yu, Fan & Tao, ICCV 2017, arXiv:1708.01471;
-Yu et al., IEEE TNNLS 2018, arXiv:1708.03619), SPEC.md section 4.
+Yu et al., IEEE TNNLS 2018, arXiv:1708.03619); equations in ``docs/mechanisms.md#mfb-and-mfh``.
 
 MFB approximates a bilinear map ``z_i = xᵀ W_i y`` by rank-``k`` factors::
 
@@ -141,7 +141,8 @@ class MFH(nn.Module):
 
 
 class MFBCoAttention(nn.Module):
-    """MFB (or MFH) with co-attention, the VQA model of Yu et al. (ICCV 2017, section 4; TNNLS 2018).
+    """MFB (or MFH) with co-attention, the VQA model of Yu et al. (ICCV 2017, arXiv:1708.01471,
+    section 4; IEEE TNNLS 2018, arXiv:1708.03619).
 
     1. question attention: ``q̂`` = attentional reduction of the tokens (``G_q`` glimpses,
        concatenated; MLP ``Linear``-ReLU-``Linear`` scores, as the paper's 1×1 convs);

@@ -1,4 +1,5 @@
-"""Cross-modal attention: one modality's positions attend over the other's (SPEC.md section 4).
+"""Cross-modal attention: one modality's positions attend over the other's
+(``docs/mechanisms.md#cross-modal-attention``).
 
 - :class:`CrossModalAttention`: one direction, plain attention. For ``"image_to_text"`` each
   region ``r_j`` attends over the tokens: ``α_ij = softmax_i(score(r_j, t_i))``,
@@ -41,7 +42,11 @@ CROSS_MODAL_DIRECTIONS = ("image_to_text", "text_to_image")
 
 
 class CrossModalAttention(nn.Module):
-    """One direction of cross-modal attention (SPEC.md section 4).
+    """One direction of cross-modal attention (``docs/mechanisms.md#cross-modal-attention``).
+
+    Region-over-word attention of this form is the image–text formulation of SCAN (Lee, Chen, Hua,
+    Hu & He, "Stacked Cross Attention for Image-Text Matching", ECCV 2018, arXiv:1803.08024),
+    which scores with a normalised cosine similarity; here any vlkit score function is used.
 
     With ``direction="image_to_text"`` every image region attends over the text tokens::
 

@@ -1,7 +1,8 @@
 """Hierarchical question-image co-attention (Lu, Yang, Batra & Parikh, NeurIPS 2016, arXiv:1606.00061).
 
 The question is read at three levels, each co-attended with the image, and the attended
-vectors are merged from the word level upwards by a recursive MLP (SPEC.md section 3):
+vectors are merged from the word level upwards by a recursive MLP
+(``docs/mechanisms.md#hierarchical-co-attention``):
 
 - word level ``Q^w``: the word embeddings (the ``text`` input, e.g. from
   :class:`vlkit.text.WordEmbeddingEncoder`);
@@ -33,7 +34,8 @@ _LEVELS = ("word", "phrase", "question")
 
 
 class HierarchicalCoAttention(nn.Module):
-    """Hierarchical co-attention with the recursive answer MLP (Lu et al., NeurIPS 2016, section 3).
+    """Hierarchical co-attention with the recursive answer MLP (Lu et al., NeurIPS 2016,
+    arXiv:1606.00061, section 3).
 
     At each level ``r ∈ {w, p, s}`` a co-attention layer gives ``v̂_r`` and ``q̂_r``; then::
 

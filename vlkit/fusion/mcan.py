@@ -1,6 +1,6 @@
 """Deep Modular Co-Attention Networks (MCAN; Yu, Yu, Cui, Tao & Tian, CVPR 2019, arXiv:1906.10770).
 
-Two attention units (post-norm, as in the paper), SPEC.md section 3::
+Two attention units (post-norm, as in the paper; ``docs/mechanisms.md#mcan``)::
 
     SA(X)    = LN(X + MHA(X, X, X)),  then LN(· + FFN(·))
     GA(X, Y) = LN(X + MHA(X, Y, Y)),  then LN(· + FFN(·))
@@ -119,7 +119,8 @@ class ReductionOutput(NamedTuple):
 
 
 class AttentionalReduction(nn.Module):
-    """Attentional reduction to one vector (MCAN's AttFlat, Yu et al., CVPR 2019, section 4.2).
+    """Attentional reduction to one vector (MCAN's AttFlat, Yu et al., CVPR 2019, arXiv:1906.10770,
+    section 4.2).
 
     ``α^g = softmax_m(MLP(s)_g)`` over the kept positions, ``x̃ = W_m [Σ_m α^g_m x_m]_{g=1..G}``
     where the MLP is ``Linear``-ReLU-dropout-``Linear`` and the scores are read from ``s``

@@ -1,4 +1,5 @@
-"""Fusion without cross-attention: joint-embedding baselines and gated fusion (SPEC.md section 4).
+"""Fusion without cross-attention: joint-embedding baselines and gated fusion (see ``docs/mechanisms.md``,
+sections "Joint embeddings" and "Gated fusion").
 
 Each modality is first reduced to one vector by its masked mean and projected into a shared
 ``k``-wide space, ``x = tanh(W_v v̄)``, ``y = tanh(W_q q̄)``; then
@@ -84,7 +85,8 @@ class JointEmbedding(_PooledProjection):
 
 
 class GatedFusion(_PooledProjection):
-    """Gated fusion, adaptive weighting of the modalities (Arevalo et al. 2017, arXiv:1702.01992).
+    """Gated fusion, adaptive weighting of the modalities (Arevalo, Solorio, Montes-y-Gómez & González,
+    "Gated Multimodal Units for Information Fusion", ICLR workshop 2017, arXiv:1702.01992).
 
     ``x = tanh(W_v mean(V))``, ``y = tanh(W_q mean(Q))``, ``g = σ(W_g[x; y])``,
     ``fused = g ⊙ x + (1 − g) ⊙ y``: per feature, the gate decides how much comes from each

@@ -1,6 +1,6 @@
 """CBAM: channel attention, spatial attention and their sequence (Woo et al., ECCV 2018, arXiv:1807.06521).
 
-SPEC.md section 2::
+The equations (``docs/mechanisms.md#channel-and-spatial-attention``)::
 
     M_c(F) = σ(MLP(AvgPool(F)) + MLP(MaxPool(F)))     shared MLP C → C/r → C with ReLU
     M_s(F) = σ(conv7×7([mean_c(F); max_c(F)]))
@@ -50,7 +50,10 @@ def _check_map(x: Tensor, channels: int | None = None) -> None:
 
 
 class ChannelAttention(ChannelAttn):
-    """CBAM channel attention ``M_c(F) = σ(MLP(AvgPool(F)) + MLP(MaxPool(F)))`` (Woo et al., ECCV 2018).
+    """CBAM channel attention ``M_c(F) = σ(MLP(AvgPool(F)) + MLP(MaxPool(F)))``.
+
+    Woo, Park, Lee & Kweon, ECCV 2018, arXiv:1807.06521; it extends squeeze-and-excitation (Hu,
+    Shen & Sun, CVPR 2018, arXiv:1709.01507).
 
     The shared MLP is ``C → C/r → C`` with ReLU, as 1×1 convolutions without bias (timm's
     ``ChannelAttn``, which this class is, with a cheaper max-pool backward).
@@ -94,7 +97,8 @@ class ChannelAttention(ChannelAttn):
 
 
 class SpatialAttention(nn.Module):
-    """CBAM spatial attention ``M_s(F) = σ(conv([mean_c(F); max_c(F)]))`` (Woo et al., ECCV 2018).
+    """CBAM spatial attention ``M_s(F) = σ(conv([mean_c(F); max_c(F)]))`` (Woo et al., ECCV 2018,
+    arXiv:1807.06521).
 
     Args:
         kernel_size: odd size of the convolution (7 in the paper); padding keeps ``H × W``.

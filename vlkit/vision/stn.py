@@ -1,11 +1,11 @@
 """Spatial Transformer Network (Jaderberg, Simonyan, Zisserman & Kavukcuoglu, NeurIPS 2015, arXiv:1506.02025).
 
-Three parts (SPEC.md section 2): a **localisation network** regresses the transform θ from
-the input U; the **grid generator** maps each output coordinate ``(x_t, y_t)`` (normalised to
-``[-1, 1]``) to a source coordinate ``(x_s, y_s)ᵀ = θ (x_t, y_t, 1)ᵀ``; the **sampler** fills
-the output V from U by bilinear interpolation (:func:`torch.nn.functional.affine_grid` +
-:func:`torch.nn.functional.grid_sample`). θ starts at the identity, so an untrained STN
-returns its input.
+Three parts (``docs/mechanisms.md#spatial-transformer``): a **localisation network** regresses the
+transform θ from the input U; the **grid generator** maps each output coordinate ``(x_t, y_t)``
+(normalised to ``[-1, 1]``) to a source coordinate ``(x_s, y_s)ᵀ = θ (x_t, y_t, 1)ᵀ``; the
+**sampler** fills the output V from U by bilinear interpolation
+(:func:`torch.nn.functional.affine_grid` + :func:`torch.nn.functional.grid_sample`). θ starts
+at the identity, so an untrained STN returns its input.
 
 Transforms: ``"affine"`` (6 parameters, θ is any 2×3 matrix) and ``"attention"`` (3
 parameters, isotropic scale ``s`` and translation ``t``: θ = [[s, 0, t_x], [0, s, t_y]]; the
