@@ -1,6 +1,6 @@
 """Tests for vlkit.attention.multihead.MultiHeadAttention.
 
-Contract (SPEC.md section 1, "Multi-head"): ``W_o [head_1; …; head_h]`` with scaled-dot
+Contract (docs/mechanisms.md#multi-head-attention): ``W_o [head_1; …; head_h]`` with scaled-dot
 heads of width ``d / h``; the fused path (``need_weights=False``, SDPA) and the explicit
 path (``need_weights=True``) give the same output; one class serves self- and
 cross-attention; all-masked query rows give a zero context (output = out_proj.bias), never NaN.
@@ -12,9 +12,9 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from vlkit.attention import MultiHeadAttention, MultiHeadAttentionOutput
+from vlkit.testing import torch_mha_like
 
 B, M, N, DIM, HEADS, DIM_CTX = 2, 4, 6, 8, 2, 5
 ATOL = 1e-5
@@ -179,25 +179,11 @@ def test_all_masked_row_under_bf16_autocast(cross_attn):
 
 
 # --------------------------------------------------------------------------- vs torch
-def copy_into_torch(mha, cross=False):
-    ref = nn.MultiheadAttention(
-        DIM, HEADS, batch_first=True, kdim=DIM_CTX if cross else None, vdim=DIM_CTX if cross else None
-    ).eval()
-    with torch.no_grad():
-        if cross:  # kdim != embed_dim: torch keeps separate q/k/v weights
-            ref.q_proj_weight.copy_(mha.q_proj.weight)
-            ref.k_proj_weight.copy_(mha.k_proj.weight)
-            ref.v_proj_weight.copy_(mha.v_proj.weight)
-        else:
-            ref.in_proj_weight.copy_(torch.cat([mha.q_proj.weight, mha.k_proj.weight, mha.v_proj.weight]))
-        ref.in_proj_bias.copy_(torch.cat([mha.q_proj.bias, mha.k_proj.bias, mha.v_proj.bias]))
-        ref.out_proj.weight.copy_(mha.out_proj.weight)
-        ref.out_proj.bias.copy_(mha.out_proj.bias)
-    return ref
+# torch.nn.MultiheadAttention with the layer's weights: vlkit.testing.torch_mha_like
 
 
 def test_matches_torch_self_attention_with_padding(self_attn):
-    ref = copy_into_torch(self_attn)
+    ref = torch_mha_like(self_attn).eval()
     x, _ = inputs()
     mask = key_padding(M)
     ref_out, ref_w = ref(x, x, x, key_padding_mask=~mask, need_weights=True, average_attn_weights=False)
@@ -208,7 +194,7 @@ def test_matches_torch_self_attention_with_padding(self_attn):
 
 
 def test_matches_torch_cross_attention(cross_attn):
-    ref = copy_into_torch(cross_attn, cross=True)
+    ref = torch_mha_like(cross_attn).eval()
     x, context = inputs()
     mask = key_padding(N)
     ref_out, ref_w = ref(
@@ -220,7 +206,7 @@ def test_matches_torch_cross_attention(cross_attn):
 
 
 def test_matches_torch_with_query_key_mask_and_causal(self_attn):
-    ref = copy_into_torch(self_attn)
+    ref = torch_mha_like(self_attn).eval()
     x, _ = inputs()
     g = torch.Generator().manual_seed(7)
     mask = torch.rand(B, M, M, generator=g) > 0.3

@@ -1,7 +1,9 @@
-"""Tests for scripts/benchmark.py: the references compute what the vlkit layers compute, the measures are sound."""
+"""Tests for scripts/benchmark.py and scripts/bench/: the plain references of vlkit.testing compute
+what the vlkit layers compute, the measures are sound, the command line writes its tables."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import math
@@ -11,15 +13,25 @@ from pathlib import Path
 import pytest
 import torch
 
+from vlkit.attention import MultiHeadAttention
 from vlkit.fusion import FUSIONS, MFB, create_fusion
+from vlkit.testing import (
+    PlainCrossModalAttention,
+    PlainMFB,
+    PlainMFBCoAttention,
+    PlainParallelCoAttention,
+    timm_cbam_like,
+    torch_mha_like,
+)
 from vlkit.vision import CBAM
 
 SCRIPTS = Path(__file__).parents[2] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
+sys.path.insert(0, str(SCRIPTS))  # scripts/benchmark.py imports its parts from scripts/bench/
 spec = importlib.util.spec_from_file_location("benchmark", SCRIPTS / "benchmark.py")
 benchmark = importlib.util.module_from_spec(spec)
-sys.modules["benchmark"] = benchmark  # dataclasses look their module up
 spec.loader.exec_module(benchmark)
+measurement = importlib.import_module("bench.measurement")
+workloads = importlib.import_module("bench.workloads")
 
 B, N, L, D = 3, 9, 6, 16
 
@@ -52,21 +64,21 @@ def _assert_same_fusion(vl_out, plain_out, image, text, fields=("image_weights",
 def test_plain_parallel_coattention_equals_vlkit(inputs):
     image, _, text, _ = inputs
     layer = create_fusion("parallel_coattention", D, D, hidden_dim=8)
-    plain = benchmark.PlainParallelCoAttention(layer)
+    plain = PlainParallelCoAttention(layer)
     _assert_same_fusion(layer(*inputs), plain(*inputs), image, text)
 
 
 def test_plain_cross_modal_attention_equals_vlkit(inputs):
     image, _, text, _ = inputs
     layer = create_fusion("cross_modal_attention", D, D)
-    plain = benchmark.PlainCrossModalAttention(layer)
+    plain = PlainCrossModalAttention(layer)
     _assert_same_fusion(layer(*inputs), plain(*inputs), image, text, fields=("text_weights",))
 
 
 def test_plain_mfb_coattention_equals_vlkit(inputs):
     image, _, text, _ = inputs
     layer = create_fusion("mfb", D, D, hidden_dim=8, dropout=0.0)
-    plain = benchmark.PlainMFBCoAttention(layer)
+    plain = PlainMFBCoAttention(layer)
     _assert_same_fusion(layer(*inputs), plain(*inputs), image, text)
 
 
@@ -74,7 +86,7 @@ def test_plain_mfb_block_equals_vlkit(inputs):
     image, _, text, _ = inputs
     question = text.mean(1, keepdim=True)  # (b, 1, d), broadcast over the regions
     block = MFB(D, D, output_dim=8, factor=5, dropout=0.0)
-    plain = benchmark.PlainMFB(block)
+    plain = PlainMFB(block)
     vl_out, plain_out = block(image, question).output, plain(image, question)
     torch.testing.assert_close(plain_out, vl_out, atol=1e-6, rtol=1e-5)
     for g_plain, g_vl in zip(_grads(plain_out, image, text), _grads(vl_out, image, text)):
@@ -83,18 +95,18 @@ def test_plain_mfb_block_equals_vlkit(inputs):
 
 def test_plain_references_reject_configurations_they_do_not_cover():
     with pytest.raises(ValueError, match="order=1"):
-        benchmark.PlainMFBCoAttention(create_fusion("mfh", D, D, hidden_dim=8))
+        PlainMFBCoAttention(create_fusion("mfh", D, D, hidden_dim=8))
     with pytest.raises(ValueError, match="image_to_text"):
-        benchmark.PlainCrossModalAttention(
-            create_fusion("cross_modal_attention", D, D, direction="text_to_image")
-        )
+        PlainCrossModalAttention(create_fusion("cross_modal_attention", D, D, direction="text_to_image"))
+    with pytest.raises(ValueError, match="qkv_bias"):
+        torch_mha_like(MultiHeadAttention(D, num_heads=4, qkv_bias=False))
 
 
 @pytest.mark.parametrize("cross", [False, True])
 def test_mha_weight_copy_makes_torch_equal_vlkit(inputs, cross):
     image, image_mask, text, text_mask = inputs
-    layer = benchmark.MultiHeadAttention(D, num_heads=4)
-    ref = benchmark.torch_mha_like(layer)
+    layer = MultiHeadAttention(D, num_heads=4)
+    ref = torch_mha_like(layer)
     key, mask = (image, image_mask) if cross else (text, text_mask)
     vl_out = layer(text, key if cross else None, mask=mask).output
     ref_out = ref(text, key, key, key_padding_mask=~mask, need_weights=False)[0]
@@ -111,7 +123,7 @@ def test_timm_cbam_with_copied_weights_equals_vlkit_in_eval():
     layer = CBAM(32, reduction=8, kernel_size=5)
     with torch.no_grad():
         layer.spatial.conv.bias.fill_(0.3)  # the bias travels into timm's BatchNorm
-    ref = benchmark.timm_cbam_like(layer).eval()
+    ref = timm_cbam_like(layer).eval()
     x = torch.randn(2, 32, 6, 6)
     torch.testing.assert_close(ref(x), layer.eval()(x), atol=1e-6, rtol=1e-5)
 
@@ -119,13 +131,13 @@ def test_timm_cbam_with_copied_weights_equals_vlkit_in_eval():
 @pytest.mark.parametrize("p", [0.5, 1.0, 2.0, 3.0])
 def test_fit_exponent_recovers_known_exponents(p):
     ns = [49, 196, 784, 3136]
-    exponent, c = benchmark.fit_exponent(ns, [0.7 * n**p for n in ns])
+    exponent, c = measurement.fit_exponent(ns, [0.7 * n**p for n in ns])
     assert exponent == pytest.approx(p, abs=1e-9) and c == pytest.approx(0.7, rel=1e-9)
     # multiplicative noise of ±5 % leaves the slope within 0.05 over a 64-fold range
     noisy = [0.7 * n**p * f for n, f in zip(ns, (1.05, 0.95, 1.05, 0.95))]
-    assert benchmark.fit_exponent(ns, noisy)[0] == pytest.approx(p, abs=0.05)
+    assert measurement.fit_exponent(ns, noisy)[0] == pytest.approx(p, abs=0.05)
     with pytest.raises(ValueError):
-        benchmark.fit_exponent([10], [1.0])
+        measurement.fit_exponent([10], [1.0])
 
 
 def test_cpu_peak_memory_matches_known_allocations():
@@ -139,10 +151,10 @@ def test_cpu_peak_memory_matches_known_allocations():
         later = torch.ones(256, 1024)  # 1 MiB: the peak stays 4 + 2 = 6 MiB
         return kept, later
 
-    for fn, expected in ((one_tensor, 4 * benchmark.MiB), (live_and_temporary, 6 * benchmark.MiB)):
-        peak, method = benchmark.cpu_peak_bytes(fn)
+    for fn, expected in ((one_tensor, 4 * measurement.MiB), (live_and_temporary, 6 * measurement.MiB)):
+        peak, method = measurement.cpu_peak_bytes(fn)
         assert method == "raw allocation records"
-        assert expected <= peak <= 1.2 * expected, (fn.__name__, peak / benchmark.MiB)
+        assert expected <= peak <= 1.2 * expected, (fn.__name__, peak / measurement.MiB)
 
 
 def test_cpu_peak_memory_of_a_forward_backward():
@@ -154,8 +166,8 @@ def test_cpu_peak_memory_of_a_forward_backward():
         d = torch.relu(c)  # 4 MiB
         d.sum().backward()  # gradient of c 4 MiB, of b 8 MiB, of a 2 MiB
 
-    peak, _ = benchmark.cpu_peak_bytes(step)
-    assert 22 * benchmark.MiB <= peak <= 1.2 * 22 * benchmark.MiB, peak / benchmark.MiB
+    peak, _ = measurement.cpu_peak_bytes(step)
+    assert 22 * measurement.MiB <= peak <= 1.2 * 22 * measurement.MiB, peak / measurement.MiB
 
 
 def test_a_failing_layer_is_reported_not_fatal():
@@ -164,11 +176,11 @@ def test_a_failing_layer_is_reported_not_fatal():
             raise RuntimeError("no kernel for this")
 
     x = torch.randn(2, 3, requires_grad=True)
-    bench = benchmark.Bench(torch.device("cpu"), None, False, repeats=1, warmup=0, sizes=())
-    (result,) = benchmark.measure([benchmark.Workload(Broken(), lambda m: m(x), (x,))], bench)
+    bench = measurement.Bench(torch.device("cpu"), None, False, repeats=1, warmup=0, sizes=())
+    (result,) = measurement.measure([workloads.Workload(Broken(), lambda m: m(x), (x,))], bench)
     assert result.note == "failed: RuntimeError: no kernel for this" and result.train_ms is None
     bench.compile = True
-    assert benchmark._failure_note(bench, ValueError("x\ny")).startswith("compile failed: ValueError: x")
+    assert measurement._failure_note(bench, ValueError("x\ny")).startswith("compile failed: ValueError: x")
 
 
 def test_the_workload_that_runs_first_rotates_from_round_to_round():
@@ -184,26 +196,26 @@ def test_the_workload_that_runs_first_rotates_from_round_to_round():
             return x * self.w
 
     x = torch.randn(2, requires_grad=True)
-    workloads = [benchmark.Workload(Named(n), lambda m: m(x), (x,)) for n in "abc"]
-    bench = benchmark.Bench(torch.device("cpu"), None, False, repeats=3, warmup=0, sizes=())
-    benchmark.measure(workloads, bench, forward=False)
+    named = [workloads.Workload(Named(n), lambda m: m(x), (x,)) for n in "abc"]
+    bench = measurement.Bench(torch.device("cpu"), None, False, repeats=3, warmup=0, sizes=())
+    measurement.measure(named, bench, forward=False)
     assert calls[:9] == list("abcbcacab")
 
 
 def test_median_and_interquartile_range():
-    assert benchmark.median_iqr([5.0]) == (5.0, 0.0)
-    assert benchmark.median_iqr([1.0, 2.0, 3.0, 4.0, 5.0]) == (3.0, 2.0)
+    assert measurement.median_iqr([5.0]) == (5.0, 0.0)
+    assert measurement.median_iqr([1.0, 2.0, 3.0, 4.0, 5.0]) == (3.0, 2.0)
 
 
 def test_every_layer_is_registered_and_runs_forward_and_backward():
-    assert set(FUSIONS) <= set(benchmark.CASES)
-    assert set(benchmark.REFERENCES) <= set(benchmark.CASES)
-    assert set(benchmark.SCALING_LAYERS) <= set(benchmark.CASES)
-    x = benchmark.make_inputs(benchmark.QUICK_SIZES[0], torch.device("cpu"))
+    assert set(FUSIONS) <= set(workloads.CASES)
+    assert set(workloads.REFERENCES) <= set(workloads.CASES)
+    assert set(workloads.SCALING_LAYERS) <= set(workloads.CASES)
+    x = workloads.make_inputs(workloads.QUICK_SIZES[0], torch.device("cpu"))
     assert x.text_mask[0].all() and not x.text_mask.all()  # one full row, some padded
-    for name, case in benchmark.CASES.items():
+    for name, case in workloads.CASES.items():
         workload = case.build(x)
-        loss = benchmark.primary(workload.forward(workload.module)).sum()
+        loss = workloads.primary(workload.forward(workload.module)).sum()
         loss.backward()
         assert math.isfinite(loss.item()), name
         assert all(t.grad is not None for t in workload.inputs), name
