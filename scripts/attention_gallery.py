@@ -14,7 +14,7 @@ Writes, into ``--out``:
   (``recipes/sentiment/emoji_crossmodal.yaml``) on a test emoji and its name: the word
   attention and the region → word attention map;
 - ``stn_grid.png``: :func:`vlkit.viz.stn_grid_figure` of a VQA model with a spatial transformer
-  on the input (the same recipe with ``model_args.stn: input``) on an easy-VQA test image.
+  on the input (the same recipe with ``image_encoder.stn: input``) on an easy-VQA test image.
 
 A model whose checkpoint is not given is trained first with ``vlkit fit`` on its recipe's
 packaged data (CPU, one thread: the backbone is frozen), its run written under ``--workdir``:
@@ -39,9 +39,10 @@ from pathlib import Path
 
 import torch
 
-from vlkit.checkpoint import load_task
 from vlkit.cli import cli_main, predict_main
-from vlkit.data.common import image_transform, load_image
+from vlkit.data import load_image
+from vlkit.tasks import load_task
+from vlkit.tasks.inference import image_batch
 from vlkit.viz import save_figure, stn_grid_figure
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -114,13 +115,12 @@ def stn_picture(ckpt: str | Path, image: str, out: Path) -> Path:
         ValueError: the checkpoint's image encoder has no spatial transformer.
     """
     task = load_task(str(ckpt)).eval()
-    size = (task.data_settings or {}).get("image_size", 64)
-    pixels = image_transform(size, train=False, augment=False)(load_image(image))[None]
+    pixels = image_batch(image, task.preprocessing)
     with torch.no_grad():
         theta = task.model.image_encoder(pixels).theta
     if theta is None:
         raise ValueError(
-            f"{ckpt}: the image encoder has no spatial transformer (train with model_args stn: input)"
+            f"{ckpt}: the image encoder has no spatial transformer (train with image_encoder stn: input)"
         )
     rows = ", ".join("[" + " ".join(f"{v:+.2f}" for v in row) + "]" for row in theta[0].tolist())
     figure = stn_grid_figure(load_image(image), theta[0], title=f"spatial transformer θ = [{rows}]")
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     vqa_epochs = ["--trainer.max_epochs", str(opts.vqa_epochs)]
 
     vqa_ckpt = opts.vqa_ckpt or train("vqa/easy_vqa_parallel", workdir, vqa_epochs)
-    stn_args = [*vqa_epochs, "--model.init_args.model_args.stn", "input"]
+    stn_args = [*vqa_epochs, "--model.init_args.image_encoder.stn", "input"]
     stn_ckpt = opts.stn_ckpt or train("vqa/easy_vqa_parallel", workdir / "stn", stn_args)
     sentiment_epochs = ["--trainer.max_epochs", str(opts.sentiment_epochs)]
     sentiment_ckpt = opts.sentiment_ckpt or train("sentiment/emoji_crossmodal", workdir, sentiment_epochs)

@@ -32,14 +32,15 @@ def build_recipe(recipe: str, extra: list[str]):
     """The (datamodule, task) a recipe defines, instantiated without training."""
     from pytorch_lightning import LightningDataModule, LightningModule
 
-    from vlkit.cli import VLKitCLI
+    from vlkit.cli import VLKitCLI, expand_recipe_bases, register_config_types
 
+    register_config_types()
     cli = VLKitCLI(
         LightningModule,
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
-        args=["--config", recipe, "--trainer.logger", "false", *extra],
+        args=expand_recipe_bases(["--config", recipe, "--trainer.logger", "false", *extra]),
         run=False,
         auto_configure_optimizers=False,
     )
@@ -95,19 +96,19 @@ def measure(recipe: str, batches: int, workers: list[int], cache: bool, extra: l
     dm, task = build_recipe(recipe, extra)
     task.log = lambda *args, **kwargs: None  # no trainer: the step's logging is a no-op here
     for n in workers:
-        dm.hparams.num_workers = n
+        dm.num_workers = n
         dm.setup("fit")
         results["data"][f"images, {n} workers"] = round(loader_rate(dm.train_dataloader(), batches), 1)
     held = [b for _, b in zip(range(4), dm.train_dataloader())]
     results["step"] = round(step_rate(task, held, batches), 1)
     if cache:
         pl.seed_everything(0)
-        dm.hparams.cache_features = True
+        dm.cache_features = True
         start = time.perf_counter()
         dm.cache_image_features(task.model.image_encoder)
         results["cache_build_s"] = round(time.perf_counter() - start, 1)
         for n in workers:
-            dm.hparams.num_workers = n
+            dm.num_workers = n
             results["data"][f"cached features, {n} workers"] = round(
                 loader_rate(dm.train_dataloader(), batches), 1
             )

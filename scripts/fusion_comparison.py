@@ -4,8 +4,8 @@ Usage:
     python scripts/fusion_comparison.py [--epochs 1] [--fusions mcan mfb ...] [--out comparison.json]
         [--markdown docs/fusion_comparison.md] [extra vlkit fit arguments]
 
-Each fusion has its recipe (``RECIPES``; they differ from ``recipes/vqa/easy_vqa_parallel.yaml``
-only in the fusion line and the run name): frozen packaged EfficientNet-Lite0 regions (stride
+Each fusion has its recipe (``RECIPES``; each extends ``recipes/vqa/easy_vqa_parallel.yaml`` and
+sets only its fusion): frozen packaged EfficientNet-Lite0 regions (stride
 16), bidirectional-LSTM question encoder, MLP head, seed 0. Every recipe runs in this process
 for ``--epochs`` epochs and is tested on its best checkpoint; logs go to
 ``runs/fusion_comparison/<fusion>/``. Printed: test VQA accuracy, training seconds per epoch

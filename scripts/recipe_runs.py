@@ -2,7 +2,8 @@
 ``vision_ablation.py``, ``fusion_comparison.py`` and ``sentiment_results.py``.
 
 ``run_recipe(recipe, name, log_root, epochs, overrides)`` runs ``vlkit fit --config RECIPE``
-(test after fit, as the recipes ask) with a CSV logger under ``LOG_ROOT/NAME/`` and returns
+(test after fit, as the recipes ask) as the run ``LOG_ROOT/NAME/`` (a CSV logger, the checkpoints
+in ``LOG_ROOT/NAME/checkpoints``) and returns
 the test metrics (``test_vqa_acc`` for VQA, every ``test/*`` metric as ``test_*``), training
 seconds per epoch (validation excluded) and parameter counts.
 """
@@ -40,16 +41,6 @@ class EpochTimer(Callback):
         self.seconds.append(time.perf_counter() - self._start - self._val)
 
 
-class CheckpointsInRunFolder(Callback):
-    """Writes the recipe's checkpoints into this run's log folder (``LOG_ROOT/NAME/version_N/checkpoints``)
-    instead of the recipe's shared ``runs/<recipe>/checkpoints``, so runs of one recipe side by side
-    keep their own best and last checkpoints."""
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        for callback in trainer.checkpoint_callbacks:  # set up after this callback (Lightning puts them last)
-            callback.dirpath = str(Path(trainer.log_dir) / "checkpoints")
-
-
 def run_recipe(recipe: str, name: str, log_root: str, epochs: int, overrides: list[str]) -> dict:
     """Train ``recipe`` for ``epochs`` with extra ``vlkit fit`` arguments; return its figures."""
     from vlkit.cli import cli_main
@@ -62,6 +53,10 @@ def run_recipe(recipe: str, name: str, log_root: str, epochs: int, overrides: li
         str(epochs),
         "--trainer.enable_progress_bar",
         "false",
+        "--runs_dir",
+        log_root,
+        "--run_name",
+        name,
         "--trainer.logger",
         yaml.safe_dump(
             {
@@ -71,7 +66,6 @@ def run_recipe(recipe: str, name: str, log_root: str, epochs: int, overrides: li
             default_flow_style=True,
         ).strip(),
         "--trainer.callbacks+=recipe_runs.EpochTimer",
-        "--trainer.callbacks+=recipe_runs.CheckpointsInRunFolder",
         *overrides,
     ]
     cli = cli_main(args)

@@ -8,7 +8,7 @@ Usage:
 The four variants share the recipe ``recipes/sentiment/emoji_crossmodal.yaml`` (frozen packaged
 EfficientNet-Lite0 regions, bidirectional LSTM over the emoji name, cross-modal attention, MLP
 head, balanced class weights, 12 epochs, test on the best validation macro-F1 checkpoint):
-``image_only`` and ``text_only`` set ``model_args.modality`` (the other encoder and the fusion
+``image_only`` and ``text_only`` set the task's ``modality`` (the other encoder and the fusion
 are left out; the kept modality is mean-pooled), ``crossmodal_minilm`` is
 ``recipes/sentiment/emoji_minilm.yaml`` (the same with the packaged all-MiniLM-L6-v2 fine-tuned
 in place of the LSTM), and ``text_only_minilm`` is its text-only baseline (mean-pooled MiniLM
@@ -36,11 +36,11 @@ CROSSMODAL = "recipes/sentiment/emoji_crossmodal.yaml"
 MINILM = "recipes/sentiment/emoji_minilm.yaml"
 #: variant -> (recipe, extra vlkit fit arguments)
 VARIANTS = {
-    "image_only": (CROSSMODAL, ["--model.init_args.model_args.modality", "image"]),
-    "text_only": (CROSSMODAL, ["--model.init_args.model_args.modality", "text"]),
+    "image_only": (CROSSMODAL, ["--model.init_args.modality", "image"]),
+    "text_only": (CROSSMODAL, ["--model.init_args.modality", "text"]),
     "crossmodal_lstm": (CROSSMODAL, []),
     "crossmodal_minilm": (MINILM, []),
-    "text_only_minilm": (MINILM, ["--model.init_args.model_args.modality", "text"]),
+    "text_only_minilm": (MINILM, ["--model.init_args.modality", "text"]),
 }
 COLUMNS = {
     "variant": "variant",

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
 
-from vlkit.data.common import IMAGENET_MEAN, IMAGENET_STD
+from vlkit.data import IMAGENET_MEAN, IMAGENET_STD
 from vlkit.vision import CBAM
 
 
@@ -29,7 +29,9 @@ def spatial_maps(encoder: torch.nn.Module, images: torch.Tensor) -> list[torch.T
     maps: list[torch.Tensor] = []
     blocks = [m for m in encoder.modules() if isinstance(m, CBAM)]
     if not blocks:
-        raise ValueError("the image encoder has no CBAM blocks (train a recipe with model_args cbam: stages)")
+        raise ValueError(
+            "the image encoder has no CBAM blocks (train a recipe with image_encoder cbam: stages)"
+        )
     hooks = [
         b.spatial.register_forward_hook(lambda m, inputs, out: maps.append(m.attention_map(inputs[0])))
         for b in blocks

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torchvision.transforms import v2
 
-from vlkit.data.common import IMAGENET_MEAN, IMAGENET_STD
+from vlkit.data import IMAGENET_MEAN, IMAGENET_STD
 from vlkit.vision import SpatialTransformer
 
 DEMO_THETA = torch.tensor(
@@ -67,7 +67,7 @@ def trained_stn(ckpt: str) -> SpatialTransformer:
     stn = task.model.image_encoder.input_stn
     if stn is None:
         raise ValueError(
-            f"{ckpt}: the image encoder has no input STN (train a recipe with model_args stn: input)"
+            f"{ckpt}: the image encoder has no input STN (train a recipe with image_encoder stn: input)"
         )
     return stn.eval()
 

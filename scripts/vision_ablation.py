@@ -6,7 +6,7 @@ Usage:
         [extra vlkit fit arguments, e.g. --trainer.limit_train_batches 10]
 
 Every variant runs ``vlkit fit --config recipes/vqa/easy_vqa_parallel.yaml`` in this process
-with ``--trainer.max_epochs EPOCHS`` and its own ``model_args``, logging to
+with ``--trainer.max_epochs EPOCHS`` and its own image-encoder arguments, logging to
 ``runs/ablation/<variant>/``; the best checkpoint is then tested. Printed per variant: test VQA
 accuracy, training seconds per epoch (validation excluded) and the
 number of trainable parameters.
@@ -18,24 +18,20 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipe_runs, when imported from elsewhere
 
 from recipe_runs import run_many, run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = "recipes/vqa/easy_vqa_parallel.yaml"
-# the recipe's own model_args; each variant overrides some of them
-BASE = yaml.safe_load((ROOT / RECIPE).read_text())["model"]["init_args"]["model_args"]
-# variant -> (model_args overrides, task overrides)
+# variant -> (image encoder arguments changed, task arguments changed); the rest is the recipe's
 VARIANTS = {
     "none": ({}, {}),
     "cbam": ({"cbam": "stages"}, {}),
     "stn": ({"stn": "input"}, {}),
     "cbam+stn": ({"cbam": "stages", "stn": "input"}, {}),
-    "scratch": ({"packaged_weights": False, "freeze_backbone": False}, {}),
-    "finetuned": ({"freeze_backbone": False}, {"backbone_lr_ratio": 0.1}),
+    "scratch": ({"packaged_weights": False, "freeze": False}, {}),
+    "finetuned": ({"freeze": False}, {"optimization.backbone_lr_ratio": 0.1}),
 }
 
 
@@ -48,11 +44,10 @@ COLUMNS = {
 
 
 def run(variant: str, epochs: int, extra: list[str]) -> dict:
-    model_args, task_args = VARIANTS[variant]
-    overrides = [
-        "--model.init_args.model_args",
-        yaml.safe_dump(BASE | model_args, default_flow_style=True).strip(),
-    ]
+    encoder_args, task_args = VARIANTS[variant]
+    overrides = []
+    for key, value in encoder_args.items():
+        overrides += [f"--model.init_args.image_encoder.{key}", str(value).lower()]
     for key, value in task_args.items():
         overrides += [f"--model.init_args.{key}", str(value)]
     result = run_recipe(str(ROOT / RECIPE), variant, "runs/ablation", epochs, [*overrides, *extra])

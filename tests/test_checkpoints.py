@@ -14,8 +14,8 @@ import torch
 from tests.conftest import shape_png
 from tests.subprocess_runs import ROOT, run_python
 from tests.test_cli import TINY, TINY_CAPTIONS, TINY_SENTIMENT, short_fit
-from vlkit.checkpoint import load_checkpoint, load_task
 from vlkit.cli import cli_main, export_main, predict_main
+from vlkit.tasks import load_checkpoint, load_task
 
 # In a fresh process, with every way to fetch weights or tokenizer files from outside the
 # checkpoint broken (no Hub, no packaged MiniLM, no packaged EfficientNet), predict each checkpoint.
@@ -28,7 +28,13 @@ def unavailable(*args, **kwargs):
 
 hf.resolve_hf_model = encoder.packaged_weights_file = unavailable
 from vlkit.cli import predict_main
-print(json.dumps([predict_main(args) for args in json.loads(sys.argv[1])]))
+
+def summary(prediction):  # the caption, or the ranked (answer or class, probability) pairs
+    if hasattr(prediction, "caption"):
+        return prediction.caption
+    return getattr(prediction, "answers", None) or prediction.probabilities
+
+print(json.dumps([summary(predict_main(args)) for args in json.loads(sys.argv[1])]))
 """
 
 
@@ -64,7 +70,9 @@ def test_predict_needs_nothing_but_the_checkpoint(
             assert {"config.json", "tokenizer.json"} <= set(files)
             assert not any(name.endswith((".safetensors", ".bin")) for name in files)  # weights: state dict
         calls.append(args)
-        expected.append(predict_main(args))
+        prediction = predict_main(args)
+        ranked = getattr(prediction, "answers", None) or getattr(prediction, "probabilities", None)
+        expected.append(prediction.caption if ranked is None else ranked)
         folder = export_main(["--ckpt", args[1], "--out", str(tmp_path / "exported" / recipe)])
         assert {"model.safetensors", "config.json", "vlkit.json"} <= {p.name for p in folder.iterdir()}
         calls.append(["--ckpt", str(folder), *args[2:]])  # save_pretrained folder, read in the new process
@@ -111,6 +119,25 @@ def test_load_task_explains_files_that_are_not_vlkit_checkpoints(tmp_path):
     torch.save({"weight": torch.zeros(2)}, plain)
     with pytest.raises(ValueError, match="not a Lightning checkpoint of a vlkit task"):
         load_task(plain)
+    # a checkpoint of the earlier format (a model builder and its flat arguments) is refused, saying why
+    old = tmp_path / "old.ckpt"
+    hparams = {
+        "model": "vqa_small",
+        "model_args": {"dim": 32},
+        "vocabulary": ["<pad>", "<unk>"],
+        "answers": ["a"],
+    }
+    torch.save({"state_dict": {}, "hyper_parameters": hparams, "vlkit_task": "vqa"}, old)
+    with pytest.raises(
+        ValueError, match=r"earlier vlkit \(format None.*Train it again with a current recipe"
+    ):
+        load_task(old)
+    weird = tmp_path / "weird.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "vlkit_task": "audio"}, weird)
+    with pytest.raises(
+        ValueError, match=r"names the task 'audio'; vlkit's tasks are \['captioning', 'sentiment', 'vqa'\]"
+    ):
+        load_task(weird)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_task(tmp_path / "missing.ckpt")
 
@@ -134,17 +161,19 @@ def test_the_cli_asks_the_trainer_for_weights_only_loading(monkeypatch, tmp_path
 
 
 def test_save_pretrained_round_trip_and_wrong_class(tmp_path):
-    from vlkit.checkpoint import load_pretrained
-    from vlkit.tasks import SentimentTask, VQATask
+    from tests.parts import VQA_PARTS
+    from vlkit.tasks import SentimentTask, VQATask, load_pretrained
 
     task = VQATask(
-        model_args={"dim": 32, "hidden_dim": 32, "embed_dim": 16},
+        **VQA_PARTS,
         vocabulary=["<pad>", "<unk>", "what"],
         answers=["a", "b"],
+        preprocessing={"image_size": 32},
     ).eval()
     task.save_pretrained(tmp_path / "vqa")
     config = json.loads((tmp_path / "vqa" / "config.json").read_text())
-    assert config["answers"] == ["a", "b"] and config["model_args"]["dim"] == 32
+    assert config["answers"] == ["a", "b"] and config["image_encoder"]["dim"] == 32
+    assert config["fusion"]["name"] == "parallel_coattention" and config["preprocessing"]["image_size"] == 32
     image, ids = torch.rand(2, 3, 32, 32), torch.tensor([[2], [1]])
     for loaded in (VQATask.from_pretrained(tmp_path / "vqa"), load_pretrained(tmp_path / "vqa")):
         assert type(loaded) is VQATask and not loaded.training

@@ -77,8 +77,13 @@ def test_recipe_runs_one_fast_step(
         ]
     )
     config = yaml.safe_load(recipe.read_text())
-    assert type(cli.model).__name__ == config["model"]["class_path"].rsplit(".", 1)[1]
-    assert cli.model.hparams.model == config["model"]["init_args"]["model"]
+    base = yaml.safe_load((recipe.parent / config["base"]).read_text()) if "base" in config else config
+    assert type(cli.model).__name__ == base["model"]["class_path"].rsplit(".", 1)[1]
+    for part, value in {**base["model"]["init_args"], **config["model"]["init_args"]}.items():
+        if part in ("image_encoder", "text_encoder", "fusion", "head", "decoder"):  # as the recipe says
+            saved = cli.model.hparams[part]
+            assert {k: saved[k] for k in value} == value or value.get("name") == "hf", (part, saved)
+    assert cli.model.hparams.preprocessing["image_size"] == 32  # linked from the data, with the vocabulary
     # vocabularies were linked from the data into the task
     assert cli.model.hparams.vocabulary == cli.datamodule.vocabulary
     if task == "vqa":
@@ -104,20 +109,22 @@ def test_fit_writes_one_run_folder_and_predict_answers(tiny_vqa_on_disk, tmp_pat
     best = Path(cli.trainer.checkpoint_callback.best_model_path).resolve()
     # every run's checkpoints in one folder, so `--ckpt_path last` finds the latest
     assert best.parent == run.parent / "checkpoints" and (run.parent / "checkpoints" / "last.ckpt").is_file()
+    assert run.parent == tmp_path / "runs" / "easy_vqa_parallel" and best.name == "best-epoch=0.ckpt"
 
     image = tmp_path / "red_circle.png"
     image.write_bytes(shape_png("red", "circle"))
-    answers = predict_main(
+    prediction = predict_main(
         ["--ckpt", str(best), "--image", str(image), "--question", "what color is the shape?", "--top_k", "3"]
     )
-    assert len(answers) == 3
+    answers = prediction.answers
+    assert len(answers) == 3 and prediction.answer == answers[0][0]
     assert all(a in cli.datamodule.answers for a, _ in answers)
     probs = [p for _, p in answers]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
     out = capsys.readouterr().out
     assert "what color is the shape?" in out and answers[0][0] in out
 
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="non-empty string"):
         predict_main(["--ckpt", str(best), "--image", str(image), "--question", "  "])
     with pytest.raises(ValueError, match="--question"):
         predict_main(["--ckpt", str(best), "--image", str(image)])
@@ -141,7 +148,7 @@ def test_fit_then_predict_a_caption_with_attention_maps(tiny_captions_on_disk, t
     image = tmp_path / "red_circle.png"
     image.write_bytes(shape_png("red", "circle"))
     picture = tmp_path / "out" / "attention.png"
-    caption = predict_main(["--ckpt", best, "--image", str(image), "--save_attention", str(picture)])
+    caption = predict_main(["--ckpt", best, "--image", str(image), "--save_attention", str(picture)]).caption
     assert isinstance(caption, str) and caption in capsys.readouterr().out
     assert all(word in cli.datamodule.vocabulary for word in caption.split())
     from PIL import Image
@@ -158,7 +165,7 @@ def test_fit_then_predict_sentiment_class_probabilities(
     recipe, modality, tiny_sentiment_on_disk, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
-    text_args = ("--data.init_args.max_text_length", "2", "--model.init_args.model_args.modality", modality)
+    text_args = ("--data.init_args.max_text_length", "2", "--model.init_args.modality", modality)
     cli = short_fit(f"sentiment/{recipe}", tiny_sentiment_on_disk, TINY_SENTIMENT, *text_args)
     run = next(p for p in (tmp_path / "runs").glob(f"{recipe}/version_*") if p.is_dir())
     saved = json.loads((run / "test_confusion_matrix.json").read_text())
@@ -169,25 +176,27 @@ def test_fit_then_predict_sentiment_class_probabilities(
     image = tmp_path / "green_circle.png"
     image.write_bytes(shape_png("green", "circle"))
     capsys.readouterr()
-    ranked = predict_main(["--ckpt", best, "--image", str(image), "--text", "a lovely circle"])
+    ranked = predict_main(["--ckpt", best, "--image", str(image), "--text", "a lovely circle"]).probabilities
     assert sorted(c for c, _ in ranked) == ["negative", "neutral", "positive"]
     probs = [p for _, p in ranked]
     assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0)
     out = capsys.readouterr().out
     assert "a lovely circle" in out and all(f"{p:.4f}" in out for p in probs)
 
-    # the same probabilities as the task on the text cut to the DataModule's max_text_length
-    task = cli.model.__class__.load_from_checkpoint(best, map_location="cpu", weights_only=True).eval()
+    # the same probabilities as the trained model on the text cut to the DataModule's max_text_length
+    model = cli.model.eval()
     ids = torch.tensor([cli.datamodule.tokenizer.encode("a lovely circle", 2)])
-    from vlkit.data.common import image_transform, load_image
+    from vlkit.data import image_transform, load_image
 
-    image_tensor = image_transform(cli.datamodule.hparams.image_size, train=False, augment=False)(
+    image_tensor = image_transform(cli.datamodule.image_size, train=False, augment=False)(
         load_image(str(image))
     )
-    expected = task.classify(image_tensor[None], ids, ids >= 0)[0]
-    assert dict(ranked) == pytest.approx(dict(zip(task.classes, expected.tolist())), abs=1e-6)
+    with torch.no_grad():
+        expected = model(image_tensor[None], ids, ids >= 0).logits.softmax(-1)[0]
+    assert dict(ranked) == pytest.approx(dict(zip(model.classes, expected.tolist())), abs=1e-6)
     if modality == "image":  # reads no text: --text may be left out
-        assert predict_main(["--ckpt", best, "--image", str(image)]) == pytest.approx(ranked)
+        alone = predict_main(["--ckpt", best, "--image", str(image)]).probabilities
+        assert dict(alone) == pytest.approx(dict(ranked))
     else:
         with pytest.raises(ValueError, match="--text"):
             predict_main(["--ckpt", best, "--image", str(image)])

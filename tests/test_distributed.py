@@ -81,12 +81,9 @@ class CountEvaluated(pl.Callback):
 def write_config(tmp_path: Path, name: str, batch_size: int) -> Path:
     """Overrides of the recipe: 2 epochs on the tiny dataset at 32 px, no dropout, no flips, the
     best checkpoint (tested after fit) in the run's folder, only a CSV logger."""
-    recipe = yaml.safe_load(RECIPE.read_text())
-    callbacks = [c for c in recipe["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
-    for callback in callbacks:
-        callback["init_args"]["dirpath"] = f"runs/{name}/checkpoints"
-    callbacks.append({"class_path": "tests.test_distributed.CountEvaluated"})
+    recipe = yaml.safe_load(RECIPE.read_text())["model"]["init_args"]
     config = {
+        "run_name": name,
         "trainer": {
             "accelerator": "cpu",
             "max_epochs": 2,
@@ -94,17 +91,19 @@ def write_config(tmp_path: Path, name: str, batch_size: int) -> Path:
             "enable_progress_bar": False,
             "enable_model_summary": False,
             "log_every_n_steps": 1,
-            "default_root_dir": f"runs/{name}",
             "logger": [
                 {
                     "class_path": "pytorch_lightning.loggers.CSVLogger",
                     "init_args": {"save_dir": "runs", "name": name},
                 }
             ],
-            "callbacks": callbacks,
+            "callbacks": [{"class_path": "tests.test_distributed.CountEvaluated"}],
         },
         "model": {
-            "init_args": {"model_args": {**recipe["model"]["init_args"]["model_args"], "dropout": 0.0}}
+            "init_args": {
+                "fusion": {**recipe["fusion"], "dropout": 0.0},
+                "head": {**recipe["head"], "dropout": 0.0},
+            }
         },
         "data": {
             "init_args": {

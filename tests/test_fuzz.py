@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vlkit.data import captioning, sentiment, vqa
-from vlkit.data.common import SkippedBatch
+from vlkit.data.batching import SkippedBatch
 from vlkit.text import (
     PACKAGED_TEXT_MODEL,
     HFTokenizer,

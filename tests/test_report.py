@@ -17,7 +17,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMPr
 
 from tests.subprocess_runs import run_python
 from tests.test_cli import TINY, short_fit
-from vlkit.cli import _progress_bar_overrides, main, progress_bar_choice
+from vlkit.cli import main, progress_bar_choice, progress_bar_overrides
 from vlkit.report import find_run_dir, read_metrics, write_report
 
 # per validated epoch: (val/loss, val/vqa_acc, train/loss_epoch, train/vqa_acc); the accuracy peaks at
@@ -232,17 +232,17 @@ def test_progress_bar_choice(monkeypatch, enable, callbacks, tty, ci, expected):
     assert progress_bar_choice(enable, callbacks) == expected
 
 
-def test_progress_bar_overrides_keep_the_users_callbacks(monkeypatch):
+def testprogress_bar_overrides_keep_the_users_callbacks(monkeypatch):
     monkeypatch.setattr(sys, "stdout", FakeStdout(True))
     monkeypatch.delenv("CI", raising=False)
     checkpoint = ModelCheckpoint()
     given = [checkpoint]
-    overrides = _progress_bar_overrides(None, given)
+    overrides = progress_bar_overrides(None, given)
     assert overrides["callbacks"][0] is checkpoint and isinstance(overrides["callbacks"][1], RichProgressBar)
     assert overrides["enable_progress_bar"] is True and given == [checkpoint]  # a new list
     monkeypatch.setenv("CI", "true")
-    assert _progress_bar_overrides(None, given) == {"enable_progress_bar": False}
-    assert _progress_bar_overrides(False, given) == {}
+    assert progress_bar_overrides(None, given) == {"enable_progress_bar": False}
+    assert progress_bar_overrides(False, given) == {}
 
 
 # --- end to end ------------------------------------------------------------------------------------

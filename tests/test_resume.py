@@ -38,22 +38,17 @@ def fit(tmp_path: Path, name: str, *extra: str) -> subprocess.CompletedProcess:
 
 
 def write_config(tmp_path: Path, config_name: str, run_name: str, kill_at: int | None) -> None:
-    """The recipe's callbacks, with ``last.ckpt`` every 2 steps (and a kill at step ``kill_at``)."""
-    recipe = yaml.safe_load((ROOT / "recipes/vqa/easy_vqa_parallel.yaml").read_text())
-    callbacks = [c for c in recipe["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
-    periodic = [c["init_args"] for c in callbacks if c["init_args"].get("every_n_train_steps")]
-    assert len(callbacks) == 2 and len(periodic) == 1 and periodic[0]["save_last"]
-    periodic[0]["every_n_train_steps"] = 2
-    for callback in callbacks:
-        callback["init_args"]["dirpath"] = f"runs/{run_name}/checkpoints"
+    """The recipe with ``last.ckpt`` every 2 steps (and a kill at step ``kill_at``), run ``run_name``."""
+    callbacks = []
     if kill_at is not None:
         callbacks.append({"class_path": "tests.test_resume.KillAtStep", "init_args": {"step": kill_at}})
     config = {
+        "run_name": run_name,
+        "checkpoint_every_n_steps": 2,
         "trainer": {
             "max_epochs": 3,
             "deterministic": True,
             "enable_progress_bar": False,
-            "default_root_dir": f"runs/{run_name}",
             "logger": [
                 {
                     "class_path": "pytorch_lightning.loggers.CSVLogger",

@@ -105,7 +105,9 @@ def read_metrics(path: str | Path) -> list[Row]:
 
 
 def _monitor_from_config(run_dir: Path) -> tuple[str, str] | None:
-    """``(monitor, mode)`` of the first ``ModelCheckpoint`` with a monitor in ``run_dir/config.yaml``."""
+    """``(monitor, mode)`` of the first ``ModelCheckpoint`` with a monitor in ``run_dir/config.yaml``,
+    else of its top-level ``monitor`` (the metric ``vlkit fit`` picked the best checkpoint by;
+    maximised unless its name ends with ``loss``)."""
     import yaml
 
     config_path = run_dir / "config.yaml"
@@ -121,6 +123,9 @@ def _monitor_from_config(run_dir: Path) -> tuple[str, str] | None:
         init_args = callback.get("init_args") or {}
         if init_args.get("monitor"):
             return init_args["monitor"], init_args.get("mode") or "min"  # ModelCheckpoint's default mode
+    monitor = config.get("monitor")
+    if isinstance(monitor, str) and monitor:
+        return monitor, "min" if monitor.endswith("loss") else "max"
     return None
 
 

@@ -20,8 +20,16 @@ import pytest
 import torch
 from PIL import Image
 
-from vlkit.data import BadSampleError, CaptionDataModule, SentimentDataModule, VQADataModule
-from vlkit.data.common import IMAGENET_MEAN, IMAGENET_STD, SkippedBatch, load_image
+from vlkit.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BadSampleError,
+    CaptionDataModule,
+    SentimentDataModule,
+    VQADataModule,
+    load_image,
+)
+from vlkit.data.batching import SkippedBatch
 
 N = 6  # rows per split
 GREEN = (10, 200, 30)
@@ -350,7 +358,7 @@ def test_text_with_no_subword_is_empty_for_a_hugging_face_tokenizer(task, monkey
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     invisible = "\u200b\u200f"  # zero-width space, right-to-left mark: no WordPiece token
     data = table(task, {(2, "text"): task.text(invisible)}, split="validation")
-    hf = {"tokenizer": "sentence-transformers/all-MiniLM-L6-v2"}
+    hf = {"tokenizer_name": "sentence-transformers/all-MiniLM-L6-v2"}
     with pytest.raises(BadSampleError, match="empty or missing") as err:
         module(task, data, **hf).setup()
     check_names(err, "validation", 2, "text")

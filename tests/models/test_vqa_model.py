@@ -1,4 +1,4 @@
-"""Tests for vlkit.models: the model registry, VQAHead and the assembled VQAModel."""
+"""Tests for vlkit.models: the model presets, VQAHead, and VQAModel assembled from its part configurations."""
 
 from __future__ import annotations
 
@@ -13,34 +13,37 @@ from vlkit.models import (
     VQAOutput,
     create_model,
     list_models,
+    model_preset,
     register_model,
     registry,
 )
 
-SMALL = {"dim": 32, "hidden_dim": 16, "embed_dim": 8}
 NUM_ANSWERS, VOCAB = 7, 20
-EXPECTED_VQA = {"vqa_parallel_coattn_small", "vqa_alternating_coattn_small"}
+#: small parts: regions and tokens 32 wide, 16-wide co-attention and head
+SMALL = {
+    "image_encoder": {"backbone": "resnet10t", "feature_index": 2, "dim": 32},
+    "text_encoder": {"name": "lstm", "dim": 32, "embed_dim": 8},
+    "head": {"hidden_dim": 16, "dropout": 0.1},
+}
+COATTENTION = ("parallel_coattention", "alternating_coattention")
 
 
-def small_model(name, seed=0):
+def small_model(fusion="parallel_coattention", seed=0, **overrides):
+    """``vqa_small`` with :data:`SMALL` parts and ``fusion`` (a name or a mapping), in eval mode."""
     torch.manual_seed(seed)
-    return create_model(name, num_answers=NUM_ANSWERS, vocab_size=VOCAB, **SMALL).eval()
+    fusion = {"name": fusion} if isinstance(fusion, str) else fusion
+    parts = {**SMALL, "fusion": {"hidden_dim": 16, "dropout": 0.1, **fusion}, **overrides}
+    return create_model("vqa_small", num_answers=NUM_ANSWERS, vocab_size=VOCAB, **parts).eval()
 
 
 # --------------------------------------------------------------------------------------
-# registry
+# presets
 # --------------------------------------------------------------------------------------
 def test_list_models_filters_by_pattern():
-    vqa = list_models("vqa_*")
-    assert EXPECTED_VQA <= set(vqa)
-    assert all(name.startswith("vqa_") for name in vqa)
-    assert vqa == sorted(vqa)
-    assert list_models("*parallel*") == [n for n in list_models() if "parallel" in n]
-    assert "vqa_parallel_coattn_small" in list_models("*parallel*")
-    assert "vqa_alternating_coattn_small" not in list_models("*parallel*")
-    assert list_models("vqa_alternating_coattn_small") == ["vqa_alternating_coattn_small"]
+    assert list_models("vqa_*") == ["vqa_small"]
+    assert list_models("caption_*") == ["caption_sat_small", "caption_transformer_small"]
+    assert list_models("*_small") == sorted(list_models())
     assert list_models("no_such_prefix_*") == []
-    assert set(vqa) <= set(list_models())
 
 
 def test_create_unknown_model_lists_registered_names():
@@ -50,42 +53,31 @@ def test_create_unknown_model_lists_registered_names():
         assert name in str(info.value)
 
 
+def test_a_preset_is_a_model_class_and_its_parts():
+    model_class, parts = model_preset("vqa_small")
+    assert model_class is VQAModel and set(parts) == {"image_encoder", "text_encoder", "fusion", "head"}
+    parts["fusion"] = "mcan"  # a copy: the registered preset does not change
+    assert model_preset("vqa_small")[1]["fusion"]["name"] == "parallel_coattention"
+
+
 def test_register_model_and_duplicate(monkeypatch):
     monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))  # keep the global registry clean
-
-    def tiny_linear(out_features: int = 3) -> nn.Module:
-        return nn.Linear(2, out_features)
-
-    assert register_model(tiny_linear) is tiny_linear  # usable as a decorator
-    assert list_models("tiny_*") == ["tiny_linear"]
-    model = create_model("tiny_linear", out_features=5)
-    assert isinstance(model, nn.Linear) and model.out_features == 5
-
-    def tiny_linear():  # a second builder with the same name, on purpose
-        return nn.Identity()
-
-    with pytest.raises(ValueError, match="already registered"):
-        register_model(tiny_linear)
-    assert isinstance(create_model("tiny_linear"), nn.Linear)  # the first one is kept
-
-
-def test_registering_an_existing_builtin_name_raises(monkeypatch):
-    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
-
-    def vqa_parallel_coattn_small():
-        return nn.Identity()
-
-    with pytest.raises(ValueError, match="vqa_parallel_coattn_small"):
-        register_model(vqa_parallel_coattn_small)
+    register_model("tiny_vqa", VQAModel, fusion="product", **SMALL)
+    assert list_models("tiny_*") == ["tiny_vqa"]
+    model = create_model("tiny_vqa", num_answers=5, vocab_size=VOCAB)
+    assert model.fusion.mode == "product" and model.head.net[-1].out_features == 5
+    with pytest.raises(ValueError, match="'tiny_vqa' is already registered"):
+        register_model("tiny_vqa", VQAModel)
+    with pytest.raises(ValueError, match="'vqa_small' is already registered"):
+        register_model("vqa_small", VQAModel)
 
 
 # --------------------------------------------------------------------------------------
-# registered VQA models
+# VQA models with the co-attention fusions
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(EXPECTED_VQA))
-def test_registered_vqa_models_give_logits_and_weights(name):
-    assert name in list_models("vqa_*")
-    model = small_model(name)
+@pytest.mark.parametrize("fusion", COATTENTION)
+def test_coattention_models_give_logits_and_weights(fusion):
+    model = small_model(fusion)
     assert isinstance(model, VQAModel)
     image = torch.randn(2, 3, 64, 64)
     ids = torch.tensor([[3, 4, 5, 6, 0], [7, 8, 0, 0, 0]])
@@ -93,6 +85,7 @@ def test_registered_vqa_models_give_logits_and_weights(name):
     assert isinstance(out, VQAOutput)
     assert out.logits.shape == (2, NUM_ANSWERS)
     assert out.image_weights.shape == (2, 64)  # resnet10t stage 2: 64 / 8 = 8 → 8 · 8 regions
+    assert out.grid_size == (8, 8)
     assert out.text_weights.shape == (2, 5)
     assert torch.isfinite(out.logits).all()
     torch.testing.assert_close(out.image_weights.sum(-1), torch.ones(2))
@@ -100,19 +93,9 @@ def test_registered_vqa_models_give_logits_and_weights(name):
     assert (out.text_weights[ids == 0] == 0).all()
 
 
-def test_every_registered_vqa_model_builds_with_small_overrides():
-    names = list_models("vqa_*")
-    assert names
-    image, ids = torch.randn(1, 3, 32, 32), torch.tensor([[2, 3, 0]])
-    for name in names:
-        out = small_model(name)(image, ids)
-        assert out.logits.shape == (1, NUM_ANSWERS), name
-        assert out.text_weights.shape == (1, 3), name
-
-
-@pytest.mark.parametrize("name", sorted(EXPECTED_VQA))
-def test_trailing_padding_does_not_change_logits(name):
-    model = small_model(name, seed=3)
+@pytest.mark.parametrize("fusion", COATTENTION)
+def test_trailing_padding_does_not_change_logits(fusion):
+    model = small_model(fusion, seed=3)
     image = torch.randn(2, 3, 32, 32)
     ids = torch.tensor([[3, 4, 5, 0], [9, 2, 0, 0]])
     padded = torch.cat([ids, torch.zeros(2, 3, dtype=torch.long)], dim=1)  # 3 extra pads
@@ -123,10 +106,9 @@ def test_trailing_padding_does_not_change_logits(name):
     assert (out_padded.text_weights[:, 4:] == 0).all()
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED_VQA))
-def test_gradients_reach_every_parameter(name):
-    torch.manual_seed(0)
-    model = create_model(name, num_answers=NUM_ANSWERS, vocab_size=VOCAB, dropout=0.0, **SMALL)
+@pytest.mark.parametrize("fusion", COATTENTION)
+def test_gradients_reach_every_parameter(fusion):
+    model = small_model({"name": fusion, "dropout": 0.0}, head={"hidden_dim": 16, "dropout": 0.0}).train()
     # timm ResNets zero-init the last BatchNorm of each residual block (zero_init_last), which
     # blocks gradients into that block's earlier convolutions at step 0; undo it for this check
     for module in model.image_encoder.modules():
@@ -189,23 +171,8 @@ def test_fusion_without_weights_gives_none():
     torch.testing.assert_close(out.logits, FUSED.expand(2, -1))
 
 
-@pytest.mark.parametrize("combine, width", [("concat", 64), ("product", 32), ("sum", 32)])
-def test_builder_combine_sets_head_width(combine, width):
-    fusion = {"name": "parallel_coattention", "combine": combine}
-    model = create_model(
-        "vqa_small", num_answers=NUM_ANSWERS, vocab_size=VOCAB, fusion=fusion, **SMALL
-    ).eval()
-    assert model.fusion.combine == combine and model.fusion.output_dim == width
-    preset = create_model(
-        "vqa_parallel_coattn_small", num_answers=NUM_ANSWERS, vocab_size=VOCAB, combine=combine, **SMALL
-    )
-    assert preset.fusion.combine == combine and preset.fusion.output_dim == width
-    assert model.head.net[1].in_features == width
-    assert model(torch.randn(2, 3, 32, 32), torch.tensor([[3, 4], [5, 0]])).logits.shape == (2, NUM_ANSWERS)
-
-
 # --------------------------------------------------------------------------------------
-# VQAHead
+# VQAHead (the registry's heads are ClassificationHead; VQAHead names its classes answers)
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("num_answers", [0, -3])
 def test_head_rejects_no_answers(num_answers):
@@ -231,21 +198,26 @@ def test_head_single_answer():
     assert VQAHead(4, 1, hidden_dim=2)(torch.randn(3, 4)).shape == (3, 1)
 
 
-def test_builder_options_reach_the_image_encoder(tmp_path, monkeypatch):
+@pytest.mark.parametrize("combine, width", [("concat", 64), ("product", 32), ("sum", 32)])
+def test_combine_sets_the_head_width(combine, width):
+    model = small_model({"name": "parallel_coattention", "combine": combine})
+    assert model.fusion.combine == combine and model.fusion.output_dim == width
+    assert model.head.net[1].in_features == width
+    assert model(torch.randn(2, 3, 32, 32), torch.tensor([[3, 4], [5, 0]])).logits.shape == (2, NUM_ANSWERS)
+
+
+def test_image_encoder_options_reach_the_image_encoder(tmp_path, monkeypatch):
     import timm
 
     monkeypatch.setenv("VLKIT_CACHE", str(tmp_path))
-    model = create_model(
-        "vqa_parallel_coattn_small",
-        num_answers=3,
-        vocab_size=5,
-        backbone="efficientnet_lite0",
-        feature_index=3,
-        packaged_weights=True,
-        freeze_backbone=True,
-        dim=16,
-        hidden_dim=8,
-    )
+    image_encoder = {
+        "backbone": "efficientnet_lite0",
+        "feature_index": 3,
+        "packaged_weights": True,
+        "freeze": True,
+        "dim": 16,
+    }
+    model = small_model(image_encoder=image_encoder)
     encoder = model.image_encoder
     assert encoder.freeze and not any(p.requires_grad for p in encoder.backbone.parameters())
     from vlkit.vision import packaged_weights_file
@@ -254,26 +226,24 @@ def test_builder_options_reach_the_image_encoder(tmp_path, monkeypatch):
     assert torch.equal(encoder.backbone.state_dict()["conv_stem.weight"], state["conv_stem.weight"])
     fresh = timm.create_model("efficientnet_lite0", features_only=True, out_indices=(3,))
     assert not torch.equal(fresh.state_dict()["conv_stem.weight"], state["conv_stem.weight"])
+    # pretrained=False (a checkpoint's rebuild): the same architecture without the packaged weights
+    torch.manual_seed(0)
+    rebuilt = VQAModel.from_config(NUM_ANSWERS, VOCAB, image_encoder, "lstm", "product", pretrained=False)
+    weight = rebuilt.image_encoder.backbone.state_dict()["conv_stem.weight"]
+    assert weight.shape == state["conv_stem.weight"].shape and not torch.equal(
+        weight, state["conv_stem.weight"]
+    )
 
 
 # --------------------------------------------------------------------------------------
-# builder options from the attention library: Transformer question encoder, hard attention
+# parts from the attention library: Transformer question encoder, hard attention, CBAM, STN
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(EXPECTED_VQA))
-def test_builder_with_transformer_text_encoder(name):
+@pytest.mark.parametrize("fusion", COATTENTION)
+def test_transformer_text_encoder(fusion):
     from vlkit.text import TransformerTextEncoder
 
-    torch.manual_seed(0)
-    model = create_model(
-        name,
-        num_answers=NUM_ANSWERS,
-        vocab_size=VOCAB,
-        text_encoder="transformer",
-        text_depth=3,
-        text_heads=2,
-        text_positions="learned",
-        **SMALL,
-    ).eval()
+    text = {"name": "transformer", "dim": 32, "depth": 3, "num_heads": 2, "positions": "learned"}
+    model = small_model(fusion, text_encoder=text)
     assert isinstance(model.text_encoder, TransformerTextEncoder) and len(model.text_encoder.blocks) == 3
     ids = torch.tensor([[3, 4, 5, 0], [9, 2, 0, 0]])
     image = torch.randn(2, 3, 32, 32)
@@ -283,18 +253,17 @@ def test_builder_with_transformer_text_encoder(name):
     assert (out.text_weights[ids == 0] == 0).all()
 
 
-def test_builder_rejects_unknown_text_encoder():
-    with pytest.raises(ValueError, match="lstm"):
-        create_model("vqa_parallel_coattn_small", num_answers=3, vocab_size=VOCAB, text_encoder="gru")
+def test_unknown_text_encoder_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown text_encoder 'gru'; valid: \['embedding', 'hf', 'lstm'"):
+        small_model(text_encoder="gru")
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED_VQA))
+@pytest.mark.parametrize("fusion", COATTENTION)
 @pytest.mark.parametrize("estimator", ["gumbel", "reinforce"])
-def test_builder_with_hard_attention_picks_one_region(name, estimator):
+def test_hard_image_context_picks_one_region(fusion, estimator):
     from vlkit.attention import HardContext
 
-    torch.manual_seed(0)
-    model = create_model(name, num_answers=NUM_ANSWERS, vocab_size=VOCAB, hard_attention=estimator, **SMALL)
+    model = small_model({"name": fusion, "image_context": estimator})
     hard = [m for m in model.modules() if isinstance(m, HardContext)]
     assert len(hard) == 1 and hard[0].estimator == estimator
     image, ids = torch.randn(2, 3, 32, 32), torch.tensor([[3, 4, 5, 0], [9, 2, 0, 0]])
@@ -307,14 +276,7 @@ def test_builder_with_hard_attention_picks_one_region(name, estimator):
 
 
 def test_hard_attention_gumbel_gradients_reach_the_image_attention():
-    torch.manual_seed(0)
-    model = create_model(
-        "vqa_alternating_coattn_small",
-        num_answers=NUM_ANSWERS,
-        vocab_size=VOCAB,
-        hard_attention="gumbel",
-        **SMALL,
-    ).train()
+    model = small_model({"name": "alternating_coattention", "image_context": "gumbel"}).train()
     out = model(torch.randn(2, 3, 32, 32), torch.tensor([[3, 4, 5, 0], [9, 2, 0, 0]]))
     out.logits.pow(2).sum().backward()
     for name, p in model.fusion.attend_image.named_parameters():
@@ -322,22 +284,15 @@ def test_hard_attention_gumbel_gradients_reach_the_image_attention():
             assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_builder_passes_cbam_stn_and_partial_freeze_to_the_image_encoder():
+def test_cbam_stn_and_partial_freeze_reach_the_image_encoder():
     from vlkit.vision import CBAM, SpatialTransformer
 
-    model = create_model(
-        "vqa_parallel_coattn_small",
-        num_answers=NUM_ANSWERS,
-        vocab_size=VOCAB,
-        cbam="stages",
-        stn="input",
-        freeze_backbone=1,
-        **SMALL,
-    )
+    image_encoder = {**SMALL["image_encoder"], "cbam": "stages", "stn": "input", "freeze": 1}
+    model = small_model(image_encoder=image_encoder)
     encoder = model.image_encoder
     assert sum(isinstance(m, CBAM) for m in encoder.modules()) == 3
     assert isinstance(encoder.input_stn, SpatialTransformer) and encoder.freeze == 1
-    out = model(torch.randn(2, 3, 32, 32), torch.tensor([[3, 4, 0], [5, 0, 0]]))
+    out = model.train()(torch.randn(2, 3, 32, 32), torch.tensor([[3, 4, 0], [5, 0, 0]]))
     out.logits.sum().backward()
     assert encoder.input_stn.regressor[-1].weight.grad is not None
 
@@ -352,16 +307,9 @@ SMALL_FUSION_ARGS = {
 
 
 @pytest.mark.parametrize("fusion", list_fusions())
-def test_vqa_small_with_every_fusion(fusion):  # a string, or a mapping with the layer's arguments
-    torch.manual_seed(0)
-    model = create_model(
-        "vqa_small",
-        num_answers=NUM_ANSWERS,
-        vocab_size=VOCAB,
-        fusion={"name": fusion, **SMALL_FUSION_ARGS[fusion]} if fusion in SMALL_FUSION_ARGS else fusion,
-        text_encoder="embedding" if fusion == "hierarchical_coattention" else "lstm",
-        **SMALL,
-    ).eval()
+def test_vqa_small_with_every_fusion(fusion):
+    text = {"name": "embedding", "dim": 32} if fusion == "hierarchical_coattention" else SMALL["text_encoder"]
+    model = small_model({"name": fusion, **SMALL_FUSION_ARGS.get(fusion, {})}, text_encoder=text)
     image = torch.randn(2, 3, 32, 32)
     ids = torch.tensor([[3, 4, 5, 0], [9, 2, 0, 0]])
     padded = torch.cat([ids, torch.zeros(2, 3, dtype=torch.long)], dim=1)
@@ -371,19 +319,21 @@ def test_vqa_small_with_every_fusion(fusion):  # a string, or a mapping with the
     torch.testing.assert_close(out_padded.logits, out.logits, atol=1e-5, rtol=1e-5)
 
 
-def test_vqa_small_rejects_arguments_the_fusion_does_not_take():
-    with pytest.raises(ValueError, match="combine") as info:
-        create_model(
-            "vqa_small", num_answers=3, vocab_size=5, fusion={"name": "mfb", "combine": "sum"}, **SMALL
-        )
+def test_part_errors_say_what_is_valid():
+    with pytest.raises(ValueError, match=r"fusion 'mfb' takes no argument\(s\) \['combine'\]") as info:
+        small_model({"name": "mfb", "combine": "sum"})
     assert "factor" in str(info.value)  # lists what MFB takes
-    with pytest.raises(ValueError, match="image_context"):
-        create_model(
-            "vqa_small", num_answers=3, vocab_size=5, fusion="mcan", hard_attention="gumbel", **SMALL
-        )
+    with pytest.raises(ValueError, match=r"fusion 'mcan' takes no argument\(s\) \['image_context'\]"):
+        small_model({"name": "mcan", "image_context": "gumbel"})
     with pytest.raises(ValueError, match="unknown fusion 'nope'"):
-        create_model("vqa_small", num_answers=3, vocab_size=5, fusion="nope", **SMALL)
-    with pytest.raises(ValueError, match="'name' key"):
-        create_model("vqa_small", num_answers=3, vocab_size=5, fusion={"depth": 2}, **SMALL)
-    with pytest.raises(ValueError, match="fixes fusion"):
-        create_model("vqa_parallel_coattn_small", num_answers=3, vocab_size=5, fusion="mcan", **SMALL)
+        small_model("nope")
+    with pytest.raises(ValueError, match=r"fusion 'mcan': .*depth.*Expected a <class 'int'>"):
+        small_model({"name": "mcan", "depth": "two"})
+    with pytest.raises(
+        ValueError, match=r"image_encoder 'timm' takes no argument\(s\) \['freeze_backbone'\]"
+    ):
+        small_model(image_encoder={"backbone": "resnet10t", "freeze_backbone": True})
+    with pytest.raises(ValueError, match="unknown timm backbone 'resnet_nope'"):
+        small_model(image_encoder={"backbone": "resnet_nope"})
+    with pytest.raises(ValueError, match="unknown head 'linear'; valid: \\['mlp'\\]"):
+        small_model(head={"name": "linear"})

@@ -23,23 +23,19 @@ def test_variants_share_the_recipe_but_the_text_encoder():
     crossmodal = yaml.safe_load((ROOT / results.CROSSMODAL).read_text())
     minilm = yaml.safe_load((ROOT / results.VARIANTS["crossmodal_minilm"][0]).read_text())
     a, b = crossmodal["model"]["init_args"], minilm["model"]["init_args"]
-    text_keys = {"text_encoder", "text_dropout", "text_layer_lr_decay"}
-    assert {k: v for k, v in a["model_args"].items() if k not in text_keys} == {
-        k: v for k, v in b["model_args"].items() if k not in text_keys
+    assert a["text_encoder"]["name"] == "lstm" and b["text_encoder"]["name"] == "hf"
+    assert {k: v for k, v in a.items() if k not in ("text_encoder", "optimization")} == {
+        k: v for k, v in b.items() if k not in ("text_encoder", "optimization")
     }
-    assert a["model_args"]["text_encoder"] == "lstm" and b["model_args"]["text_encoder"] == "hf"
-    assert {k: v for k, v in a.items() if k != "model_args"} == {
-        k: v for k, v in b.items() if k not in ("model_args", "text_lr_ratio")
+    assert {k: v for k, v in a["optimization"].items()} == {
+        k: v for k, v in b["optimization"].items() if k != "text_lr_ratio"
     }
     assert crossmodal["trainer"]["max_epochs"] == minilm["trainer"]["max_epochs"]
     assert {k: v for k, v in crossmodal["data"]["init_args"].items()} == {
-        k: v for k, v in minilm["data"]["init_args"].items() if k != "tokenizer"
+        k: v for k, v in minilm["data"]["init_args"].items() if k != "tokenizer_name"
     }
     assert results.VARIANTS["image_only"][1][-1] == "image" and results.VARIANTS["text_only"][1][-1] == "text"
-    assert results.VARIANTS["text_only_minilm"] == (
-        results.MINILM,
-        ["--model.init_args.model_args.modality", "text"],
-    )
+    assert results.VARIANTS["text_only_minilm"] == (results.MINILM, ["--model.init_args.modality", "text"])
 
 
 def test_summary_is_mean_sample_sd_and_range_by_hand():

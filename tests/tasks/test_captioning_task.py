@@ -5,24 +5,24 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vlkit.data import Preprocessing
 from vlkit.data.captioning import CaptionBatch
 from vlkit.tasks import CaptioningTask
 from vlkit.text import WordCaptionTokenizer
 
 TOKENIZER = WordCaptionTokenizer.from_corpus(["a red circle", "a blue square", "a green circle"])
-SMALL = {"dim": 16, "feature_index": 1}
+IMAGE = {"backbone": "resnet10t", "feature_index": 1, "dim": 16}
+DECODERS = {
+    "show_attend_tell": {"name": "show_attend_tell", "embed_dim": 8, "hidden_dim": 16, "attention_dim": 8},
+    "transformer": {"name": "transformer", "dim": 16},
+}
 
 
-def task(model="caption_sat_small", **kw) -> CaptioningTask:
+def task(decoder: str | dict = "show_attend_tell", **kw) -> CaptioningTask:
     torch.manual_seed(0)
-    args = {
-        "model_args": {
-            **SMALL,
-            **({"embed_dim": 8, "hidden_dim": 16, "attention_dim": 8} if "sat" in model else {}),
-        }
-    }
-    args.update(kw)
-    return CaptioningTask(model, vocabulary=TOKENIZER.vocabulary, **args)
+    decoder = DECODERS[decoder] if isinstance(decoder, str) else decoder
+    args = {"image_encoder": IMAGE, "decoder": decoder, "vocabulary": TOKENIZER.vocabulary, **kw}
+    return CaptioningTask(**args)
 
 
 def batch() -> CaptionBatch:
@@ -69,7 +69,7 @@ def test_label_smoothing_changes_the_loss():
 
 
 def test_reinforce_hard_attention_adds_the_policy_loss():
-    t = task(model_args={**SMALL, "hard_attention": "reinforce", "embed_dim": 8, "hidden_dim": 16})
+    t = task(decoder={**DECODERS["show_attend_tell"], "hard_attention": "reinforce"})
     logged = Logged(t)
     t.train()
     total = t._step(batch(), "train")
@@ -78,9 +78,9 @@ def test_reinforce_hard_attention_adds_the_policy_loss():
     assert t.model.decoder.score.score_proj.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("model", ["caption_sat_small", "caption_transformer_small"])
-def test_evaluation_decodes_captions_into_the_metrics(model):
-    t = task(model).eval()
+@pytest.mark.parametrize("decoder", sorted(DECODERS))
+def test_evaluation_decodes_captions_into_the_metrics(decoder):
+    t = task(decoder).eval()
     Logged(t)
     with torch.no_grad():
         t._evaluate(batch(), "val")
@@ -97,7 +97,12 @@ def test_checkpoint_carries_the_tokenizer(tmp_path):
         "state_dict": t.state_dict(),
         "hyper_parameters": dict(t.hparams),
         "pytorch-lightning_version": "2.0.0",
+        "vlkit_task": "captioning",
     }
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError, match="earlier vlkit"):  # no vlkit_format: written by an earlier version
+        CaptioningTask.load_from_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
     t.on_save_checkpoint(checkpoint)
     torch.save(checkpoint, path)
     loaded = CaptioningTask.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
@@ -108,10 +113,34 @@ def test_checkpoint_carries_the_tokenizer(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"model": "vqa_small"}, {"label_smoothing": 1.0}, {"beam_size": 0}, {"lr": 0.0}, {"vocabulary": None}],
+    ("kwargs", "message"),
+    [
+        ({"decoder": "lstm"}, r"unknown decoder 'lstm'; valid: \['show_attend_tell', 'transformer'\]"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"beam_size": 0}, "beam_size"),
+        ({"optimization": {"lr": 0.0}}, "lr > 0"),
+        ({"vocabulary": None}, "exactly one of vocabulary"),
+    ],
 )
-def test_bad_settings_are_rejected(kwargs):
-    args = {"model": "caption_sat_small", "vocabulary": TOKENIZER.vocabulary, **kwargs}
-    with pytest.raises(ValueError):
+def test_bad_settings_are_rejected(kwargs, message):
+    args = {"vocabulary": TOKENIZER.vocabulary, **kwargs}
+    with pytest.raises(ValueError, match=message):
         CaptioningTask(**args)
+
+
+def test_predict_captions_a_batch_of_raw_images():
+    t = task(preprocessing=Preprocessing(image_size=32), max_length=6)
+    images = torch.rand(2, 3, 40, 40)
+    predictions = t.predict(images, beam_size=2, return_attention=True)
+    assert len(predictions) == 2 and t.training  # predicts in eval mode, then restores the mode
+    reference = t.eval().generate(t.preprocessing.image_transform()(images), beam_size=2).tokens
+    for prediction, row in zip(predictions, reference):
+        assert prediction.caption == t.decode(row[None])[0]
+        assert 1 <= len(prediction.tokens) <= 6 and prediction.log_prob <= 0
+        assert prediction.attention.shape == (len(prediction.tokens), 64) and prediction.grid_size == (8, 8)
+        torch.testing.assert_close(prediction.attention.sum(-1), torch.ones(len(prediction.tokens)))
+        if prediction.tokens[-1] == "<eos>":
+            assert "<eos>" not in prediction.caption
+    assert t.predict(images[0])[0].attention is None
+    with pytest.raises(ValueError, match="beam_size"):
+        t.predict(images, beam_size=0)

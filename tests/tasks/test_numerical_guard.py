@@ -7,7 +7,8 @@ import logging
 import pytest
 import torch
 
-from tests.tasks.test_vqa_task import SMALL, quiet_trainer, tiny_dm
+from tests.parts import IMAGE, VQA_PARTS
+from tests.tasks.test_vqa_task import quiet_trainer, tiny_dm
 from vlkit.tasks import VQATask
 from vlkit.vision import BackboneFeatures
 
@@ -15,7 +16,7 @@ from vlkit.vision import BackboneFeatures
 def task_with_nan_loss_at(dm, calls: set[int], **kwargs) -> VQATask:
     """A VQATask whose training loss is NaN at the given (0-based) training-step calls."""
     dm.setup("fit")
-    task = VQATask(model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers, **kwargs)
+    task = VQATask(**VQA_PARTS, vocabulary=dm.vocabulary, answers=dm.answers, **kwargs)
     original, counter = task.sample_losses, iter(range(10**6))
 
     def sample_losses(logits, batch):
@@ -41,7 +42,7 @@ def test_skip_makes_no_update_and_counts_the_step(tiny_vqa, caplog):
     dm = tiny_dm(tiny_vqa, batch_size=4, augment=False)
     task = task_with_nan_loss_at(dm, {2, 4}, on_nonfinite_loss="skip")
     trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=0, limit_val_batches=0)
-    with caplog.at_level(logging.WARNING, logger="vlkit.tasks.common"):
+    with caplog.at_level(logging.WARNING, logger="vlkit.tasks.base"):
         trainer.fit(task, datamodule=dm)
     optimizer = trainer.optimizers[0]
     steps = {float(optimizer.state[p]["step"]) for g in optimizer.param_groups for p in g["params"]}
@@ -54,12 +55,12 @@ def test_skip_makes_no_update_and_counts_the_step(tiny_vqa, caplog):
 
 def test_unknown_nonfinite_policy_is_rejected():
     with pytest.raises(ValueError, match="on_nonfinite_loss must be one of"):
-        VQATask(model_args=SMALL, vocabulary=["<pad>", "<unk>"], answers=["a"], on_nonfinite_loss="ignore")
+        VQATask(**VQA_PARTS, vocabulary=["<pad>", "<unk>"], answers=["a"], on_nonfinite_loss="ignore")
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_images_with_nan_or_inf_are_rejected_naming_the_samples(bad):
-    task = VQATask(model_args=SMALL, vocabulary=["<pad>", "<unk>", "what"], answers=["a", "b"])
+    task = VQATask(**VQA_PARTS, vocabulary=["<pad>", "<unk>", "what"], answers=["a", "b"])
     images = torch.zeros(3, 3, 32, 32)
     images[1, 0, 5, 5] = bad
     ids = torch.tensor([[2], [2], [2]])
@@ -71,7 +72,7 @@ def test_images_with_nan_or_inf_are_rejected_naming_the_samples(bad):
 
 def test_cached_features_with_nan_are_rejected():
     task = VQATask(
-        model_args={**SMALL, "freeze_backbone": True},
+        **{**VQA_PARTS, "image_encoder": {**IMAGE, "freeze": True}},
         vocabulary=["<pad>", "<unk>", "what"],
         answers=["a", "b"],
     )
@@ -88,9 +89,9 @@ def test_skipped_unreadable_images_are_counted_and_reported_at_the_end_of_each_e
     data = _with_broken_image(data, "train", 11)
     dm = make_dm(data, augment=False, on_bad_sample="skip")
     dm.setup("fit")
-    task = VQATask(model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers)
+    task = VQATask(**VQA_PARTS, vocabulary=dm.vocabulary, answers=dm.answers)
     trainer = quiet_trainer(max_epochs=2, num_sanity_val_steps=0)
-    with caplog.at_level(logging.WARNING, logger="vlkit.tasks.common"):
+    with caplog.at_level(logging.WARNING, logger="vlkit.tasks.base"):
         trainer.fit(task, datamodule=dm)
     assert trainer.callback_metrics["train/skipped"] == 2 and trainer.callback_metrics["val/skipped"] == 1
     reports = [r.getMessage() for r in caplog.records if "skipped in this epoch" in r.getMessage()]
@@ -112,7 +113,7 @@ def test_a_batch_of_only_unreadable_images_is_counted_and_training_goes_on(tiny_
         data = _with_broken_image(data, "validation", row)
     dm = make_dm(data, batch_size=1, augment=False, on_bad_sample="skip")  # each bad row: a batch of nothing
     dm.setup("fit")
-    task = VQATask(model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers)
+    task = VQATask(**VQA_PARTS, vocabulary=dm.vocabulary, answers=dm.answers)
     trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=0)
     trainer.fit(task, datamodule=dm)
     assert trainer.callback_metrics["train/skipped"] == 1 and trainer.callback_metrics["val/skipped"] == 4

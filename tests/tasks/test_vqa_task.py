@@ -9,10 +9,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from vlkit.data import VQABatch, VQADataModule
-from vlkit.tasks import VQATask
+from tests.parts import VQA_PARTS, with_fusion
+from vlkit.data import Preprocessing, VQABatch, VQADataModule
+from vlkit.tasks import Optimization, VQATask
 
-SMALL = {"dim": 32, "hidden_dim": 32, "embed_dim": 16, "dropout": 0.0}
 VOCAB = ["<pad>", "<unk>", "what", "color"]
 
 
@@ -55,7 +55,7 @@ def _batch(multi: bool) -> VQABatch:
 
 
 def test_loss_is_cross_entropy_for_one_answer_and_soft_bce_for_several():
-    task = VQATask(model_args=SMALL, vocabulary=VOCAB, answers=["a", "b", "c"])
+    task = VQATask(**VQA_PARTS, vocabulary=VOCAB, answers=["a", "b", "c"])
     logits = torch.randn(2, 3)
     single, multi = _batch(False), _batch(True)
     assert task.loss(logits, single).item() == pytest.approx(F.cross_entropy(logits, single.label).item())
@@ -63,30 +63,67 @@ def test_loss_is_cross_entropy_for_one_answer_and_soft_bce_for_several():
     assert task.loss(logits, multi).item() == pytest.approx(expected.item())
 
 
-def test_task_rejects_unknown_model_and_missing_vocabularies():
-    with pytest.raises(ValueError, match="registered"):
-        VQATask(model="vqa_nope", vocabulary=VOCAB, answers=["a"])
+def test_task_rejects_unknown_parts_and_missing_vocabularies():
+    with pytest.raises(ValueError, match=r"unknown fusion 'nope'; valid: \["):
+        VQATask(**with_fusion(VQA_PARTS, name="nope"), vocabulary=VOCAB, answers=["a"])
     with pytest.raises(ValueError, match="vocabulary"):
         VQATask(vocabulary=None, answers=["a"])
+    with pytest.raises(ValueError, match="word vocabulary: use a word-level text encoder"):
+        VQATask(**{**VQA_PARTS, "text_encoder": "hf"}, vocabulary=VOCAB, answers=["a"])
 
 
-def test_answer_returns_top_k_with_probabilities():
-    task = VQATask(model_args=SMALL, vocabulary=VOCAB, answers=["a", "b", "c"]).eval()
-    result = task.answer(torch.zeros(1, 3, 32, 32), torch.tensor([[2, 3]]), top_k=2)
-    assert len(result) == 1 and len(result[0]) == 2
-    (a1, p1), (a2, p2) = result[0]
-    assert {a1, a2} <= {"a", "b", "c"} and 1.0 >= p1 >= p2 >= 0.0
+def test_predict_answers_a_batch_of_raw_images_and_questions(tmp_path):
+    from PIL import Image
+
+    task = VQATask(**VQA_PARTS, vocabulary=VOCAB, answers=["a", "b", "c"], preprocessing=Preprocessing(32))
+    path = tmp_path / "red.png"
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(path)
+    images = [path, Image.open(path), torch.rand(3, 50, 50), (torch.rand(3, 8, 8) * 255).to(torch.uint8)]
+    questions = ["what color?", "What COLOR ?", "what is this blob", "color"]
+    predictions = task.predict(images, questions, top_k=2, return_attention=True)
+    assert len(predictions) == 4 and task.training  # the task's mode is restored
+    first = predictions[0]
+    assert len(first.answers) == 2 and (first.answer, first.score) == first.answers[0]
+    assert {a for a, _ in first.answers} <= {"a", "b", "c"} and first.answers[0][1] >= first.answers[1][1]
+    assert first.tokens == ["what", "color", "<unk>"] and first.unknown_words == ["?"]
+    assert predictions[2].unknown_words == ["is", "this", "blob"]
+    assert first.image_weights.shape == (16,) and first.grid_size == (4, 4)  # 32 px / stride 8
+    assert first.text_weights.shape == (3,) and predictions[3].text_weights.shape == (1,)
+    # the same image as a path and as a PIL image, the same words in another case: the same answers
+    assert predictions[1].answers == pytest.approx(first.answers)
+    # a batch gives what one call per image gives
+    alone = task.predict(images[2], questions[2])[0]
+    assert alone.answer == predictions[2].answer and alone.score == pytest.approx(
+        predictions[2].score, abs=1e-5
+    )
+    assert alone.image_weights is None  # attention only on request
+
+
+def test_predict_refuses_what_it_cannot_answer():
+    image = torch.rand(3, 32, 32)
+    task = VQATask(**VQA_PARTS, vocabulary=VOCAB, answers=["a", "b"])
+    with pytest.raises(ValueError, match="no preprocessing"):
+        task.predict(image, "what color?")
+    task = VQATask(**VQA_PARTS, vocabulary=VOCAB, answers=["a", "b"], preprocessing={"image_size": 32})
+    with pytest.raises(ValueError, match=r"got 2 image\(s\) and 1 question"):
+        task.predict([image, image], ["what color?"])
+    with pytest.raises(ValueError, match="non-empty string"):
+        task.predict(image, "  ")
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        task.predict("nope.png", "what color?")
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        task.predict(image * 255, "what color?")
+    with pytest.raises(ValueError, match="top_k"):
+        task.predict(image, "what color?", top_k=0)
 
 
 def test_warmup_then_cosine_schedule(tiny_vqa, tmp_path):
     dm = tiny_dm(tiny_vqa, batch_size=4)
     task = VQATask(
-        model_args=SMALL,
+        **VQA_PARTS,
         vocabulary=dm.vocabulary,
         answers=dm.answers,
-        lr=0.01,
-        warmup_fraction=0.25,
-        min_lr_ratio=0.1,
+        optimization=Optimization(lr=0.01, warmup_fraction=0.25, min_lr_ratio=0.1),
     )
     lrs = []
 
@@ -111,7 +148,10 @@ def test_short_fit_learns_the_tiny_dataset(tiny_vqa, tmp_path):
     pl.seed_everything(0)
     dm = tiny_dm(tiny_vqa, batch_size=8, augment=False)
     task = VQATask(
-        model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers, lr=3e-3, warmup_fraction=0.0
+        **VQA_PARTS,
+        vocabulary=dm.vocabulary,
+        answers=dm.answers,
+        optimization={"lr": 3e-3, "warmup_fraction": 0.0},
     )
     trainer = quiet_trainer(max_epochs=25, default_root_dir=tmp_path)
     first = trainer.validate(task, dm, verbose=False)[0]["val/loss"]
@@ -122,7 +162,7 @@ def test_short_fit_learns_the_tiny_dataset(tiny_vqa, tmp_path):
 
 
 def test_warmup_cosine_factor_by_hand():
-    from vlkit.tasks.common import warmup_cosine
+    from vlkit.tasks import warmup_cosine
 
     assert warmup_cosine(0, warmup=10, total=110, min_ratio=0.1) == pytest.approx(1e-3)
     assert warmup_cosine(5, warmup=10, total=110, min_ratio=0.1) == pytest.approx(1e-3 + (1 - 1e-3) * 0.5)
@@ -135,7 +175,10 @@ def test_warmup_cosine_factor_by_hand():
 def test_backbone_trains_at_a_fraction_of_the_learning_rate(tiny_vqa, tmp_path):
     dm = tiny_dm(tiny_vqa, batch_size=8)
     task = VQATask(
-        model_args=SMALL, vocabulary=dm.vocabulary, answers=dm.answers, lr=0.01, backbone_lr_ratio=0.1
+        **VQA_PARTS,
+        vocabulary=dm.vocabulary,
+        answers=dm.answers,
+        optimization=Optimization(lr=0.01, backbone_lr_ratio=0.1),
     )
     trainer = quiet_trainer(max_steps=1, default_root_dir=tmp_path)
     trainer.fit(task, dm)
@@ -149,8 +192,8 @@ def test_backbone_trains_at_a_fraction_of_the_learning_rate(tiny_vqa, tmp_path):
         assert group["weight_decay"] == (0.0 if all(p.dim() < 2 for p in group["params"]) else 0.01)
         seen |= ids
     assert seen == {id(p) for p in task.parameters()}  # every parameter is optimised exactly once
-    with pytest.raises(ValueError, match="backbone_lr_ratio"):
-        VQATask(vocabulary=VOCAB, answers=["a"], backbone_lr_ratio=2.0)
+    with pytest.raises(ValueError, match="0 <= backbone_lr_ratio <= 1"):
+        VQATask(vocabulary=VOCAB, answers=["a"], optimization={"backbone_lr_ratio": 2.0})
 
 
 def test_reinforce_hard_attention_adds_the_policy_loss(tiny_vqa):
@@ -160,8 +203,7 @@ def test_reinforce_hard_attention_adds_the_policy_loss(tiny_vqa):
     dm = tiny_dm(tiny_vqa, batch_size=8, augment=False)
     dm.setup("fit")
     task = VQATask(
-        model="vqa_alternating_coattn_small",
-        model_args=SMALL | {"hard_attention": "reinforce"},
+        **with_fusion(VQA_PARTS, name="alternating_coattention", image_context="reinforce"),
         vocabulary=dm.vocabulary,
         answers=dm.answers,
     ).train()
@@ -179,7 +221,7 @@ def test_reinforce_hard_attention_adds_the_policy_loss(tiny_vqa):
 
 
 def test_sample_losses_per_sample_and_ignored_labels():
-    task = VQATask(model_args=SMALL, vocabulary=VOCAB, answers=["a", "b", "c"])
+    task = VQATask(**VQA_PARTS, vocabulary=VOCAB, answers=["a", "b", "c"])
     logits = torch.randn(2, 3)
     batch = _batch(False)._replace(label=torch.tensor([0, -100]))
     per_sample, loss = task.sample_losses(logits, batch)

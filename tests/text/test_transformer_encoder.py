@@ -9,6 +9,7 @@ from vlkit.attention import sinusoidal_position_encoding
 from vlkit.text import (
     TEXT_ENCODERS,
     LSTMTextEncoder,
+    TextEncoderConfig,
     TextEncoderOutput,
     TransformerTextEncoder,
     WordEmbeddingEncoder,
@@ -120,14 +121,17 @@ def test_forward_errors():
 
 
 def test_factory_builds_each_encoder():
-    lstm = create_text_encoder("lstm", VOCAB, 16, embed_dim=8)
-    assert isinstance(lstm, LSTMTextEncoder) and lstm.embedding.embedding_dim == 8
-    tf = create_text_encoder("transformer", VOCAB, 16, depth=3, num_heads=2, positions="learned")
+    lstm = create_text_encoder("lstm", VOCAB, dim=16, embed_dim=8)
+    assert isinstance(lstm, LSTMTextEncoder) and lstm.embedding.embedding_dim == 8 and lstm.dim == 16
+    tf = create_text_encoder("transformer", VOCAB, dim=16, depth=3, num_heads=2, positions="learned")
     assert isinstance(tf, TransformerTextEncoder) and len(tf.blocks) == 3
     assert tf.blocks[0].attn.num_heads == 2 and hasattr(tf, "position_embedding")
-    emb = create_text_encoder("embedding", VOCAB, 16, dropout=0.0)
+    emb = create_text_encoder("embedding", VOCAB, dim=16, dropout=0.0)
     assert isinstance(emb, WordEmbeddingEncoder) and emb.embedding.embedding_dim == 16
-    assert set(TEXT_ENCODERS) == {"lstm", "transformer", "embedding"}
+    assert set(TEXT_ENCODERS) == {"lstm", "transformer", "embedding", "hf"}
+    config = TextEncoderConfig.parse({"name": "transformer", "dim": 16, "depth": 3})
+    assert config.num_heads == 4 and config.to_dict()["name"] == "transformer"  # the layer's default
+    assert len(config.build(vocab_size=VOCAB).blocks) == 3
 
 
 def test_word_embedding_encoder_is_the_lookup_zeroed_at_padding():
@@ -148,5 +152,5 @@ def test_word_embedding_encoder_is_the_lookup_zeroed_at_padding():
 
 def test_factory_unknown_name_lists_valid_ones():
     with pytest.raises(ValueError) as info:
-        create_text_encoder("gru", VOCAB, 16)
+        create_text_encoder("gru", VOCAB, dim=16)
     assert "lstm" in str(info.value) and "transformer" in str(info.value)

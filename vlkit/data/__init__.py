@@ -1,29 +1,29 @@
 """Data: packaged sources and Lightning DataModules over Hugging Face datasets."""
 
+from vlkit.data.bad_samples import BAD_SAMPLE_POLICIES, BadSampleError
+from vlkit.data.base import SplitDataModule
 from vlkit.data.captioning import CaptionBatch, CaptionDataModule, caption_list
 from vlkit.data.emoji import build_emoji_captions
 from vlkit.data.emoji_sentiment import SENTIMENT_CLASSES, build_emoji_sentiment
+from vlkit.data.images import load_image
+from vlkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, image_transform
 from vlkit.data.sentiment import SentimentBatch, SentimentDataModule, balanced_class_weights
 from vlkit.data.sources import SOURCES, build_easy_vqa, load_dataset_dict
-from vlkit.data.vqa import (
-    BadSampleError,
-    VQABatch,
-    VQADataModule,
-    answer_list,
-    image_transform,
-    load_image,
-    normalize_answer,
-    soft_scores,
-)
+from vlkit.data.vqa import VQABatch, VQADataModule, answer_list, normalize_answer, soft_scores
 
 __all__ = [
+    "BAD_SAMPLE_POLICIES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "SENTIMENT_CLASSES",
     "SOURCES",
     "BadSampleError",
     "CaptionBatch",
     "CaptionDataModule",
+    "Preprocessing",
     "SentimentBatch",
     "SentimentDataModule",
+    "SplitDataModule",
     "VQABatch",
     "VQADataModule",
     "answer_list",

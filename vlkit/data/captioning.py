@@ -5,7 +5,7 @@ practice) or only each image's first caption (``"first"``); validation and test 
 sample per image, carrying all its reference captions for BLEU / ROUGE-L / CIDEr-D (and its
 first caption for the teacher-forced loss).
 
-Bad samples follow ``on_bad_sample`` (see :mod:`vlkit.data.common`): an empty or missing
+Bad samples follow ``on_bad_sample`` (see :mod:`vlkit.data.bad_samples`): an empty or missing
 caption (None, ``""``, only spaces) and a row with no caption (None, an empty list) are an
 error naming split, rows and column, or (``skip``) the caption is left out of the row's
 references with a warning and a count (``skipped_captions``), and a row left with no caption
@@ -22,15 +22,10 @@ from typing import Any, NamedTuple
 
 from torch import Tensor
 
-from vlkit.data.common import (
-    BadSampleError,
-    ImageRows,
-    SkippedBatch,
-    SplitDataModule,
-    load_splits,
-    pad_with_mask,
-    readable_samples,
-)
+from vlkit.data.bad_samples import BadSampleError
+from vlkit.data.base import SplitDataModule
+from vlkit.data.batching import ImageRows, SkippedBatch, pad_with_mask, readable_samples
+from vlkit.data.splits import load_splits
 from vlkit.text.caption import HFCaptionTokenizer, WordCaptionTokenizer
 from vlkit.text.tokenizer import WordTokenizer
 
@@ -118,44 +113,25 @@ class _CollateFn:
         return CaptionBatch(batch.images, caption_ids, mask, list(references), batch.num_skipped)
 
 
+@dataclass(eq=False)
 class CaptionDataModule(SplitDataModule):
     """Image captioning from a Hugging Face ``DatasetDict``: columns, tokenizer, transforms, loaders.
 
     The tokenizer is either a word vocabulary built from the training captions
     (deterministically, so every process of a distributed run builds the same one) or a
-    Hugging Face tokenizer named by ``tokenizer``.
+    Hugging Face tokenizer named by ``tokenizer_name``. The fields shared by every task's
+    DataModule are documented in :class:`vlkit.data.base.SplitDataModule`; the defaults here read
+    the packaged emoji captions (96-pixel images, no flips: captions may say "left" or "right").
 
     Args:
-        dataset: a packaged source name (``"emoji_captions"``: rendered emoji captioned with
-            their CLDR names), a ``save_to_disk`` folder, a local path or Hub id for
-            ``datasets.load_dataset`` (e.g. a COCO/Flickr30k captioning dataset), a
-            ``datasets.DatasetDict``, or a ``{split name: source}`` mapping of those, one
-            source per split (see :func:`vlkit.data.load_dataset_dict`).
-        dataset_config: configuration name passed to ``datasets.load_dataset``.
-        image_column: column with the image (``datasets.Image``, path or bytes).
         caption_column: column with the caption(s): a string, a list of strings, or a list of
             ``{"raw": ...}`` dicts (see :func:`caption_list`).
-        train_split, val_split, test_split: split names; a missing validation split is held
-            out of train (``val_fraction`` of its rows, chosen with ``seed``).
-        val_fraction: fraction held out when there is no validation split, in ``(0, 1)``.
-        tokenizer: None (word vocabulary from the training captions) or a Hugging Face
+        tokenizer_name: None (word vocabulary from the training captions) or a Hugging Face
             tokenizer id / local path (needs ``transformers``).
-        min_word_freq: with the word vocabulary, words seen fewer times become ``<unk>``.
         max_vocab_size: cap on the word vocabulary (special tokens included), or None.
-        max_caption_length: captions are cut to this many words/subwords (``<bos>``/``<eos>`` not counted).
+        max_caption_length: captions are cut to this many words/subwords (``<bos>``/``<eos>``
+            not counted; >= 1).
         train_on: ``"all"`` (one training sample per caption) or ``"first"`` (per image).
-        image_size: images are resized to ``image_size × image_size`` pixels.
-        augment: random horizontal flips on training images (off by default: captions may
-            say "left" or "right").
-        batch_size: samples per batch (per process).
-        num_workers: DataLoader worker processes (0 = load in the main process).
-        on_bad_sample: ``"error"`` or ``"skip"``.
-        cache_features: compute the frozen image backbone's features once per image (on the
-            trainer's accelerator, kept on disk) and train from them instead of decoding images
-            every epoch (:mod:`vlkit.data.features`); needs ``freeze_backbone: true``.
-        max_samples: if set, use only the first ``max_samples`` rows of each split (smoke runs).
-        seed: seed of the held-out validation split and, with the epoch, of the training order
-            (see :func:`vlkit.data.common.make_loader`).
 
     Raises:
         ValueError: invalid arguments, a missing split or column (the message lists those
@@ -165,45 +141,27 @@ class CaptionDataModule(SplitDataModule):
             image, with ``on_bad_sample="error"``.
     """
 
-    def __init__(
-        self,
-        dataset: Any = "emoji_captions",
-        dataset_config: str | None = None,
-        image_column: str = "image",
-        caption_column: str = "captions",
-        train_split: str = "train",
-        val_split: str = "validation",
-        test_split: str = "test",
-        val_fraction: float = 0.1,
-        tokenizer: str | None = None,
-        min_word_freq: int = 1,
-        max_vocab_size: int | None = None,
-        max_caption_length: int = 20,
-        train_on: str = "all",
-        image_size: int = 96,
-        augment: bool = False,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        on_bad_sample: str = "error",
-        cache_features: bool = False,
-        max_samples: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        self.init_splits(
-            dataset, image_column, train_split, val_split, test_split, val_fraction, on_bad_sample
-        )
-        if train_on not in _TRAIN_ON:
-            raise ValueError(f"train_on must be one of {list(_TRAIN_ON)}, got {train_on!r}")
-        if min(batch_size, image_size, max_caption_length, min_word_freq) < 1 or num_workers < 0:
-            raise ValueError(
-                "batch_size, image_size, max_caption_length and min_word_freq must be >= 1 and num_workers >= 0"
-            )
-        self.save_hyperparameters(ignore=["dataset"] if not isinstance(dataset, str) else None)
-        self.caption_column = caption_column
+    dataset: Any = "emoji_captions"
+    image_size: int = 96
+    caption_column: str = "captions"
+    tokenizer_name: str | None = None
+    max_vocab_size: int | None = None
+    max_caption_length: int = 20
+    train_on: str = "all"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.train_on not in _TRAIN_ON:
+            raise ValueError(f"train_on must be one of {list(_TRAIN_ON)}, got {self.train_on!r}")
+        if self.max_caption_length < 1:
+            raise ValueError(f"max_caption_length must be >= 1, got {self.max_caption_length}")
         self.tokenizer: WordCaptionTokenizer | HFCaptionTokenizer | None = None
         self.skipped_captions: dict[str, int] = {}  # split: empty captions left out (skip), if any
         self.skipped_rows: dict[str, list[int]] = {}  # split: rows left out, having no caption (skip)
+
+    @property
+    def text_length_limit(self) -> int:
+        return self.max_caption_length
 
     # -- what the task needs (linked into it by the CLI) ------------------------------------
     @property
@@ -211,11 +169,6 @@ class CaptionDataModule(SplitDataModule):
         """The word vocabulary built from the training captions, or None with a HF tokenizer."""
         self._prepare()
         return self.tokenizer.vocabulary if isinstance(self.tokenizer, WordCaptionTokenizer) else None
-
-    @property
-    def tokenizer_name(self) -> str | None:
-        """The Hugging Face tokenizer id / path, or None with the word vocabulary."""
-        return self.hparams.tokenizer
 
     # -- preparation ----------------------------------------------------------------------
     def _captions(self, name: str, split: Any) -> list[tuple[int, list[str]]]:
@@ -246,7 +199,7 @@ class CaptionDataModule(SplitDataModule):
                 f"split {name!r}, column {self.caption_column!r}: empty or missing caption(s) in rows "
                 f"{bad[:10]}{' ...' if len(bad) > 10 else ''}"
             )
-            if self.hparams.on_bad_sample == "error":
+            if self.on_bad_sample == "error":
                 raise BadSampleError(f"{message}. Fix the data, or set on_bad_sample: skip")
             log.warning(
                 "%s: %d caption(s) skipped (on_bad_sample=skip); %d row(s) left with none are left out: %s",
@@ -271,42 +224,41 @@ class CaptionDataModule(SplitDataModule):
     def _prepare(self) -> None:
         if self._prepared:
             return
-        hp = self.hparams
         hf = load_splits(
             self.dataset,
-            hp.dataset_config,
+            self.dataset_config,
             self.split_names,
             {"image_column": self.image_column, "caption_column": self.caption_column},
-            hp.val_fraction,
-            hp.seed,
-            hp.max_samples,
+            self.val_fraction,
+            self.seed,
+            self.max_samples,
         )
-        if hp.tokenizer is not None:
-            self.tokenizer = HFCaptionTokenizer(hp.tokenizer)
+        if self.tokenizer_name is not None:
+            self.tokenizer = HFCaptionTokenizer(self.tokenizer_name)
         text = {name: self._captions(name, split) for name, split in hf.items()}
-        if hp.tokenizer is None:
+        if self.tokenizer_name is None:
             train_captions = [c for _, captions in text["train"] for c in captions]
             self.tokenizer = WordCaptionTokenizer.from_corpus(
-                train_captions, hp.min_word_freq, hp.max_vocab_size
+                train_captions, self.min_word_freq, self.max_vocab_size
             )
         for name, rows in text.items():
             split, truncated = _Split(name), 0
             for row, captions in rows:
                 encoded = [self.tokenizer.encode(c) for c in captions]
-                truncated += sum(len(ids) - 2 > hp.max_caption_length for ids in encoded)
+                truncated += sum(len(ids) - 2 > self.max_caption_length for ids in encoded)
                 encoded = [
-                    [*ids[: hp.max_caption_length + 1], self.tokenizer.eos_id]
-                    if len(ids) - 2 > hp.max_caption_length
+                    [*ids[: self.max_caption_length + 1], self.tokenizer.eos_id]
+                    if len(ids) - 2 > self.max_caption_length
                     else ids
                     for ids in encoded
                 ]
-                per_caption = name == "train" and hp.train_on == "all"
+                per_caption = name == "train" and self.train_on == "all"
                 for ids in encoded if per_caption else encoded[:1]:
                     split.rows.append(row)
                     split.caption_ids.append(ids)
                     split.references.append(captions)
             if truncated:
-                log.info("split %r: %d caption(s) cut to %d tokens", name, truncated, hp.max_caption_length)
+                log.info("split %r: %d caption(s) cut to %d tokens", name, truncated, self.max_caption_length)
             self._splits[name] = split
         self._hf = hf
         self._prepared = True
@@ -319,7 +271,7 @@ class CaptionDataModule(SplitDataModule):
     # -- what SplitDataModule builds the loaders from ----------------------------------------
     def _dataset(self, name: str, transform) -> _CaptionDataset:
         return _CaptionDataset(
-            self._hf[name], self._splits[name], self.image_column, transform, self.hparams.on_bad_sample
+            self._hf[name], self._splits[name], self.image_column, transform, self.on_bad_sample
         )
 
     def _collate_fn(self) -> _CollateFn:

@@ -1,6 +1,6 @@
 """Feature caching: a frozen image backbone's output, computed once per distinct image and kept on disk.
 
-When the image encoder's backbone is frozen (``freeze_backbone: true``, no CBAM / spatial
+When the image encoder's backbone is frozen (image encoder ``freeze: true``, no CBAM / spatial
 transformer), its output for an image never changes during training, so computing it every
 epoch is wasted work. A DataModule with ``cache_features: true`` computes it once per distinct
 image of each split (batched, on the trainer's accelerator), stores it as a memory-mapped
@@ -31,7 +31,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from vlkit.cache import cache_root
-from vlkit.data.common import BadSampleError, image_transform, load_image, report_unreadable_image
+from vlkit.data.bad_samples import BadSampleError, report_unreadable_image
+from vlkit.data.images import load_image
+from vlkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from vlkit.vision.encoder import BackboneFeatures
 
 __all__ = ["FeatureCache", "build_feature_cache", "encoder_fingerprint", "image_key"]
@@ -103,6 +105,14 @@ class _Images(Dataset):
             return i, None, err
 
 
+def _transform_key(preprocessing: Preprocessing) -> Any:
+    """What of the preprocessing the features depend on: the image size (and, when not ImageNet's,
+    the normalisation), so caches made before the normalisation was configurable stay valid."""
+    if (preprocessing.mean, preprocessing.std) == (IMAGENET_MEAN, IMAGENET_STD):
+        return preprocessing.image_size
+    return (preprocessing.image_size, preprocessing.mean, preprocessing.std)
+
+
 def _collate(items: list) -> list:
     return items
 
@@ -113,7 +123,7 @@ def build_feature_cache(
     image_column: str,
     split_name: str,
     encoder: nn.Module,
-    image_size: int,
+    preprocessing: Preprocessing,
     flips: bool,
     on_bad_sample: str,
     device: torch.device | str = "cpu",
@@ -129,7 +139,7 @@ def build_feature_cache(
         image_column: the image column.
         split_name: for messages.
         encoder: a :class:`vlkit.vision.ImageEncoder` whose backbone is frozen (``cacheable``).
-        image_size: the side images are resized to (as the DataModule's transform).
+        preprocessing: how images are resized and normalised (the DataModule's).
         flips: also cache each image flipped horizontally (training with ``augment``).
         on_bad_sample: ``"error"`` raises on an unreadable image, ``"skip"`` marks it ``-1``.
         device: where the backbone runs (the trainer's accelerator).
@@ -148,7 +158,7 @@ def build_feature_cache(
             "feature caching needs a vlkit.vision.ImageEncoder whose whole backbone is frozen, without "
             f"CBAM or spatial transformer (got freeze={getattr(encoder, 'freeze', None)!r}, "
             f"cbam={getattr(encoder, 'cbam', None)!r}, stn={getattr(encoder, 'stn', None)!r}); set "
-            "model_args.freeze_backbone: true, or data.cache_features: false"
+            "the image encoder's freeze: true, or data.cache_features: false"
         )
     cells_column = hf_split.select_columns([image_column])[image_column]
     keys, first_row, index = {}, [], {}
@@ -159,7 +169,9 @@ def build_feature_cache(
             first_row.append(row)
         index[row] = keys[key]
     digest = hashlib.sha1(
-        repr((_CACHE_VERSION, encoder_fingerprint(encoder), image_size, flips, sorted(keys))).encode()
+        repr(
+            (_CACHE_VERSION, encoder_fingerprint(encoder), _transform_key(preprocessing), flips, sorted(keys))
+        ).encode()
     ).hexdigest()[:20]
     folder = Path(root) if root is not None else cache_root() / "features"
     path = folder / f"{split_name}-{digest}.npy"
@@ -170,7 +182,7 @@ def build_feature_cache(
         cells = [cells_column[r] for r in first_row]
         where = (split_name, first_row, image_column, on_bad_sample)
         bad = _compute(
-            path, bad_path, cells, encoder, image_size, flips, device, batch_size, num_workers, where
+            path, bad_path, cells, encoder, preprocessing, flips, device, batch_size, num_workers, where
         )
     features = np.load(path, mmap_mode="r")
     for row, j in index.items():
@@ -184,7 +196,7 @@ def _compute(
     bad_path: Path,
     cells: list,
     encoder: nn.Module,
-    image_size: int,
+    preprocessing: Preprocessing,
     flips: bool,
     device: torch.device | str,
     batch_size: int,
@@ -196,7 +208,7 @@ def _compute(
     split_name, first_row, image_column, on_bad_sample = where
     start = time.perf_counter()
     loader = DataLoader(
-        _Images(cells, image_transform(image_size, train=False, augment=False)),
+        _Images(cells, preprocessing.image_transform()),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=_collate,

@@ -2,7 +2,7 @@
 
 Labels may be a ``datasets.ClassLabel`` (the classes are its names, in order), strings
 (mapped to classes by name) or plain integers (their decimal strings). Bad samples follow
-``on_bad_sample`` (see :mod:`vlkit.data.common`): an empty or missing text, a missing label
+``on_bad_sample`` (see :mod:`vlkit.data.bad_samples`): an empty or missing text, a missing label
 (None, or ClassLabel's ``-1``) and a label that is not one of the classes are each an error
 naming the split, rows and column, or, with ``skip``, left out, listed in ``skipped_rows``
 and reported. An unreadable image is found when its batch is built: an error, or (``skip``)
@@ -19,15 +19,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from vlkit.data.common import (
-    ImageRows,
-    SkippedBatch,
-    SplitDataModule,
-    load_splits,
-    pad_with_mask,
-    readable_samples,
-    report_bad_rows,
-)
+from vlkit.data.bad_samples import report_bad_rows
+from vlkit.data.base import SplitDataModule
+from vlkit.data.batching import ImageRows, SkippedBatch, pad_with_mask, readable_samples
+from vlkit.data.splits import load_splits
 from vlkit.text.tokenizer import WordTokenizer
 
 __all__ = ["CLASS_WEIGHTINGS", "SentimentBatch", "SentimentDataModule", "balanced_class_weights"]
@@ -109,51 +104,31 @@ class _CollateFn:
         return SentimentBatch(batch.images, text_ids, mask, torch.tensor(labels), batch.num_skipped)
 
 
+@dataclass(eq=False)
 class SentimentDataModule(SplitDataModule):
     """Image + text classification from a Hugging Face ``DatasetDict`` (multimodal sentiment).
 
     The classes, the word vocabulary (or a Hugging Face tokenizer) and the class weights are
     fixed from the training split the first time they are needed, deterministically, so
     every process of a distributed run builds the same ones, and the CLI links them into
-    :class:`vlkit.tasks.SentimentTask` (so checkpoints carry them).
+    :class:`vlkit.tasks.SentimentTask` (so checkpoints carry them). The fields shared by every
+    task's DataModule are documented in :class:`vlkit.data.base.SplitDataModule`; the defaults
+    here read the packaged emoji sentiment set (:func:`vlkit.data.build_emoji_sentiment`).
 
     Args:
-        dataset: a packaged source name (``"emoji_sentiment"``: rendered emoji + their
-            names with the Emoji Sentiment Ranking labels, see
-            :func:`vlkit.data.build_emoji_sentiment`), a ``save_to_disk`` folder, a local
-            path or Hub id for ``datasets.load_dataset``, a ``datasets.DatasetDict``,
-            or a ``{split name: source}`` mapping of those, one source per split (see
-            :func:`vlkit.data.load_dataset_dict`).
-        dataset_config: configuration name passed to ``datasets.load_dataset``.
-        image_column: column with the image (``datasets.Image``, path or bytes).
         text_column: column with the text.
         label_column: column with the label: a ``ClassLabel``, strings, or integers.
-        class_names: the classes, in index order (the task's ``classes``). Default: the ``ClassLabel`` names, or the
-            sorted distinct training labels (numerically if they are all integers). Labels
-            that are not in the list are bad samples.
-        tokenizer: None for a word vocabulary built from the training texts (for the LSTM /
+        class_names: the classes, in index order (the task's ``classes``). Default: the
+            ``ClassLabel`` names, or the sorted distinct training labels (numerically if they are
+            all integers). Labels that are not in the list are bad samples.
+        tokenizer_name: None for a word vocabulary built from the training texts (for the LSTM /
             Transformer text encoders), or a Hugging Face tokenizer id / local path for
             :class:`vlkit.text.HFTextEncoder` (``sentence-transformers/all-MiniLM-L6-v2`` is
             the packaged copy offline; see :func:`vlkit.text.resolve_hf_model`).
         class_weighting: ``"none"``, ``"balanced"`` (:func:`balanced_class_weights` of the
             training labels) or a list of ``K`` positive weights; the task weights the
             cross-entropy with them, for imbalanced labels.
-        train_split, val_split, test_split: split names. If ``val_split`` is missing,
-            ``val_fraction`` of the training rows (chosen with ``seed``) are held out.
-        val_fraction: fraction held out when there is no validation split, in ``(0, 1)``.
-        min_word_freq: words seen fewer times in training texts become ``<unk>`` (word vocabulary).
-        max_text_length: texts are truncated to this many words / subwords.
-        image_size: images are resized to ``image_size × image_size`` pixels.
-        augment: random horizontal flips on training images.
-        batch_size: samples per batch (per process).
-        num_workers: DataLoader worker processes (0 = load in the main process).
-        on_bad_sample: ``"error"`` or ``"skip"`` (see the module docstring).
-        cache_features: compute the frozen image backbone's features once per image (on the
-            trainer's accelerator, kept on disk) and train from them instead of decoding images
-            every epoch (:mod:`vlkit.data.features`); needs ``freeze_backbone: true``.
-        max_samples: if set, use only the first ``max_samples`` rows of each split (smoke runs).
-        seed: seed of the held-out validation split and, with the epoch, of the training order
-            (see :func:`vlkit.data.common.make_loader`).
+        max_text_length: texts are truncated to this many words / subwords (>= 1).
 
     Raises:
         ValueError: invalid arguments, a missing split or column (the message lists those
@@ -162,54 +137,38 @@ class SentimentDataModule(SplitDataModule):
         BadSampleError: a bad text or label, or an unreadable image, with ``on_bad_sample="error"``.
     """
 
-    def __init__(
-        self,
-        dataset: Any = "emoji_sentiment",
-        dataset_config: str | None = None,
-        image_column: str = "image",
-        text_column: str = "text",
-        label_column: str = "label",
-        class_names: list[str] | None = None,
-        tokenizer: str | None = None,
-        class_weighting: str | list[float] = "none",
-        train_split: str = "train",
-        val_split: str = "validation",
-        test_split: str = "test",
-        val_fraction: float = 0.1,
-        min_word_freq: int = 1,
-        max_text_length: int = 64,
-        image_size: int = 64,
-        augment: bool = True,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        on_bad_sample: str = "error",
-        cache_features: bool = False,
-        max_samples: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        self.init_splits(
-            dataset, image_column, train_split, val_split, test_split, val_fraction, on_bad_sample
-        )
-        if batch_size < 1 or num_workers < 0 or image_size < 1 or max_text_length < 1 or min_word_freq < 1:
+    dataset: Any = "emoji_sentiment"
+    image_size: int = 64
+    augment: bool = True
+    text_column: str = "text"
+    label_column: str = "label"
+    class_names: list[str] | None = None
+    tokenizer_name: str | None = None
+    class_weighting: str | list[float] = "none"
+    max_text_length: int = 64
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_text_length < 1:
+            raise ValueError(f"max_text_length must be >= 1, got {self.max_text_length}")
+        weighting = self.class_weighting
+        if isinstance(weighting, str) and weighting not in CLASS_WEIGHTINGS:
             raise ValueError(
-                "batch_size, image_size, max_text_length and min_word_freq must be >= 1 and num_workers >= 0"
+                f"class_weighting must be one of {list(CLASS_WEIGHTINGS)} or a list of weights, got {weighting!r}"
             )
-        if isinstance(class_weighting, str) and class_weighting not in CLASS_WEIGHTINGS:
-            raise ValueError(
-                f"class_weighting must be one of {list(CLASS_WEIGHTINGS)} or a list of weights, "
-                f"got {class_weighting!r}"
-            )
-        if not isinstance(class_weighting, str) and not all(float(w) > 0 for w in class_weighting):
-            raise ValueError(f"class weights must all be > 0, got {list(class_weighting)}")
-        if class_names is not None and len(set(map(str, class_names))) != len(class_names):
-            raise ValueError(f"class_names must be distinct, got {class_names}")
-        self.save_hyperparameters(ignore=["dataset"] if not isinstance(dataset, str) else None)
-        self.text_column, self.label_column = text_column, label_column
+        if not isinstance(weighting, str) and not all(float(w) > 0 for w in weighting):
+            raise ValueError(f"class weights must all be > 0, got {list(weighting)}")
+        names = self.class_names
+        if names is not None and len(set(map(str, names))) != len(names):
+            raise ValueError(f"class_names must be distinct, got {names}")
         self.tokenizer: Any = None
-        self._classes: list[str] = [str(c) for c in class_names] if class_names is not None else []
+        self._classes: list[str] = [str(c) for c in names] if names is not None else []
         self._class_weights: list[float] | None = None
         self._class_counts: list[int] = []
+
+    @property
+    def text_length_limit(self) -> int:
+        return self.max_text_length
 
     # -- what the task needs (linked by the CLI) ---------------------------------------------
     @property
@@ -235,11 +194,6 @@ class SentimentDataModule(SplitDataModule):
         """The word vocabulary built from the training texts, or None with a HF tokenizer."""
         self._prepare()
         return self.tokenizer.vocabulary if isinstance(self.tokenizer, WordTokenizer) else None
-
-    @property
-    def tokenizer_name(self) -> str | None:
-        """The Hugging Face tokenizer id / path, or None with the word vocabulary."""
-        return self.hparams.tokenizer
 
     # -- preparation ----------------------------------------------------------------------
     def _label_names(self, name: str, split: Any) -> list[str | None]:
@@ -276,7 +230,7 @@ class SentimentDataModule(SplitDataModule):
 
     def _usable_rows(self, name: str, texts: list, labels: list[str | None]) -> list[int]:
         """Rows with a non-empty text and a known label; the others follow ``on_bad_sample``."""
-        policy, known = self.hparams.on_bad_sample, set(self._classes)
+        policy, known = self.on_bad_sample, set(self._classes)
         empty, missing, unknown = [], [], []
         for row, (text, label) in enumerate(zip(texts, labels)):
             if not isinstance(text, str) or not self._has_tokens(text):
@@ -302,34 +256,33 @@ class SentimentDataModule(SplitDataModule):
 
     def _has_tokens(self, text: str) -> bool:
         """Whether the text encodes to at least one token (words, or subwords of the HF tokenizer)."""
-        if self.hparams.tokenizer is None:
+        if self.tokenizer_name is None:
             return bool(WordTokenizer.split(text))
         return bool(self.tokenizer.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _prepare(self) -> None:
         if self._prepared:
             return
-        hp = self.hparams
         hf = load_splits(
             self.dataset,
-            hp.dataset_config,
+            self.dataset_config,
             self.split_names,
             {
                 "image_column": self.image_column,
                 "text_column": self.text_column,
                 "label_column": self.label_column,
             },
-            hp.val_fraction,
-            hp.seed,
-            hp.max_samples,
+            self.val_fraction,
+            self.seed,
+            self.max_samples,
         )
         labels = {name: self._label_names(name, split) for name, split in hf.items()}
         if not self._classes:
             self._classes = self._default_classes(hf["train"], labels["train"])
-        if hp.tokenizer is not None:
+        if self.tokenizer_name is not None:
             from vlkit.text.hf import HFTokenizer
 
-            self.tokenizer = HFTokenizer(hp.tokenizer)
+            self.tokenizer = HFTokenizer(self.tokenizer_name)
         self.skipped_rows: dict[str, list[int]] = {}
         texts = {name: list(split[self.text_column]) for name, split in hf.items()}  # read once
         rows = {name: self._usable_rows(name, texts[name], labels[name]) for name in hf}
@@ -348,13 +301,13 @@ class SentimentDataModule(SplitDataModule):
             )
         self._class_weights = self._weights()
 
-        if hp.tokenizer is None:
-            self.tokenizer = WordTokenizer.from_corpus(train_texts, min_freq=hp.min_word_freq)
+        if self.tokenizer_name is None:
+            self.tokenizer = WordTokenizer.from_corpus(train_texts, min_freq=self.min_word_freq)
         for name in hf:
             self._splits[name] = _Split(
                 name,
                 rows[name],
-                [self.tokenizer.encode(texts[name][r], hp.max_text_length) for r in rows[name]],
+                [self.tokenizer.encode(texts[name][r], self.max_text_length) for r in rows[name]],
                 [index[labels[name][r]] for r in rows[name]],
             )
         self._hf = hf
@@ -364,11 +317,13 @@ class SentimentDataModule(SplitDataModule):
             {k: len(v.rows) for k, v in self._splits.items()},
             self._classes,
             self._class_counts,
-            f"{len(self.tokenizer)} words" if hp.tokenizer is None else f"tokenizer {hp.tokenizer}",
+            f"{len(self.tokenizer)} words"
+            if self.tokenizer_name is None
+            else f"tokenizer {self.tokenizer_name}",
         )
 
     def _weights(self) -> list[float] | None:
-        weighting = self.hparams.class_weighting
+        weighting = self.class_weighting
         if isinstance(weighting, str):
             return balanced_class_weights(self._class_counts) if weighting == "balanced" else None
         if len(weighting) != len(self._classes):
@@ -380,7 +335,7 @@ class SentimentDataModule(SplitDataModule):
     # -- what SplitDataModule builds the loaders from ----------------------------------------
     def _dataset(self, name: str, transform) -> _SentimentDataset:
         return _SentimentDataset(
-            self._hf[name], self._splits[name], self.image_column, transform, self.hparams.on_bad_sample
+            self._hf[name], self._splits[name], self.image_column, transform, self.on_bad_sample
         )
 
     def _collate_fn(self) -> _CollateFn:

@@ -23,30 +23,13 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from vlkit.data.common import (
-    BadSampleError,
-    ImageRows,
-    SkippedBatch,
-    SplitDataModule,
-    image_transform,
-    load_image,
-    load_splits,
-    pad_with_mask,
-    readable_samples,
-    report_bad_rows,
-)
+from vlkit.data.bad_samples import report_bad_rows
+from vlkit.data.base import SplitDataModule
+from vlkit.data.batching import ImageRows, SkippedBatch, pad_with_mask, readable_samples
+from vlkit.data.splits import load_splits
 from vlkit.text.tokenizer import WordTokenizer
 
-__all__ = [
-    "BadSampleError",
-    "VQABatch",
-    "VQADataModule",
-    "answer_list",
-    "image_transform",
-    "load_image",
-    "normalize_answer",
-    "soft_scores",
-]
+__all__ = ["VQABatch", "VQADataModule", "answer_list", "normalize_answer", "soft_scores"]
 
 log = logging.getLogger(__name__)
 
@@ -165,40 +148,23 @@ def _collate(samples: list, num_answers: int, multi_answer: bool) -> VQABatch | 
     )
 
 
+@dataclass(eq=False)
 class VQADataModule(SplitDataModule):
     """VQA from a Hugging Face ``DatasetDict``: column mapping, vocabularies, transforms, loaders.
 
     Everything data-dependent (question vocabulary, answer vocabulary) is built from the
     training split the first time it is needed, deterministically, so every process of a
-    distributed run builds the same one.
+    distributed run builds the same one. The fields shared by every task's DataModule
+    (``dataset``, ``image_column``, the splits, ``image_size``, ``augment``, ``batch_size``, ...)
+    are documented in :class:`vlkit.data.base.SplitDataModule`; the defaults here read the
+    packaged easy-VQA (64-pixel images).
 
     Args:
-        dataset: a packaged source name (``"easy_vqa"``), a ``save_to_disk`` folder, a local
-            path or Hub id for ``datasets.load_dataset``, a ``datasets.DatasetDict``,
-            or a ``{split name: source}`` mapping of those, one source per split (see
-            :func:`vlkit.data.load_dataset_dict`).
-        dataset_config: configuration name passed to ``datasets.load_dataset``.
-        image_column: column with the image (``datasets.Image``, path or bytes).
         question_column: column with the question text.
         answer_column: column with the answer(s): one string, a list of strings, or VQAv2
             ``[{"answer": ...}, ...]`` lists (several answers → soft-score targets).
-        train_split, val_split, test_split: split names. If ``val_split`` is missing,
-            ``val_fraction`` of the training rows (chosen with ``seed``) are held out.
-        val_fraction: fraction held out when there is no validation split, in ``(0, 1)``.
-        num_answers: K, the number of most frequent training answers kept as classes.
-        min_word_freq: words seen fewer times in training questions become ``<unk>``.
-        max_question_length: questions are truncated to this many tokens.
-        image_size: images are resized to ``image_size × image_size`` pixels.
-        augment: random horizontal flips on training images.
-        batch_size: samples per batch (per process).
-        num_workers: DataLoader worker processes (0 = load in the main process).
-        on_bad_sample: ``"error"`` or ``"skip"`` (see the module docstring).
-        cache_features: compute the frozen image backbone's features once per image (on the
-            trainer's accelerator, kept on disk) and train from them instead of decoding images
-            every epoch (:mod:`vlkit.data.features`); needs ``freeze_backbone: true``.
-        max_samples: if set, use only the first ``max_samples`` rows of each split (smoke runs).
-        seed: seed of the held-out validation split and, with the epoch, of the training order
-            (see :func:`vlkit.data.common.make_loader`).
+        num_answers: K, the number of most frequent training answers kept as classes (>= 1).
+        max_question_length: questions are truncated to this many tokens (>= 1).
 
     Raises:
         ValueError: invalid arguments, a missing split or column (the message lists those
@@ -208,40 +174,29 @@ class VQADataModule(SplitDataModule):
             ``on_bad_sample="error"``.
     """
 
-    def __init__(
-        self,
-        dataset: Any = "easy_vqa",
-        dataset_config: str | None = None,
-        image_column: str = "image",
-        question_column: str = "question",
-        answer_column: str = "answer",
-        train_split: str = "train",
-        val_split: str = "validation",
-        test_split: str = "test",
-        val_fraction: float = 0.1,
-        num_answers: int = 1000,
-        min_word_freq: int = 1,
-        max_question_length: int = 32,
-        image_size: int = 64,
-        augment: bool = True,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        on_bad_sample: str = "error",
-        cache_features: bool = False,
-        max_samples: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        self.init_splits(
-            dataset, image_column, train_split, val_split, test_split, val_fraction, on_bad_sample
-        )
-        if num_answers < 1 or batch_size < 1 or num_workers < 0 or image_size < 1:
-            raise ValueError("num_answers, batch_size and image_size must be >= 1 and num_workers >= 0")
-        self.save_hyperparameters(ignore=["dataset"] if not isinstance(dataset, str) else None)
-        self.question_column, self.answer_column = question_column, answer_column
+    dataset: Any = "easy_vqa"
+    image_size: int = 64
+    augment: bool = True
+    batch_size: int = 64
+    question_column: str = "question"
+    answer_column: str = "answer"
+    num_answers: int = 1000
+    max_question_length: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_answers < 1 or self.max_question_length < 1:
+            raise ValueError(
+                f"num_answers and max_question_length must be >= 1, got {self.num_answers} and "
+                f"{self.max_question_length}"
+            )
         self.tokenizer: WordTokenizer | None = None
         self._answers: list[str] = []
         self._multi_answer = False
+
+    @property
+    def text_length_limit(self) -> int:
+        return self.max_question_length
 
     # -- data-dependent vocabularies (linked into the task by the CLI) ------------------
     @property
@@ -286,7 +241,7 @@ class VQADataModule(SplitDataModule):
             rows.append(row)
             questions.append(str(question))
             answers.append(given)
-        policy = self.hparams.on_bad_sample
+        policy = self.on_bad_sample
         report_bad_rows(name, self.question_column, "an empty or missing question", empty, policy)
         report_bad_rows(name, self.answer_column, "an empty or missing answer", unanswered, policy)
         self.skipped_rows[name] = sorted(empty + unanswered)
@@ -299,16 +254,16 @@ class VQADataModule(SplitDataModule):
             return
         hf = load_splits(
             self.dataset,
-            self.hparams.dataset_config,
+            self.dataset_config,
             self.split_names,
             {
                 "image_column": self.image_column,
                 "question_column": self.question_column,
                 "answer_column": self.answer_column,
             },
-            self.hparams.val_fraction,
-            self.hparams.seed,
-            self.hparams.max_samples,
+            self.val_fraction,
+            self.seed,
+            self.max_samples,
         )
 
         self.skipped_rows: dict[str, list[int]] = {}
@@ -318,10 +273,10 @@ class VQADataModule(SplitDataModule):
         self._multi_answer = any(len(a) > 1 for a in answers["train"])
         counts = Counter(a for row in answers["train"] for a in row)
         self._answers = [a for a, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))][
-            : self.hparams.num_answers
+            : self.num_answers
         ]
         index = {a: i for i, a in enumerate(self._answers)}
-        self.tokenizer = WordTokenizer.from_corpus(text["train"][1], min_freq=self.hparams.min_word_freq)
+        self.tokenizer = WordTokenizer.from_corpus(text["train"][1], min_freq=self.min_word_freq)
 
         for name in hf:
             rows, questions, _ = text[name]
@@ -335,7 +290,7 @@ class VQADataModule(SplitDataModule):
                         continue
                 top = Counter(row_answers).most_common(1)[0][0]
                 split.rows.append(row)
-                split.question_ids.append(self.tokenizer.encode(question, self.hparams.max_question_length))
+                split.question_ids.append(self.tokenizer.encode(question, self.max_question_length))
                 split.label.append(index.get(top, -100))
                 split.scores.append(scores)
             if out_of_vocab:
@@ -362,7 +317,7 @@ class VQADataModule(SplitDataModule):
     # -- what SplitDataModule builds the loaders from ----------------------------------------
     def _dataset(self, name: str, transform) -> _VQADataset:
         return _VQADataset(
-            self._hf[name], self._splits[name], self.image_column, transform, self.hparams.on_bad_sample
+            self._hf[name], self._splits[name], self.image_column, transform, self.on_bad_sample
         )
 
     def _collate_fn(self) -> _CollateFn:

@@ -1,4 +1,4 @@
-"""Fusion layers: two modalities in, joint representation out (SPEC.md sections 3-4).
+"""Fusion layers: two modalities in, joint representation out (equations: ``docs/mechanisms.md``).
 
 Every fusion takes ``(image: (b, n, d_v), image_mask, text: (b, l, d_q), text_mask)``
 with bool masks (True = attend) and returns a :class:`FusionOutput`; recipes name a fusion
@@ -22,7 +22,7 @@ from vlkit.fusion.mcan import (
     ReductionOutput,
     SelfAttentionUnit,
 )
-from vlkit.fusion.registry import FUSIONS, create_fusion, list_fusions
+from vlkit.fusion.registry import FUSIONS, FusionConfig, create_fusion, list_fusions
 from vlkit.fusion.simple import GatedFusion, JointEmbedding
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "CrossModalAttention",
     "CrossModalTransformer",
     "CrossModalTransformerLayer",
+    "FusionConfig",
     "FusionOutput",
     "GatedFusion",
     "GuidedAttention",

@@ -13,10 +13,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vlkit.attention.hard import HardContext
 from vlkit.attention.masking import masked_softmax
 from vlkit.fusion.common import COMBINE_MODES, FusionOutput, check_fusion_inputs, combined_dim
 
-__all__ = ["AlternatingCoAttention", "GuidedAttention", "ParallelCoAttention"]
+__all__ = ["AlternatingCoAttention", "GuidedAttention", "ParallelCoAttention", "hard_context"]
+
+
+def hard_context(image_context: nn.Module | str | None) -> nn.Module | None:
+    """The context step a co-attention layer is given: a module as it is, an estimator name as a
+    :class:`vlkit.attention.HardContext` with that estimator, None (soft attention) as None.
+
+    Raises:
+        ValueError: an unknown estimator name (the message lists the valid ones).
+    """
+    return HardContext(image_context) if isinstance(image_context, str) else image_context
 
 
 def _pool(x: Tensor, weights: Tensor, hard: nn.Module | None = None) -> Tensor:
@@ -46,9 +57,10 @@ class ParallelCoAttention(nn.Module):
         text_dim: width ``d_q`` of the text token features.
         hidden_dim: co-attention width ``k``.
         dropout: dropout on ``H_v`` and ``H_q`` during training, in ``[0, 1)``.
-        image_context: a :class:`vlkit.attention.HardContext` to pick one region from
-            ``a_v`` instead of the soft sum ``v̂ = Σ a_v^i v_i`` (hard attention, Xu et al.,
-            ICML 2015); None (default) for the paper's soft attention.
+        image_context: None (default) for the paper's soft sum ``v̂ = Σ a_v^i v_i``; a
+            :class:`vlkit.attention.HardContext`, or the name of its estimator (``"gumbel"``
+            or ``"reinforce"``), to pick one region from ``a_v`` instead (hard attention, Xu
+            et al., ICML 2015, arXiv:1502.03044).
         combine: how ``fused`` joins ``v̂`` and ``q̂``: ``"concat"`` (default, any widths),
             ``"sum"`` (the paper's ``q̂ + v̂``, needs ``d_v = d_q``) or ``"product"`` (see
             :data:`vlkit.fusion.COMBINE_MODES`).
@@ -71,13 +83,13 @@ class ParallelCoAttention(nn.Module):
         text_dim: int,
         hidden_dim: int = 512,
         dropout: float = 0.0,
-        image_context: nn.Module | None = None,
+        image_context: nn.Module | str | None = None,
         combine: str = "concat",
     ) -> None:
         super().__init__()
         self.image_dim, self.text_dim = image_dim, text_dim
         self.combine, self.output_dim = combine, combined_dim(combine, image_dim, text_dim)
-        self.image_context = image_context
+        self.image_context = hard_context(image_context)
         self.affinity = nn.Parameter(torch.empty(text_dim, image_dim))  # W_b
         # qᵀ W_b v sums d_q·d_v products: this std gives it unit variance for unit-variance
         # features, so C = tanh(·) starts unsaturated (Xavier would give std ≈ √d)
@@ -175,8 +187,9 @@ class AlternatingCoAttention(nn.Module):
         text_dim: width ``d_q`` of the text token features.
         hidden_dim: width ``k`` of the attention hidden layer.
         dropout: dropout on the hidden layers during training, in ``[0, 1)``.
-        image_context: a :class:`vlkit.attention.HardContext` making step 2 hard attention
-            (one region ``v_s``, Xu et al., ICML 2015); None (default) for soft attention.
+        image_context: None (default) for soft attention; a :class:`vlkit.attention.HardContext`,
+            or the name of its estimator (``"gumbel"`` or ``"reinforce"``), making step 2 hard
+            attention (one region ``v_s``, Xu et al., ICML 2015, arXiv:1502.03044).
         combine: how ``fused`` joins ``v̂`` and ``q̂``: ``"concat"`` (default, any widths),
             ``"sum"`` (the paper's, needs ``d_v = d_q``) or ``"product"``.
 
@@ -199,14 +212,16 @@ class AlternatingCoAttention(nn.Module):
         text_dim: int,
         hidden_dim: int = 512,
         dropout: float = 0.0,
-        image_context: nn.Module | None = None,
+        image_context: nn.Module | str | None = None,
         combine: str = "concat",
     ) -> None:
         super().__init__()
         self.image_dim, self.text_dim = image_dim, text_dim
         self.combine, self.output_dim = combine, combined_dim(combine, image_dim, text_dim)
         self.summarise_text = GuidedAttention(text_dim, None, hidden_dim, dropout)  # step 1
-        self.attend_image = GuidedAttention(image_dim, text_dim, hidden_dim, dropout, image_context)  # step 2
+        self.attend_image = GuidedAttention(  # step 2
+            image_dim, text_dim, hidden_dim, dropout, hard_context(image_context)
+        )
         self.attend_text = GuidedAttention(text_dim, image_dim, hidden_dim, dropout)  # step 3
 
     def forward(

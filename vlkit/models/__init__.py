@@ -1,6 +1,7 @@
-"""Assembled models, their decoders and heads, and the model registry."""
+"""Assembled models, their part configurations, decoders and heads, and the model presets."""
 
-from vlkit.models.captioning import CaptioningModel, caption_sat_small, caption_transformer_small
+from vlkit.models import presets as _presets  # noqa: F401  (registers the presets)
+from vlkit.models.captioning import CaptioningModel
 from vlkit.models.decoders import (
     DecoderOutput,
     DecoderStep,
@@ -10,23 +11,22 @@ from vlkit.models.decoders import (
 )
 from vlkit.models.generation import GenerationOutput, beam_search, greedy_search, length_penalty
 from vlkit.models.heads import ClassificationHead, VQAHead
-from vlkit.models.registry import create_model, list_models, register_model
-from vlkit.models.sentiment import (
-    MODALITIES,
-    SentimentModel,
-    SentimentOutput,
-    UnimodalPooling,
-    sentiment_small,
-)
-from vlkit.models.vqa import VQAModel, VQAOutput, vqa_small
+from vlkit.models.parts import DECODERS, HEADS, DecoderConfig, HeadConfig
+from vlkit.models.registry import create_model, list_models, model_preset, register_model
+from vlkit.models.sentiment import MODALITIES, SentimentModel, SentimentOutput, UnimodalPooling
+from vlkit.models.vqa import VQAModel, VQAOutput
 
 __all__ = [
+    "DECODERS",
+    "HEADS",
     "MODALITIES",
     "CaptioningModel",
     "ClassificationHead",
+    "DecoderConfig",
     "DecoderOutput",
     "DecoderStep",
     "GenerationOutput",
+    "HeadConfig",
     "SentimentModel",
     "SentimentOutput",
     "ShowAttendTellDecoder",
@@ -36,14 +36,11 @@ __all__ = [
     "VQAModel",
     "VQAOutput",
     "beam_search",
-    "caption_sat_small",
-    "caption_transformer_small",
     "create_model",
     "doubly_stochastic_penalty",
     "greedy_search",
     "length_penalty",
     "list_models",
+    "model_preset",
     "register_model",
-    "sentiment_small",
-    "vqa_small",
 ]

@@ -6,14 +6,17 @@ Shape legend: ``b`` batch, ``n`` regions, ``T`` caption steps, ``L`` generated l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from torch import Tensor, nn
 
-from vlkit.models.decoders import DecoderOutput, ShowAttendTellDecoder, TransformerCaptionDecoder
+from vlkit.models.decoders import DecoderOutput
 from vlkit.models.generation import GenerationOutput, beam_search, greedy_search
-from vlkit.models.parts import build_image_encoder
-from vlkit.models.registry import register_model
+from vlkit.models.parts import DecoderConfig, build_image_encoder
+from vlkit.vision import ImageEncoderConfig
 
-__all__ = ["CaptioningModel", "caption_sat_small", "caption_transformer_small"]
+__all__ = ["CaptioningModel"]
 
 
 class CaptioningModel(nn.Module):
@@ -36,6 +39,8 @@ class CaptioningModel(nn.Module):
         at step ``t`` predict ``tokens[:, t + 1]``.
         ``generate(image, max_length, beam_size, alpha) -> GenerationOutput``;
         ``search(features, feature_mask, ...)`` decodes regions already encoded.
+
+    :meth:`from_config` builds the parts from their configurations.
     """
 
     def __init__(
@@ -78,110 +83,32 @@ class CaptioningModel(nn.Module):
             return greedy_search(self.decoder, features, feature_mask, *ids, max_length, alpha)
         return beam_search(self.decoder, features, feature_mask, *ids, max_length, beam_size, alpha)
 
+    @classmethod
+    def from_config(
+        cls,
+        vocab_size: int,
+        bos_id: int,
+        eos_id: int,
+        pad_id: int = 0,
+        image_encoder: ImageEncoderConfig | Mapping[str, Any] | str | None = None,
+        decoder: DecoderConfig | Mapping[str, Any] | str | None = None,
+        pretrained: bool = True,
+    ) -> CaptioningModel:
+        """A captioning model built from its part configurations (each also as a mapping or a
+        name; None for the part's default: Show, Attend and Tell).
 
-@register_model
-def caption_sat_small(
-    vocab_size: int,
-    bos_id: int,
-    eos_id: int,
-    pad_id: int = 0,
-    backbone: str = "resnet10t",
-    feature_index: int = 2,
-    dim: int = 256,
-    embed_dim: int = 256,
-    hidden_dim: int = 512,
-    attention_dim: int = 256,
-    dropout: float = 0.5,
-    hard_attention: str | None = None,
-    gate: bool = True,
-    pretrained: bool = False,
-    pretrained_file: str | None = None,
-    packaged_weights: bool = False,
-    freeze_backbone: bool | int = False,
-    cbam: str | None = None,
-    stn: str | int | None = None,
-) -> CaptioningModel:
-    """Show, Attend and Tell (Xu et al., ICML 2015, arXiv:1502.03044): timm backbone regions and
-    an LSTM decoder with soft (or hard) attention and the gating scalar β.
+        Args:
+            vocab_size, bos_id, eos_id, pad_id: from the caption tokenizer.
+            image_encoder, decoder: the parts' configurations; the decoder gets the image
+                encoder's width as ``feature_dim``.
+            pretrained: False builds the image backbone without its pretrained weights (a
+                checkpoint's weights replace them).
 
-    Args:
-        vocab_size, bos_id, eos_id, pad_id: from the caption tokenizer.
-        backbone, feature_index, pretrained, pretrained_file, packaged_weights,
-            freeze_backbone, cbam, stn: the image encoder (see :class:`vlkit.vision.ImageEncoder`).
-        dim: region width ``d_v``.
-        embed_dim, hidden_dim, attention_dim, dropout, hard_attention, gate: the decoder (see
-            :class:`vlkit.models.ShowAttendTellDecoder`).
-    """
-    return CaptioningModel(
-        build_image_encoder(
-            backbone,
-            dim,
-            feature_index,
-            pretrained,
-            pretrained_file,
-            packaged_weights,
-            freeze_backbone,
-            cbam,
-            stn,
-        ),
-        ShowAttendTellDecoder(
-            vocab_size, dim, embed_dim, hidden_dim, attention_dim, dropout, hard_attention, gate, pad_id
-        ),
-        bos_id,
-        eos_id,
-        pad_id,
-    )
-
-
-@register_model
-def caption_transformer_small(
-    vocab_size: int,
-    bos_id: int,
-    eos_id: int,
-    pad_id: int = 0,
-    backbone: str = "resnet10t",
-    feature_index: int = 2,
-    dim: int = 256,
-    depth: int = 2,
-    num_heads: int = 4,
-    mlp_ratio: float = 4.0,
-    dropout: float = 0.1,
-    max_length: int = 64,
-    tie_embeddings: bool = True,
-    pretrained: bool = False,
-    pretrained_file: str | None = None,
-    packaged_weights: bool = False,
-    freeze_backbone: bool | int = False,
-    cbam: str | None = None,
-    stn: str | int | None = None,
-) -> CaptioningModel:
-    """Timm backbone regions and a Transformer decoder with cross-attention to them
-    (Vaswani et al., NeurIPS 2017, arXiv:1706.03762).
-
-    Args:
-        vocab_size, bos_id, eos_id, pad_id: from the caption tokenizer.
-        backbone, feature_index, pretrained, pretrained_file, packaged_weights,
-            freeze_backbone, cbam, stn: the image encoder (see :class:`vlkit.vision.ImageEncoder`).
-        dim: region and decoder width.
-        depth, num_heads, mlp_ratio, dropout, max_length, tie_embeddings: the decoder (see
-            :class:`vlkit.models.TransformerCaptionDecoder`).
-    """
-    return CaptioningModel(
-        build_image_encoder(
-            backbone,
-            dim,
-            feature_index,
-            pretrained,
-            pretrained_file,
-            packaged_weights,
-            freeze_backbone,
-            cbam,
-            stn,
-        ),
-        TransformerCaptionDecoder(
-            vocab_size, dim, dim, depth, num_heads, mlp_ratio, dropout, max_length, tie_embeddings, pad_id
-        ),
-        bos_id,
-        eos_id,
-        pad_id,
-    )
+        Raises:
+            ValueError: an invalid part configuration (the message says what is valid).
+        """
+        image = build_image_encoder(image_encoder, pretrained)
+        text_decoder = DecoderConfig.parse(decoder).build(
+            vocab_size=vocab_size, feature_dim=image.dim, pad_id=pad_id
+        )
+        return cls(image, text_decoder, bos_id, eos_id, pad_id)

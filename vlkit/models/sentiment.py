@@ -5,18 +5,18 @@ Shape legend: ``b`` batch, ``n`` regions, ``l`` tokens, ``d`` width, ``K`` class
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
-from vlkit.fusion import FusionOutput, create_fusion
+from vlkit.fusion import FusionConfig, FusionOutput
 from vlkit.fusion.common import masked_mean
-from vlkit.models.heads import ClassificationHead
-from vlkit.models.parts import build_image_encoder
-from vlkit.models.registry import register_model
-from vlkit.text import create_text_encoder
+from vlkit.models.parts import HeadConfig, build_image_encoder, build_text_encoder
+from vlkit.text import TextEncoderConfig
+from vlkit.vision import ImageEncoderConfig
 
-__all__ = ["MODALITIES", "SentimentModel", "SentimentOutput", "UnimodalPooling", "sentiment_small"]
+__all__ = ["MODALITIES", "SentimentModel", "SentimentOutput", "UnimodalPooling"]
 
 #: The inputs a sentiment model can use: both (fusion) or one (a unimodal baseline).
 MODALITIES = ("both", "image", "text")
@@ -29,11 +29,14 @@ class SentimentOutput(NamedTuple):
         logits: ``(b, K)`` class logits.
         image_weights: ``(b, n)`` attention over image regions, or None if the fusion has none.
         text_weights: ``(b, l)`` attention over text tokens, or None.
+        grid_size: ``(h, w)`` of the image regions' grid (``h · w = n``), or None without an
+            image encoder.
     """
 
     logits: Tensor
     image_weights: Tensor | None
     text_weights: Tensor | None
+    grid_size: tuple[int, int] | None = None
 
 
 class UnimodalPooling(nn.Module):
@@ -101,6 +104,8 @@ class SentimentModel(nn.Module):
     Raises:
         ValueError: no encoder, or one encoder without a :class:`UnimodalPooling` of its
             modality as the fusion.
+
+    :meth:`from_config` builds the parts from their configurations.
     """
 
     def __init__(
@@ -135,133 +140,65 @@ class SentimentModel(nn.Module):
         return "image" if self.image_encoder is not None else "text"
 
     def forward(self, image: Tensor, text_ids: Tensor, text_mask: Tensor | None = None) -> SentimentOutput:
-        image_features = image_mask = text_features = None
+        image_features = image_mask = text_features = grid = None
         if self.image_encoder is not None:
-            image_features, image_mask = self.image_encoder(image)[:2]  # (b, n, d_v), (b, n)
+            encoded = self.image_encoder(image)
+            image_features, image_mask = encoded[:2]  # (b, n, d_v), (b, n)
+            grid = getattr(encoded, "grid_size", None)
         if self.text_encoder is not None:
             text_features, text_mask = self.text_encoder(text_ids, text_mask)[:2]  # (b, l, d_q), (b, l)
         fused = self.fusion(image_features, image_mask, text_features, text_mask)
-        return SentimentOutput(self.head(fused.fused), fused.image_weights, fused.text_weights)
+        return SentimentOutput(self.head(fused.fused), fused.image_weights, fused.text_weights, grid)
 
+    @classmethod
+    def from_config(
+        cls,
+        num_classes: int,
+        vocab_size: int | None = None,
+        image_encoder: ImageEncoderConfig | Mapping[str, Any] | str | None = None,
+        text_encoder: TextEncoderConfig | Mapping[str, Any] | str | None = None,
+        fusion: FusionConfig | Mapping[str, Any] | str | None = None,
+        head: HeadConfig | Mapping[str, Any] | str | None = None,
+        modality: str = "both",
+        pretrained: bool = True,
+        local_files: Mapping[str, str] | None = None,
+    ) -> SentimentModel:
+        """A sentiment model (or a unimodal baseline) built from its part configurations (each
+        also as a mapping or a name; None for the part's default).
 
-def _text_encoder(
-    name: str,
-    vocab_size: int | None,
-    dim: int,
-    embed_dim: int,
-    text_model: str | None,
-    text_freeze: bool | int,
-    text_layer_lr_decay: float,
-    text_dropout: float,
-) -> nn.Module:
-    """The text encoder of :func:`sentiment_small`: a Hugging Face model or a vlkit encoder."""
-    if name == "hf":
-        from vlkit.text.hf import HFTextEncoder
+        Args:
+            num_classes: number of classes ``K`` (>= 2).
+            vocab_size: size of the word vocabulary (padding included); None with a Hugging Face
+                text encoder or ``modality="image"``.
+            image_encoder, text_encoder, fusion, head: the parts' configurations; the fusion
+                (default: cross-modal attention, each region over the words) gets the encoders'
+                widths, the head the fusion's ``output_dim``.
+            modality: ``"both"`` (fusion), ``"image"`` (image-only baseline: the image encoder,
+                global average pooling, the head; ``text_encoder`` and ``fusion`` are not built)
+                or ``"text"`` (text-only: the text encoder, mean pooling, the head).
+            pretrained: False builds the image backbone and a Hugging Face text encoder without
+                their pretrained weights (a checkpoint's weights replace them).
+            local_files: ``{Hugging Face name: folder}`` of saved configuration and tokenizer
+                files (see :func:`vlkit.models.parts.build_text_encoder`).
 
-        return HFTextEncoder(text_model, freeze=text_freeze, layer_lr_decay=text_layer_lr_decay)
-    if vocab_size is None:
-        raise ValueError(
-            f"text_encoder={name!r} needs vocab_size (the word vocabulary); with a Hugging Face "
-            "tokenizer use text_encoder='hf'"
+        Raises:
+            ValueError: an unknown modality, fewer than two classes, or an invalid part
+                configuration (the message says what is valid).
+        """
+        if modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {list(MODALITIES)}, got {modality!r}")
+        if num_classes < 2:
+            raise ValueError(f"a classifier needs num_classes >= 2, got {num_classes}")
+        image = build_image_encoder(image_encoder, pretrained) if modality != "text" else None
+        text = (
+            build_text_encoder(text_encoder, vocab_size, pretrained, local_files)
+            if modality != "image"
+            else None
         )
-    return create_text_encoder(name, vocab_size, dim, embed_dim=embed_dim, dropout=text_dropout)
-
-
-@register_model
-def sentiment_small(
-    num_classes: int,
-    vocab_size: int | None = None,
-    modality: str = "both",
-    fusion: str | dict[str, Any] = "cross_modal_attention",
-    backbone: str = "resnet10t",
-    feature_index: int = 2,
-    dim: int = 256,
-    embed_dim: int = 128,
-    hidden_dim: int = 256,
-    pretrained: bool = False,
-    pretrained_file: str | None = None,
-    packaged_weights: bool = False,
-    freeze_backbone: bool | int = False,
-    dropout: float = 0.1,
-    text_encoder: str = "lstm",
-    text_model: str | None = None,
-    text_freeze: bool | int = False,
-    text_layer_lr_decay: float = 1.0,
-    text_dropout: float = 0.0,
-    cbam: str | None = None,
-    stn: str | int | None = None,
-) -> SentimentModel:
-    """A small multimodal sentiment model: timm backbone regions, a text encoder, a fusion
-    layer (cross-modal attention by default, SPEC.md section 4) and an MLP class head; or a
-    unimodal baseline built from the same parts.
-
-    Args:
-        num_classes: number of classes ``K`` (>= 2).
-        vocab_size: size of the word vocabulary (padding included); None with ``text_encoder="hf"``.
-        modality: ``"both"`` (fusion), ``"image"`` (image-only baseline: image encoder,
-            global average pooling, head) or ``"text"`` (text-only: text encoder, mean
-            pooling, head).
-        fusion: for ``modality="both"``: a name of :data:`vlkit.fusion.FUSIONS` or a mapping
-            with that ``name`` and the layer's arguments (as in :func:`vlkit.models.vqa_small`);
-            it gets ``hidden_dim`` and ``dropout`` from here unless the mapping sets them.
-        backbone, feature_index, pretrained, pretrained_file, packaged_weights,
-            freeze_backbone, cbam, stn: the image encoder (see :func:`vlkit.models.vqa_small`).
-        dim: width of the region features, and of the tokens of the vlkit text encoders.
-        embed_dim: word embedding width of the LSTM.
-        hidden_dim: the fusion's hidden width and the head's.
-        dropout: dropout in the fusion and the head.
-        text_encoder: ``"lstm"`` (default), ``"transformer"`` (vlkit's, from scratch) or
-            ``"hf"`` (:class:`vlkit.text.HFTextEncoder`, a pretrained Hugging Face model whose
-            width is its own, e.g. 384 for all-MiniLM-L6-v2).
-        text_model: the Hugging Face model id / path for ``"hf"`` (None: the packaged
-            all-MiniLM-L6-v2); :class:`vlkit.tasks.SentimentTask` sets it to the
-            DataModule's tokenizer.
-        text_freeze: ``"hf"`` only: freeze the whole encoder (True) or the embeddings and
-            first k layers (an int).
-        text_layer_lr_decay: ``"hf"`` only: layer-wise learning-rate decay in ``(0, 1]``.
-        text_dropout: dropout inside the vlkit text encoders.
-
-    Raises:
-        ValueError: an unknown modality or fusion, fewer than two classes, a vlkit text
-            encoder without ``vocab_size``, or a fusion argument the layer does not take.
-    """
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {list(MODALITIES)}, got {modality!r}")
-    if num_classes < 2:
-        raise ValueError(f"a classifier needs num_classes >= 2, got {num_classes}")
-    image_encoder = text = None
-    if modality != "text":
-        image_encoder = build_image_encoder(
-            backbone,
-            dim,
-            feature_index,
-            pretrained,
-            pretrained_file,
-            packaged_weights,
-            freeze_backbone,
-            cbam,
-            stn,
-        )
-    if modality != "image":
-        text = _text_encoder(
-            text_encoder,
-            vocab_size,
-            dim,
-            embed_dim,
-            text_model,
-            text_freeze,
-            text_layer_lr_decay,
-            text_dropout,
-        )
-    text_dim = getattr(text, "dim", dim)
-    if modality == "both":
-        fusion = {"name": fusion} if isinstance(fusion, str) else fusion
-        if "name" not in fusion:
-            raise ValueError(f"fusion must be a name or a mapping with a 'name' key, got {fusion!r}")
-        kwargs = {"hidden_dim": hidden_dim, "dropout": dropout}
-        kwargs.update((k, v) for k, v in fusion.items() if k != "name")
-        fusion_layer = create_fusion(fusion["name"], dim, text_dim, **kwargs)
-    else:
-        fusion_layer = UnimodalPooling(dim if modality == "image" else text_dim, modality)
-    head = ClassificationHead(fusion_layer.output_dim, num_classes, hidden_dim, dropout=dropout)
-    return SentimentModel(image_encoder, text, fusion_layer, head)
+        if modality == "both":
+            fusion = fusion if fusion is not None else {"name": "cross_modal_attention"}
+            fusion_layer = FusionConfig.parse(fusion).build(image_dim=image.dim, text_dim=text.dim)
+        else:
+            fusion_layer = UnimodalPooling(image.dim if text is None else text.dim, modality)
+        class_head = HeadConfig.parse(head).build(input_dim=fusion_layer.output_dim, num_classes=num_classes)
+        return cls(image, text, fusion_layer, class_head)

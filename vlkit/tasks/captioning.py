@@ -1,31 +1,61 @@
-"""The image-captioning LightningModule: teacher forcing, decoding, caption metrics."""
+"""The image-captioning LightningModule: teacher forcing, decoding, caption metrics, and batch
+captioning of raw images."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vlkit.data.batching import SkippedBatch
 from vlkit.data.captioning import CaptionBatch
-from vlkit.data.common import SkippedBatch
+from vlkit.data.preprocessing import Preprocessing
 from vlkit.metrics import CaptionMetrics
-from vlkit.models import GenerationOutput, create_model, doubly_stochastic_penalty, list_models
-from vlkit.tasks.common import TrainingTask
-from vlkit.text.caption import create_caption_tokenizer
+from vlkit.models import CaptioningModel, DecoderConfig, GenerationOutput, doubly_stochastic_penalty
+from vlkit.tasks.base import TrainingTask
+from vlkit.tasks.inference import ImageInput, image_batch
+from vlkit.tasks.optimization import Optimization
+from vlkit.text.caption import CaptionTokenizer, create_caption_tokenizer
+from vlkit.vision import ImageEncoderConfig
 
-__all__ = ["CaptioningTask"]
+__all__ = ["CaptionPrediction", "CaptioningTask"]
 
 log = logging.getLogger(__name__)
 _EVAL_SPLITS = ("val", "test")
 
 
+class CaptionPrediction(NamedTuple):
+    """The caption of :meth:`CaptioningTask.predict` for one image.
+
+    Attributes:
+        caption: the generated caption, detokenised.
+        score: the search's score of the caption (its log-probability, length-penalised when
+            ``length_penalty > 0``).
+        log_prob: its log-probability (natural log, ``<= 0``).
+        tokens: the generated tokens, ``<eos>`` included when the caption ended with it.
+        attention: ``(len(tokens), n)`` the attention over the image regions when each token
+            was generated, with ``return_attention``, else None.
+        grid_size: ``(h, w)`` of the region grid (``h · w = n``).
+    """
+
+    caption: str
+    score: float
+    log_prob: float
+    tokens: list[str]
+    attention: Tensor | None = None
+    grid_size: tuple[int, int] | None = None
+
+
 class CaptioningTask(TrainingTask):
-    """Trains a registered captioning model (SPEC.md section 5; Xu et al., ICML 2015).
+    """Trains a captioning model configured as its parts (Xu et al., ICML 2015, arXiv:1502.03044;
+    Vinyals et al., CVPR 2015, arXiv:1411.4555).
 
     Loss: token cross-entropy with teacher forcing (optionally label-smoothed, Szegedy et al.,
     CVPR 2016), averaged over the caption tokens of the batch, plus ``λ`` times the doubly
@@ -35,74 +65,63 @@ class CaptioningTask(TrainingTask):
     ``val_beam_size`` (greedy by default), test with ``beam_size``; both log ``bleu1`` …
     ``bleu4``, ``rouge_l`` and ``cider_d`` (coco-caption definitions, :mod:`vlkit.metrics`)
     beside ``loss``. After testing, the generated captions and their references are written
-    to ``<log_dir>/test_captions.json``. Optimiser and schedule: see
-    :class:`vlkit.tasks.common.TrainingTask`.
-
-    The tokenizer (word vocabulary or Hugging Face tokenizer name) is a hyper-parameter, so a
-    checkpoint alone rebuilds the model and captions images (``vlkit predict``).
+    to ``<log_dir>/test_captions.json``.
 
     Args:
-        model: name of a registered captioning model (``vlkit.models.list_models("caption_*")``).
-        model_args: keyword overrides for the model builder (e.g. ``{hidden_dim: 512}``).
+        image_encoder: the image encoder (:class:`vlkit.vision.ImageEncoderConfig`).
+        decoder: the caption decoder (:class:`vlkit.models.DecoderConfig`: ``show_attend_tell``
+            or ``transformer``), given the image encoder's width and the tokenizer's size.
         vocabulary: word vocabulary (set from the DataModule by the CLI), or None with
             ``tokenizer_name``.
         tokenizer_name: Hugging Face tokenizer id / path (set from the DataModule), or None.
-        lr, weight_decay, warmup_fraction, min_lr_ratio, backbone_lr_ratio: optimiser and
-            schedule (see :class:`vlkit.tasks.VQATask`).
-        on_nonfinite_loss: ``"error"`` or ``"skip"`` (see :class:`vlkit.tasks.VQATask`).
         label_smoothing: in ``[0, 1)``; 0 = plain cross-entropy.
         attention_regularization: ``λ >= 0`` of the doubly stochastic penalty (the paper's 1).
-        max_length: most tokens generated when decoding (``<eos>`` included).
-        beam_size: beam size for test and :meth:`caption` (1 = greedy).
+        max_length: most tokens generated when decoding (``<eos>`` included; >= 1).
+        beam_size: beam size for test and :meth:`predict` (1 = greedy).
         val_beam_size: beam size for validation (1 = greedy, the cheapest).
         length_penalty: GNMT length-penalty exponent ``α >= 0`` used by beam search.
+        preprocessing, optimization, on_nonfinite_loss, pretrained, local_files: see
+            :class:`vlkit.tasks.TrainingTask`.
 
     Raises:
-        ValueError: unknown model name, missing/both tokenizer settings, or out-of-range settings.
+        ValueError: missing or both tokenizer settings, or an invalid part configuration or setting.
     """
 
     task_name = "captioning"
+    monitor = ("val/cider_d", "max")
 
     def __init__(
         self,
-        model: str = "caption_sat_small",
-        model_args: dict[str, Any] | None = None,
+        image_encoder: ImageEncoderConfig = ImageEncoderConfig(),
+        decoder: DecoderConfig = DecoderConfig("show_attend_tell"),
         vocabulary: list[str] | None = None,
         tokenizer_name: str | None = None,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-2,
-        warmup_fraction: float = 0.05,
-        min_lr_ratio: float = 0.01,
-        backbone_lr_ratio: float = 1.0,
         label_smoothing: float = 0.0,
         attention_regularization: float = 1.0,
         max_length: int = 20,
         beam_size: int = 3,
         val_beam_size: int = 1,
         length_penalty: float = 0.0,
+        preprocessing: Preprocessing | None = None,
+        optimization: Optimization = Optimization(),
         on_nonfinite_loss: str = "error",
+        pretrained: bool = True,
+        local_files: dict[str, str] | None = None,
     ) -> None:
-        super().__init__()
-        if model not in list_models("caption_*"):
-            raise ValueError(f"unknown captioning model {model!r}; registered: {list_models('caption_*')}")
-        self.check_optimizer_args(lr, warmup_fraction, min_lr_ratio, backbone_lr_ratio)
-        self.check_nonfinite_policy(on_nonfinite_loss)
+        super().__init__(preprocessing, optimization, on_nonfinite_loss, pretrained, local_files)
         if not 0 <= label_smoothing < 1 or attention_regularization < 0 or length_penalty < 0:
             raise ValueError(
                 "need 0 <= label_smoothing < 1, attention_regularization >= 0 and length_penalty >= 0"
             )
         if min(max_length, beam_size, val_beam_size) < 1:
             raise ValueError("max_length, beam_size and val_beam_size must be >= 1")
-        self.save_hyperparameters()
-        self.tokenizer = create_caption_tokenizer(vocabulary, tokenizer_name)
+        self.save_configuration()
+        self.tokenizer: CaptionTokenizer = create_caption_tokenizer(
+            vocabulary, tokenizer_name, self.local_files.get(tokenizer_name) if tokenizer_name else None
+        )
         tok = self.tokenizer
-        self.model = create_model(
-            model,
-            vocab_size=len(tok),
-            bos_id=tok.bos_id,
-            eos_id=tok.eos_id,
-            pad_id=tok.pad_id,
-            **(model_args or {}),
+        self.model = CaptioningModel.from_config(
+            len(tok), tok.bos_id, tok.eos_id, tok.pad_id, image_encoder, decoder, pretrained=pretrained
         )
         self.caption_metrics = torch.nn.ModuleDict({s: CaptionMetrics() for s in _EVAL_SPLITS})
         self._test_examples: list[dict] = []
@@ -210,3 +229,57 @@ class CaptioningTask(TrainingTask):
     def decode(self, tokens: Tensor) -> list[str]:
         """Caption strings of generated ``tokens (b, L)``."""
         return [self.tokenizer.decode(row) for row in tokens.tolist()]
+
+    @functools.cached_property
+    def _token_names(self) -> dict[int, str]:
+        tok = self.tokenizer
+        return {tok.eos_id: "<eos>", tok.bos_id: "<bos>", tok.pad_id: "<pad>"}
+
+    @torch.no_grad()
+    def predict(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        beam_size: int | None = None,
+        max_length: int | None = None,
+        return_attention: bool = False,
+    ) -> list[CaptionPrediction]:
+        """Caption a batch of images, prepared as the training data was.
+
+        Args:
+            images: one image or a list: paths, PIL images or ``(3, H, W)`` tensors (uint8, or
+                float in ``[0, 1]``), or a ``(b, 3, H, W)`` tensor.
+            beam_size: beam size (default: the task's ``beam_size``; 1 = greedy).
+            max_length: most tokens to generate (default: the task's ``max_length``).
+            return_attention: also return each token's attention over the image regions.
+
+        Returns:
+            One :class:`CaptionPrediction` per image, in order.
+
+        Raises:
+            ValueError: no preprocessing, or ``beam_size`` / ``max_length`` below 1.
+            FileNotFoundError: an image path that does not exist.
+        """
+        if (beam_size is not None and beam_size < 1) or (max_length is not None and max_length < 1):
+            raise ValueError(f"beam_size and max_length must be >= 1, got {beam_size} and {max_length}")
+        pixels = image_batch(images, self.preprocessing).to(self.device)
+        was_training = self.training
+        self.eval()
+        try:
+            encoded = self.model.image_encoder(pixels)
+            out = self.search(encoded[0], encoded[1], beam_size=beam_size, max_length=max_length)
+        finally:
+            self.train(was_training)
+        captions = self.decode(out.tokens)
+        grid = getattr(encoded, "grid_size", None)
+        predictions = []
+        for row, caption in enumerate(captions):
+            length = int(out.lengths[row])
+            ids = out.tokens[row, :length].tolist()
+            tokens = [self._token_names.get(i) or self.tokenizer.decode([i]) for i in ids]
+            attention = out.weights[row, :length].float().cpu() if return_attention else None
+            predictions.append(
+                CaptionPrediction(
+                    caption, float(out.scores[row]), float(out.log_probs[row]), tokens, attention, grid
+                )
+            )
+        return predictions

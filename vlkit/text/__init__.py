@@ -8,7 +8,7 @@ from vlkit.text.caption import (
 )
 from vlkit.text.common import TextEncoderOutput, check_token_ids
 from vlkit.text.embedding import WordEmbeddingEncoder
-from vlkit.text.factory import TEXT_ENCODERS, create_text_encoder
+from vlkit.text.factory import TEXT_ENCODERS, TextEncoderConfig, create_text_encoder
 from vlkit.text.hf import PACKAGED_TEXT_MODEL, HFTextEncoder, HFTokenizer, resolve_hf_model
 from vlkit.text.lstm import LSTMTextEncoder, packed_lstm
 from vlkit.text.tokenizer import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, UNK_TOKEN, WordTokenizer
@@ -27,6 +27,7 @@ __all__ = [
     "HFTextEncoder",
     "HFTokenizer",
     "LSTMTextEncoder",
+    "TextEncoderConfig",
     "TextEncoderOutput",
     "TransformerTextEncoder",
     "WordCaptionTokenizer",

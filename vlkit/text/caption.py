@@ -104,9 +104,10 @@ class WordCaptionTokenizer:
 
 
 def create_caption_tokenizer(
-    vocabulary: list[str] | None = None, tokenizer_name: str | None = None
+    vocabulary: list[str] | None = None, tokenizer_name: str | None = None, local_files: str | None = None
 ) -> WordCaptionTokenizer | HFCaptionTokenizer:
-    """The caption tokenizer a checkpoint describes: a word ``vocabulary`` or a HF ``tokenizer_name``.
+    """The caption tokenizer a checkpoint describes: a word ``vocabulary`` or a HF ``tokenizer_name``
+    (read from the folder ``local_files`` if given, see :class:`vlkit.text.HFTokenizer`).
 
     Raises:
         ValueError: if neither or both are given.
@@ -116,4 +117,8 @@ def create_caption_tokenizer(
             "give exactly one of vocabulary (word-level, built from the training captions) or "
             "tokenizer_name (a Hugging Face tokenizer id or path); `vlkit fit` links them from the DataModule"
         )
-    return WordCaptionTokenizer(vocabulary) if vocabulary is not None else HFCaptionTokenizer(tokenizer_name)
+    return (
+        WordCaptionTokenizer(vocabulary)
+        if vocabulary is not None
+        else HFCaptionTokenizer(tokenizer_name, local_files=local_files)
+    )

@@ -1,57 +1,62 @@
-"""Build a text encoder by name, so recipes can swap the LSTM for a Transformer."""
+"""Text encoders by name, so a recipe swaps the LSTM for a Transformer or a pretrained model."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
+from vlkit.config import PartConfig, Registry
 from vlkit.text.embedding import WordEmbeddingEncoder
+from vlkit.text.hf import HFTextEncoder
 from vlkit.text.lstm import LSTMTextEncoder
 from vlkit.text.transformer import TransformerTextEncoder
 
-__all__ = ["TEXT_ENCODERS", "create_text_encoder"]
+__all__ = ["TEXT_ENCODERS", "TextEncoderConfig", "create_text_encoder"]
 
-#: Text encoder classes by name.
-TEXT_ENCODERS: dict[str, type[nn.Module]] = {
-    "lstm": LSTMTextEncoder,
-    "transformer": TransformerTextEncoder,
-    "embedding": WordEmbeddingEncoder,
-}
+#: Text encoders by name. The model gives ``vocab_size`` to the word-level encoders; a task
+#: rebuilding a checkpoint gives ``pretrained=False`` and ``local_files`` to ``"hf"``.
+TEXT_ENCODERS = Registry("text_encoder", provided=("vocab_size", "pretrained", "local_files"))
+TEXT_ENCODERS.register("lstm", LSTMTextEncoder)  # Antol et al. 2015
+TEXT_ENCODERS.register("transformer", TransformerTextEncoder)  # Vaswani et al. 2017
+TEXT_ENCODERS.register("embedding", WordEmbeddingEncoder)  # word level of Lu et al. 2016
+TEXT_ENCODERS.register("hf", HFTextEncoder)  # any Hugging Face encoder (needs `transformers`)
 
 
-def create_text_encoder(
-    name: str,
-    vocab_size: int,
-    dim: int,
-    embed_dim: int = 128,
-    depth: int = 2,
-    num_heads: int = 4,
-    positions: str = "sinusoidal",
-    dropout: float = 0.0,
-) -> nn.Module:
-    """Build a text encoder ``(ids (b, l), mask (b, l)) -> TextEncoderOutput(features (b, l, dim), mask)``.
+class TextEncoderConfig(PartConfig):
+    """A text encoder: its name in :data:`TEXT_ENCODERS` and every argument of the encoder.
 
-    Args:
-        name: ``"lstm"`` (:class:`vlkit.text.LSTMTextEncoder`, bidirectional, one layer),
-            ``"transformer"`` (:class:`vlkit.text.TransformerTextEncoder`) or ``"embedding"``
-            (:class:`vlkit.text.WordEmbeddingEncoder`, word embeddings only, for
-            :class:`vlkit.fusion.HierarchicalCoAttention`).
-        vocab_size: number of token ids, padding (id 0) included.
-        dim: output width.
-        embed_dim: word-embedding width of the LSTM (the others embed to ``dim``).
-        depth: Transformer blocks.
-        num_heads: Transformer attention heads.
-        positions: Transformer positions, ``"sinusoidal"`` or ``"learned"``.
-        dropout: dropout in the encoder, in ``[0, 1)``.
+    - ``"lstm"``: :class:`vlkit.text.LSTMTextEncoder` (word embeddings + biLSTM);
+    - ``"transformer"``: :class:`vlkit.text.TransformerTextEncoder` (from scratch);
+    - ``"embedding"``: :class:`vlkit.text.WordEmbeddingEncoder` (word embeddings only, the word
+      level of :class:`vlkit.fusion.HierarchicalCoAttention`);
+    - ``"hf"``: :class:`vlkit.text.HFTextEncoder`, a pretrained Hugging Face model, whose width is
+      its own (384 for the packaged all-MiniLM-L6-v2); its token ids come from the matching
+      tokenizer, which the DataModule names.
+
+    Every encoder returns ``(features (b, l, dim), mask (b, l))`` and has a ``dim``. The
+    word-level encoders get ``vocab_size`` from the model that builds them.
 
     Raises:
-        ValueError: an unknown name (the message lists the valid ones), or bad sizes.
+        ValueError: an unknown name, an argument the encoder does not take, or a value of the
+            wrong type (the message lists what is valid).
     """
-    if name not in TEXT_ENCODERS:
-        raise ValueError(f"unknown text encoder {name!r}; valid: {sorted(TEXT_ENCODERS)}")
-    if name == "lstm":
-        return LSTMTextEncoder(vocab_size, dim, embed_dim=embed_dim, dropout=dropout)
-    if name == "embedding":
-        return WordEmbeddingEncoder(vocab_size, dim, dropout=dropout)
-    return TransformerTextEncoder(
-        vocab_size, dim, depth=depth, num_heads=num_heads, positions=positions, dropout=dropout
-    )
+
+    registry = TEXT_ENCODERS
+    default_name = "lstm"
+
+
+def create_text_encoder(name: str, vocab_size: int | None = None, **kwargs: Any) -> nn.Module:
+    """Build a text encoder ``(ids (b, l), mask (b, l)) -> TextEncoderOutput(features (b, l, dim), mask)``:
+    ``TextEncoderConfig(name, **kwargs).build(vocab_size=vocab_size)``.
+
+    Args:
+        name: a name of :data:`TEXT_ENCODERS`.
+        vocab_size: number of token ids, padding (id 0) included (the word-level encoders).
+        **kwargs: the encoder's other arguments (e.g. ``dim``, ``depth``).
+
+    Raises:
+        ValueError: see :class:`TextEncoderConfig`.
+    """
+    provided = {} if vocab_size is None else {"vocab_size": vocab_size}
+    return TextEncoderConfig(name, **kwargs).build(**provided)

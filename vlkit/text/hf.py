@@ -16,7 +16,6 @@ from collections.abc import Iterable
 
 from torch import Tensor, nn
 
-from vlkit.checkpoint import saved_hf_folder
 from vlkit.text.common import TextEncoderOutput, check_token_ids
 
 __all__ = ["PACKAGED_TEXT_MODEL", "HFTextEncoder", "HFTokenizer", "resolve_hf_model"]
@@ -86,6 +85,8 @@ class HFTokenizer:
             so a checkpoint names the model rather than a folder on one machine.
         trust_remote_code: passed to ``AutoTokenizer.from_pretrained``; only set it for a
             repository whose code you trust.
+        local_files: a local folder holding this tokenizer's files (as a vlkit checkpoint
+            saves them), read instead of resolving ``name_or_path``; the name is still kept.
 
     Attributes:
         pad_id, bos_id, eos_id: ids of the padding, begin and end tokens.
@@ -97,13 +98,15 @@ class HFTokenizer:
         ValueError: the tokenizer has no padding or no begin/end-of-sequence tokens.
     """
 
-    def __init__(self, name_or_path: str | None = None, trust_remote_code: bool = False) -> None:
+    def __init__(
+        self, name_or_path: str | None = None, trust_remote_code: bool = False, local_files: str | None = None
+    ) -> None:
         try:
             from transformers import AutoTokenizer
         except ImportError as err:
             raise ImportError(f"a Hugging Face tokenizer needs `transformers`: {_INSTALL_HF}") from err
         self.name_or_path = PACKAGED_TEXT_MODEL if name_or_path is None else os.fspath(name_or_path)
-        path = saved_hf_folder(self.name_or_path) or resolve_hf_model(name_or_path)
+        path = local_files if local_files is not None else resolve_hf_model(name_or_path)
         # text is data, not markup: "[SEP]", "[PAD]" or "<s>" in a caption are spelled out as
         # words, never read as special tokens (which would end it early or look like padding)
         self.tokenizer = AutoTokenizer.from_pretrained(
@@ -198,6 +201,12 @@ class HFTextEncoder(nn.Module):
             gives every parameter the same learning rate.
         trust_remote_code: passed to ``AutoModel.from_pretrained``; only set it for a
             repository whose code you trust.
+        pretrained: load the model's weights (``AutoModel.from_pretrained``); False builds it
+            from its configuration with random weights (``AutoModel.from_config``), e.g. when
+            the weights come from a vlkit checkpoint afterwards.
+        local_files: a local folder holding the model's ``config.json`` (and tokenizer files),
+            as a vlkit checkpoint saves them, read instead of resolving ``model_name_or_path``;
+            the name is still kept.
 
     Attributes:
         dim: feature width ``d`` (``config.hidden_size``).
@@ -228,6 +237,8 @@ class HFTextEncoder(nn.Module):
         freeze: bool | int = False,
         layer_lr_decay: float = 1.0,
         trust_remote_code: bool = False,
+        pretrained: bool = True,
+        local_files: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(freeze, bool | int):
@@ -247,16 +258,14 @@ class HFTextEncoder(nn.Module):
         self.name_or_path = (
             PACKAGED_TEXT_MODEL if model_name_or_path is None else os.fspath(model_name_or_path)
         )
-        saved = saved_hf_folder(self.name_or_path)
-        if saved is not None:  # rebuilt from a checkpoint: its configuration, weights from the state dict
+        path = local_files if local_files is not None else resolve_hf_model(model_name_or_path)
+        if pretrained:
+            self.model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+        else:  # the architecture alone; the weights come from elsewhere (a checkpoint's state dict)
             from transformers import AutoConfig
 
-            config = AutoConfig.from_pretrained(saved, trust_remote_code=trust_remote_code)
+            config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
             self.model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
-        else:
-            self.model = AutoModel.from_pretrained(
-                resolve_hf_model(model_name_or_path), trust_remote_code=trust_remote_code
-            )
         config = self.model.config
         self.dim = int(config.hidden_size)
         self.vocab_size = int(self.model.get_input_embeddings().num_embeddings)

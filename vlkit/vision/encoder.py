@@ -16,7 +16,6 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from vlkit.checkpoint import rebuilding
 from vlkit.vision.cbam import CBAM
 from vlkit.vision.pretrained import packaged_weights_file
 from vlkit.vision.stn import SpatialTransformer
@@ -144,8 +143,6 @@ class ImageEncoder(nn.Module):
                 f"timm.list_models('{backbone.split('_')[0]}*')"
             )
         kwargs: dict = {}
-        if rebuilding():  # the weights come from the checkpoint being loaded
-            pretrained, pretrained_file, packaged_weights = False, None, False
         if packaged_weights:
             if pretrained_file is not None:
                 raise ValueError("give either pretrained_file or packaged_weights=True, not both")
@@ -279,7 +276,7 @@ class ImageEncoder(nn.Module):
             raise ValueError(
                 "only a fully frozen backbone without CBAM or spatial transformer gives features that "
                 f"can be cached (this encoder has freeze={self.freeze!r}, cbam={self.cbam!r}, stn={self.stn!r}); "
-                "set freeze_backbone: true and no cbam / stn, or turn feature caching off"
+                "set the image encoder's freeze: true and no cbam / stn, or turn feature caching off"
             )
         return BackboneFeatures(self._backbone(image))
 

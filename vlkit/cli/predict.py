@@ -1,0 +1,147 @@
+"""``vlkit predict`` and ``vlkit export``: a trained task from a checkpoint or an exported folder.
+
+``vlkit predict`` only reads its options and calls the task's ``predict`` (:mod:`vlkit.tasks`),
+then prints the prediction and, with ``--save-attention``, draws it (:mod:`vlkit.viz`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from vlkit.tasks import CaptionPrediction, TrainingTask, VQAPrediction, load_pretrained, load_task
+
+__all__ = ["export_main", "predict_main"]
+
+
+def _load(path: str) -> TrainingTask:
+    if Path(path).is_dir():  # a save_pretrained / vlkit export folder
+        return load_pretrained(path)
+    return load_task(path)  # weights_only: a checkpoint that holds code is refused
+
+
+#: How ``vlkit predict`` calls each task's ``predict``: the options it reads.
+_PREDICT_INPUTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "vqa": lambda opts: {"questions": opts.question, "top_k": opts.top_k},
+    "captioning": lambda opts: {"beam_size": opts.beam_size, "max_length": opts.max_length},
+    "sentiment": lambda opts: {"texts": opts.text},
+}
+#: The option that gives the text a task reads with each image, if any.
+_TEXT_OPTIONS = {"vqa": ("--question", "question"), "sentiment": ("--text", "text")}
+
+
+def predict_main(args: list[str] | None = None) -> Any:
+    """``vlkit predict``: run a trained checkpoint on one image (VQA: with a question; sentiment: with
+    a text) through the task's :meth:`predict`, print its answer and return the prediction.
+
+    VQA prints the top answers with their probabilities; captioning the caption and its
+    log-probability; sentiment every class's probability. ``--save-attention out.png`` draws what
+    the model attended to (:mod:`vlkit.viz`).
+
+    Raises:
+        FileNotFoundError: missing checkpoint or image.
+        ValueError: an empty question or text, or a VQA checkpoint without ``--question``, or a
+            sentiment checkpoint without ``--text`` (image-only baselines need none).
+    """
+    parser = argparse.ArgumentParser(prog="vlkit predict", description=predict_main.__doc__.splitlines()[0])
+    parser.add_argument(
+        "--ckpt",
+        required=True,
+        help="a checkpoint written by `vlkit fit`, or a folder written by `vlkit export`",
+    )
+    parser.add_argument("--image", required=True, help="an image file (any format Pillow reads)")
+    parser.add_argument("--question", help="VQA: the question, in words")
+    parser.add_argument("--top_k", type=int, default=5, help="VQA: how many answers to print")
+    parser.add_argument(
+        "--text", help="sentiment: the text that goes with the image (not read by image-only models)"
+    )
+    parser.add_argument("--beam_size", type=int, help="captioning: beam size (default: the checkpoint's)")
+    parser.add_argument("--max_length", type=int, help="captioning: most tokens (default: the checkpoint's)")
+    parser.add_argument(
+        "--save-attention",
+        "--save_attention",
+        dest="save_attention",
+        metavar="PNG",
+        help="write a PNG of what the model attended to: captioning, the region attention of each word; "
+        "VQA and sentiment, the region and word attention, the words x regions matrix (co-attention "
+        "affinity or cross-modal attention) and the spatial transformer's grid, those the model has",
+    )
+    opts = parser.parse_args(args)
+    if not Path(opts.ckpt).exists():
+        raise FileNotFoundError(f"checkpoint {opts.ckpt!r} does not exist")
+    if not Path(opts.image).is_file():
+        raise FileNotFoundError(f"image {opts.image!r} does not exist")
+    task = _load(opts.ckpt)
+    option = _TEXT_OPTIONS.get(task.task_name)
+    reads_text = option is not None and getattr(task.model, "text_encoder", None) is not None
+    if reads_text and getattr(opts, option[1]) is None:
+        raise ValueError(f"this is a {task.task_name} checkpoint: give the {option[1]} with {option[0]}")
+    inputs = _PREDICT_INPUTS[task.task_name](opts)
+    if opts.save_attention:
+        from vlkit.viz import record_attention, save_prediction_figure
+
+        with record_attention(task.model) as recorded:
+            prediction = task.predict(opts.image, **inputs, return_attention=True)[0]
+        _print_prediction(prediction, inputs)
+        text = opts.question if task.task_name == "vqa" else opts.text
+        for line in save_prediction_figure(opts.save_attention, opts.image, prediction, recorded, text):
+            Console().print(line, style="dim", markup=False)
+    else:
+        prediction = task.predict(opts.image, **inputs)[0]
+        _print_prediction(prediction, inputs)
+    return prediction
+
+
+def _print_prediction(prediction: Any, inputs: dict[str, Any]) -> None:
+    """Print a task's prediction: a table of (answer or class, probability), or the caption."""
+    console = Console()
+    if isinstance(prediction, CaptionPrediction):
+        console.print(prediction.caption, markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            f"log-probability {prediction.log_prob:.3f}, {len(prediction.tokens)} tokens", style="dim"
+        )
+        return
+    if isinstance(prediction, VQAPrediction):
+        header, column, rows = f"Q: {inputs['questions']}", "answer", prediction.answers
+        if prediction.unknown_words:
+            console.print(
+                f"warning: {len(prediction.unknown_words)} word(s) of the question are not in the model's "
+                f"vocabulary and were read as <unk>: {', '.join(prediction.unknown_words)}",
+                style="yellow",
+            )
+    else:
+        text = inputs.get("texts")
+        header, column, rows = (f"text: {text}" if text else "image only"), "class", prediction.probabilities
+    table = Table()
+    table.add_column(column)
+    table.add_column("probability", justify="right")
+    for name, prob in rows:
+        table.add_row(name, f"{prob:.4f}")
+    console.print(header, markup=False, highlight=False, soft_wrap=True)
+    console.print(table)
+
+
+def export_main(args: list[str] | None = None) -> Path:
+    """``vlkit export --ckpt run.ckpt --out folder``: a checkpoint as a ``save_pretrained`` folder
+    (``model.safetensors``, ``config.json``, ``vlkit.json``, the Hugging Face parts' files),
+    which ``vlkit.tasks.load_pretrained``, ``<Task>.from_pretrained`` and ``vlkit predict
+    --ckpt folder`` read, and ``push_to_hub`` publishes.
+
+    Raises:
+        FileNotFoundError: missing checkpoint.
+        pickle.UnpicklingError: a checkpoint that holds code (refused).
+    """
+    parser = argparse.ArgumentParser(prog="vlkit export", description=export_main.__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", required=True, help="a checkpoint written by `vlkit fit`")
+    parser.add_argument("--out", required=True, help="the folder to write")
+    opts = parser.parse_args(args)
+    task = load_task(opts.ckpt)
+    task.save_pretrained(opts.out)
+    logging.getLogger(__name__).info("%s task saved to %s", task.task_name, opts.out)
+    return Path(opts.out)

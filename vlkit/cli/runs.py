@@ -1,0 +1,134 @@
+"""Where a run writes and what it shows: run folders, loggers and checkpoints by convention, and the
+progress display.
+
+A recipe does not spell out its loggers and checkpoint callbacks: ``vlkit fit`` gives every run
+``runs/<run name>/`` (the run name defaults to the recipe file's name), a CSV and a TensorBoard
+logger writing ``version_N/`` folders there, the best checkpoint by the task's monitored metric
+(``checkpoints/best-epoch=N.ckpt``) and ``checkpoints/last.ckpt``, written at the end of every epoch
+and every ``checkpoint_every_n_steps`` training steps, so ``--ckpt_path last`` resumes. A recipe
+that lists its own loggers or ``ModelCheckpoint`` callbacks keeps them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["progress_bar_choice", "run_defaults"]
+
+
+def run_defaults(
+    trainer_config: dict[str, Any], run_folder: Path, monitor: tuple[str, str] | None, every_n_steps: int
+) -> dict[str, Any]:
+    """Trainer keyword arguments that give a run its folder, loggers and checkpoints.
+
+    Args:
+        trainer_config: the trainer's settings as parsed (instantiated callbacks and loggers).
+        run_folder: ``<runs_dir>/<run name>``.
+        monitor: ``(metric, "max" | "min")`` that picks the best checkpoint (the task's), or None.
+        every_n_steps: also write ``last.ckpt`` every this many training steps (0: only per epoch).
+
+    Returns:
+        ``default_root_dir`` unless set; ``logger`` (CSV + TensorBoard under the run folder) when
+        the recipe leaves it at its default; ``callbacks`` with the checkpoint callbacks and a
+        learning-rate monitor appended, unless the recipe has its own.
+    """
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    overrides: dict[str, Any] = {}
+    if not trainer_config.get("default_root_dir"):
+        overrides["default_root_dir"] = str(run_folder)
+    if trainer_config.get("logger") in (None, True):
+        root, name = str(run_folder.parent), run_folder.name
+        overrides["logger"] = [CSVLogger(root, name=name), TensorBoardLogger(root, name=name)]
+    callbacks = _callback_list(trainer_config.get("callbacks"))
+    added = []
+    if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        folder = str(run_folder / "checkpoints")
+        common = {"dirpath": folder, "save_last": True, "enable_version_counter": False}
+        if monitor is not None:
+            metric, mode = monitor
+            added.append(ModelCheckpoint(monitor=metric, mode=mode, filename="best-{epoch}", **common))
+        if every_n_steps > 0:  # last.ckpt also every N steps, so a killed run loses at most N steps
+            added.append(ModelCheckpoint(save_top_k=0, every_n_train_steps=every_n_steps, **common))
+    if trainer_config.get("logger") is not False and not any(
+        isinstance(c, LearningRateMonitor) for c in callbacks
+    ):
+        added.append(LearningRateMonitor(logging_interval="step"))
+    if added:
+        overrides["callbacks"] = [*callbacks, *added]
+    return overrides
+
+
+def share_run_folder(loggers: list) -> None:
+    """Give loggers that share a save_dir and name the same version (one run folder).
+
+    Without this, a CSV and a TensorBoard logger each pick the next free ``version_N``
+    and a run is split over two folders.
+    """
+    if len(loggers) < 2:
+        return
+    first = loggers[0]
+    for logger in loggers[1:]:
+        same_root = (getattr(logger, "save_dir", None), getattr(logger, "name", None)) == (
+            getattr(first, "save_dir", None),
+            getattr(first, "name", None),
+        )
+        if same_root and hasattr(logger, "_version") and logger._version is None:
+            logger._version = first.version
+
+
+def _in_ci() -> bool:
+    """Whether the ``CI`` environment variable is set (to anything but empty, ``0`` or ``false``)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
+
+
+def _callback_list(callbacks: Any) -> list:
+    """``--trainer.callbacks`` (``None``, one callback or a list of them) as a new list."""
+    if callbacks is None:
+        return []
+    return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+
+
+def progress_bar_choice(
+    enable_progress_bar: bool | None, callbacks: Any = None
+) -> Literal["rich", "off", "user"]:
+    """How ``vlkit fit | validate | test`` shows progress, given the trainer's settings.
+
+    Args:
+        enable_progress_bar: ``--trainer.enable_progress_bar`` (``None`` when not given).
+        callbacks: ``--trainer.callbacks``: a callback, a list of them, or ``None``.
+
+    Returns:
+        ``"user"``: leave the trainer as configured, because the user chose: a progress-bar
+        callback is among ``callbacks`` (e.g. ``TQDMProgressBar``), or ``enable_progress_bar``
+        is false. ``"rich"``: add a ``RichProgressBar``: ``enable_progress_bar`` is true, or
+        unset while ``sys.stdout`` is a terminal and ``CI`` is not set. ``"off"``: set
+        ``enable_progress_bar`` false (plain logs, metrics still go to the loggers):
+        unset while stdout is not a terminal (a pipe, a file, a job log) or ``CI`` is set (to
+        anything but empty, ``0`` or ``false``).
+    """
+    from pytorch_lightning.callbacks import ProgressBar
+
+    if enable_progress_bar is False or any(isinstance(c, ProgressBar) for c in _callback_list(callbacks)):
+        return "user"
+    if enable_progress_bar:
+        return "rich"
+    isatty = getattr(sys.stdout, "isatty", None)
+    return "rich" if callable(isatty) and isatty() and not _in_ci() else "off"
+
+
+def progress_bar_overrides(enable_progress_bar: bool | None, callbacks: Any) -> dict[str, Any]:
+    """Trainer keyword arguments that apply :func:`progress_bar_choice` (a new callback list with
+    a ``RichProgressBar`` appended, ``enable_progress_bar=False``, or nothing)."""
+    choice = progress_bar_choice(enable_progress_bar, callbacks)
+    if choice == "off":
+        return {"enable_progress_bar": False}
+    if choice == "rich":
+        from pytorch_lightning.callbacks import RichProgressBar
+
+        return {"callbacks": [*_callback_list(callbacks), RichProgressBar()], "enable_progress_bar": True}
+    return {}

@@ -1,0 +1,197 @@
+"""The base of every DataModule: the fields the three tasks share, declared once, and the loaders.
+
+A DataModule is a documented dataclass (as in the Lightning examples): the shared fields are
+declared here; a task's DataModule declares the columns and text settings it adds, and its own
+defaults (dataset, image size, batch size). Bad samples follow ``on_bad_sample``
+(:mod:`vlkit.data.bad_samples`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader, Dataset
+
+from vlkit.data.bad_samples import check_bad_sample_policy
+from vlkit.data.batching import make_loader
+from vlkit.data.preprocessing import Preprocessing
+
+__all__ = ["SplitDataModule"]
+
+
+@dataclass(eq=False)
+class SplitDataModule(pl.LightningDataModule, ABC):
+    """Base DataModule: train / validation / test loaders over the prepared splits of a dataset.
+
+    Args:
+        dataset: a packaged source name (``"easy_vqa"``, ``"emoji_captions"``,
+            ``"emoji_sentiment"``), a ``save_to_disk`` folder, a local path or Hub id for
+            ``datasets.load_dataset``, a ``datasets.DatasetDict``, or a ``{split name: source}``
+            mapping of those, one source per split (see :func:`vlkit.data.load_dataset_dict`).
+        dataset_config: configuration name passed to ``datasets.load_dataset``.
+        image_column: column with the image (``datasets.Image``, a path or bytes).
+        train_split: name of the training split.
+        val_split: name of the validation split; if the dataset has none, ``val_fraction`` of the
+            training rows (chosen with ``seed``) are held out.
+        test_split: name of the test split; if the dataset has none, there is no test split.
+        val_fraction: fraction held out when there is no validation split, in ``(0, 1)``.
+        min_word_freq: with a word vocabulary, words seen fewer times in training become
+            ``<unk>`` (>= 1).
+        image_size: images are resized to ``image_size × image_size`` pixels (>= 1).
+        augment: random horizontal flips of training images.
+        batch_size: samples per batch, per process (>= 1).
+        num_workers: DataLoader worker processes (0 = load in the main process).
+        on_bad_sample: ``"error"`` (stop, naming split, row and column) or ``"skip"`` (leave the
+            sample out, counted and reported).
+        cache_features: compute the frozen image backbone's features once per image (on the
+            trainer's accelerator, kept on disk) and train from them instead of decoding images
+            every epoch (:mod:`vlkit.data.features`); needs a fully frozen backbone without CBAM
+            or spatial transformer. The task gives its image encoder when training starts (or
+            call :meth:`cache_image_features` yourself).
+        max_samples: if set, use only the first ``max_samples`` rows of each split (smoke runs).
+        seed: seed of the held-out validation split and, with the epoch, of the training order
+            (see :func:`vlkit.data.batching.make_loader`).
+
+    Subclasses fill ``self._hf`` and ``self._splits`` (by role) in :meth:`_prepare`, and build a
+    split's dataset and collate function in :meth:`_dataset` and :meth:`_collate_fn`.
+
+    Raises:
+        ValueError: a value out of range or an unknown ``on_bad_sample`` (the message names it).
+    """
+
+    dataset: Any = None
+    dataset_config: str | None = None
+    image_column: str = "image"
+    train_split: str = "train"
+    val_split: str = "validation"
+    test_split: str = "test"
+    val_fraction: float = 0.1
+    min_word_freq: int = 1
+    image_size: int = 224
+    augment: bool = False
+    batch_size: int = 32
+    num_workers: int = 0
+    on_bad_sample: str = "error"
+    cache_features: bool = False
+    max_samples: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__init__()
+        check_bad_sample_policy(self.on_bad_sample)
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if min(self.batch_size, self.image_size, self.min_word_freq) < 1 or self.num_workers < 0:
+            raise ValueError(
+                "batch_size, image_size and min_word_freq must be >= 1 and num_workers >= 0; got "
+                f"batch_size={self.batch_size}, image_size={self.image_size}, "
+                f"min_word_freq={self.min_word_freq}, num_workers={self.num_workers}"
+            )
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"max_samples must be None or >= 1, got {self.max_samples}")
+        self.save_hyperparameters(ignore=None if isinstance(self.dataset, str | dict) else ["dataset"])
+        self.split_names = {"train": self.train_split, "validation": self.val_split, "test": self.test_split}
+        self._prepared = False
+        self._hf: dict[str, Any] = {}
+        self._splits: dict[str, Any] = {}
+        self._feature_caches: dict[str, Any] = {}
+
+    @property
+    @abstractmethod
+    def text_length_limit(self) -> int | None:
+        """The most text tokens of a sample (questions, texts or captions), as :class:`Preprocessing` saves it."""
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """How this DataModule prepares inputs (image size, normalisation, text length); ``vlkit
+        fit`` gives it to the task, which saves it with the model."""
+        return Preprocessing(image_size=self.image_size, max_text_length=self.text_length_limit)
+
+    @abstractmethod
+    def _prepare(self) -> None:
+        """Load the splits and prepare their text once (idempotent)."""
+
+    @abstractmethod
+    def _dataset(self, name: str, transform: Callable) -> Dataset:
+        """The dataset of split ``name`` with the image ``transform``."""
+
+    @abstractmethod
+    def _collate_fn(self) -> Callable:
+        """The (picklable) collate function of the loaders."""
+
+    def setup(self, stage: str | None = None) -> None:
+        self._prepare()
+
+    def cache_image_features(self, encoder: Any, device: Any = "cpu") -> None:
+        """Compute (or load from disk) the frozen backbone's features of every split's images,
+        which the loaders then serve instead of images (:mod:`vlkit.data.features`). Done once;
+        later calls do nothing.
+
+        Args:
+            encoder: a :class:`vlkit.vision.ImageEncoder` whose backbone is frozen.
+            device: where the backbone runs (e.g. ``"cuda"``).
+
+        Raises:
+            ValueError: the backbone is not frozen.
+            BadSampleError: an unreadable image with ``on_bad_sample="error"``.
+        """
+        from vlkit.data.features import build_feature_cache
+
+        self._prepare()
+        if self._feature_caches:
+            return
+        for name, split in self._splits.items():
+            self._feature_caches[name] = build_feature_cache(
+                self._hf[name],
+                split.rows,
+                self.image_column,
+                name,
+                encoder,
+                self.preprocessing,
+                flips=name == "train" and self.augment,
+                on_bad_sample=self.on_bad_sample,
+                device=device,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+            )
+
+    def _loader(self, name: str) -> DataLoader:
+        self._prepare()
+        if name not in self._splits:
+            raise ValueError(f"the dataset has no {name!r} split (looked for {self.split_names[name]!r})")
+        if self.cache_features and not self._feature_caches:
+            raise ValueError(
+                "cache_features is set but no features were cached: train with a vlkit task (it gives its "
+                "image encoder when training starts) or call cache_image_features(encoder) first"
+            )
+        train = name == "train"
+        dataset = self._dataset(name, self.preprocessing.image_transform(train, self.augment))
+        if name in self._feature_caches:
+            dataset.use_feature_cache(self._feature_caches[name], flip=train and self.augment)
+        trainer = getattr(self, "trainer", None)
+        loader = make_loader(
+            dataset,
+            self.batch_size,
+            train,
+            self.num_workers,
+            self._collate_fn(),
+            seed=self.seed,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+        )
+        if train and trainer is not None:  # the trainer sets it each epoch, but after a restart only later
+            loader.sampler.set_epoch(trainer.current_epoch)
+        return loader
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

@@ -1,0 +1,162 @@
+"""Self-contained checkpoints, loaded safely.
+
+A checkpoint written by a vlkit task carries, besides the weights: the task (``vlkit_task``), the
+format (``vlkit_format``), the task's hyper-parameters (the part configurations, the
+preprocessing, the vocabularies: plain data), and for every Hugging Face model or tokenizer the
+task uses, that model's ``config.json`` and tokenizer files (``vlkit_hf_files``; no weights, which
+are in the state dict). :func:`load_task` rebuilds the task from the checkpoint alone, by passing
+explicit arguments: ``pretrained=False`` (no backbone or Hub weights are fetched) and
+``local_files`` (folders holding the saved Hugging Face files). Only
+``torch.load(weights_only=True)`` is used, so a checkpoint that holds code is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "check_format",
+    "hf_files",
+    "load_checkpoint",
+    "rng_states",
+    "set_rng_states",
+    "written_hf_files",
+]
+
+#: ``vlkit_format`` of the checkpoints this version writes: models configured as parts.
+CHECKPOINT_FORMAT = 2
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint file with ``torch.load(weights_only=True)`` on the CPU.
+
+    Raises:
+        FileNotFoundError: no such file.
+        pickle.UnpicklingError: the file holds more than tensors and plain containers (e.g.
+            code that would run when unpickled): it is refused, not executed.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {os.fspath(path)!r} does not exist")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def check_format(found: Any, source: str) -> None:
+    """Refuse what an earlier vlkit wrote (models named by a builder and a flat ``model_args``).
+
+    Raises:
+        ValueError: ``found`` (the ``vlkit_format`` read from ``source``) is not
+            :data:`CHECKPOINT_FORMAT`; the message says what to do.
+    """
+    if found != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{source} was written by an earlier vlkit (format {found!r}; this version reads format "
+            f"{CHECKPOINT_FORMAT}, where a model is configured as its parts image_encoder, text_encoder, "
+            "fusion and head). Train it again with a current recipe (vlkit fit --config recipes/...), or "
+            "install the vlkit release that wrote it to use it"
+        )
+
+
+def _file_name(name: str) -> str:
+    """``name`` if it is a plain file name (no folder, not ``.`` or ``..``).
+
+    Raises:
+        ValueError: a name with a path in it, which would be written outside its folder.
+    """
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"refusing the saved file name {name!r}: not a plain file name")
+    return name
+
+
+def hf_files(
+    names: Iterable[str], local_files: Mapping[str, str] | None = None
+) -> dict[str, dict[str, bytes]]:
+    """``{name: {file name: bytes}}``: the configuration and tokenizer files of Hugging Face models.
+
+    Args:
+        names: Hub ids or local folders (the packaged MiniLM's id resolves to its package).
+        local_files: ``{name: folder}`` to read some of them from instead (as a rebuilt task
+            has them).
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    from vlkit.text.hf import resolve_hf_model
+
+    result: dict[str, dict[str, bytes]] = {}
+    for name in sorted(set(names)):
+        path = (local_files or {}).get(name) or resolve_hf_model(name)
+        with tempfile.TemporaryDirectory() as folder:
+            AutoConfig.from_pretrained(path).save_pretrained(folder)
+            with contextlib.suppress(OSError, ValueError):  # a model may come without a tokenizer
+                AutoTokenizer.from_pretrained(path).save_pretrained(folder)
+            result[name] = {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()}
+    return result
+
+
+def write_hf_files(files: Mapping[str, Mapping[str, bytes]], root: str | os.PathLike[str]) -> dict[str, str]:
+    """Write :func:`hf_files` output into ``root/<i>/`` folders; returns ``{name: folder}``.
+
+    Raises:
+        ValueError: a file name with a path in it (refused, nothing is written outside ``root``).
+    """
+    folders = {}
+    for i, (name, named_files) in enumerate(sorted(files.items())):
+        folder = Path(root) / str(i)
+        folder.mkdir(parents=True, exist_ok=True)
+        for file_name, data in named_files.items():
+            (folder / _file_name(file_name)).write_bytes(data)
+        folders[name] = str(folder)
+    return folders
+
+
+@contextlib.contextmanager
+def written_hf_files(files: Mapping[str, Mapping[str, bytes]]) -> Iterator[dict[str, str]]:
+    """:func:`write_hf_files` into a temporary folder, removed on exit; yields ``{name: folder}``."""
+    with tempfile.TemporaryDirectory() as root:
+        yield write_hf_files(files, root)
+
+
+def read_hf_folders(folder: str | os.PathLike[str], named: Mapping[str, str]) -> dict[str, dict[str, bytes]]:
+    """The files of ``{name: sub-folder}`` inside a ``save_pretrained`` folder.
+
+    Raises:
+        ValueError: a sub-folder outside ``folder`` (refused, nothing is read).
+    """
+    root = Path(folder).resolve()
+    files = {}
+    for name, sub in named.items():
+        path = (root / sub).resolve()
+        if root not in path.parents:
+            raise ValueError(f"refusing {sub!r} in vlkit.json: not a folder inside {os.fspath(folder)!r}")
+        files[name] = {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
+    return files
+
+
+def rng_states() -> dict[str, Any]:
+    """This process's random states, as types ``torch.load(weights_only=True)`` reads."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what :func:`rng_states` saved (CUDA states only on as many devices)."""
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    random.setstate(tuple(states["python"][:1]) + (tuple(states["python"][1]),) + tuple(states["python"][2:]))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))

@@ -1,0 +1,217 @@
+"""Self-contained tasks: checkpoints and ``save_pretrained`` folders that rebuild the task alone.
+
+A task is built from plain configuration, saved as its hyper-parameters; rebuilding it passes two
+explicit arguments and nothing hidden: ``pretrained=False`` (the weights come from the checkpoint)
+and ``local_files`` (folders holding the saved configuration and tokenizer files of its Hugging
+Face parts). :class:`SelfContainedTask` is the part of :class:`vlkit.tasks.TrainingTask` that does
+this; the file formats are in :mod:`vlkit.tasks.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import snapshot_download
+
+from vlkit.tasks.checkpoint import (
+    CHECKPOINT_FORMAT,
+    check_format,
+    hf_files,
+    load_checkpoint,
+    read_hf_folders,
+    rng_states,
+    set_rng_states,
+    write_hf_files,
+    written_hf_files,
+)
+from vlkit.text.hf import HFTextEncoder
+
+__all__ = ["REBUILD_ARGUMENTS", "SelfContainedTask"]
+
+#: Task arguments that say how to build the task now (where its weights come from), not what it
+#: is: never saved as hyper-parameters.
+REBUILD_ARGUMENTS = ("pretrained", "local_files")
+
+
+class SelfContainedTask:
+    """Checkpoints and ``save_pretrained`` folders that rebuild the task from themselves alone.
+
+    A mixin of :class:`vlkit.tasks.TrainingTask` (a LightningModule with ``task_name``, ``hparams``,
+    ``local_files`` and ``_hf_files_cache``), first among its bases: its ``on_save_checkpoint``,
+    ``on_load_checkpoint`` and ``load_from_checkpoint`` replace LightningModule's, and
+    ``huggingface_hub``'s ``PyTorchModelHubMixin`` (after it) calls its ``_save_pretrained`` /
+    ``_from_pretrained``.
+    """
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def hf_files(self) -> dict[str, dict[str, bytes]]:
+        """``{name: {file name: bytes}}``: configuration and tokenizer files of the task's Hugging
+        Face parts (its ``HFTextEncoder`` modules and ``tokenizer_name``), read once."""
+        if self._hf_files_cache is None:
+            names = {m.name_or_path for m in self.modules() if isinstance(m, HFTextEncoder)}
+            if self.hparams.get("tokenizer_name"):
+                names.add(self.hparams.tokenizer_name)
+            self._hf_files_cache = hf_files(names, self.local_files) if names else {}
+        return self._hf_files_cache
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add what makes the checkpoint self-contained and resumable: the task's name and format,
+        the configuration and tokenizer files of its Hugging Face parts and the random state."""
+        checkpoint["vlkit_task"] = self.task_name
+        checkpoint["vlkit_format"] = CHECKPOINT_FORMAT
+        checkpoint["vlkit_hf_files"] = self.hf_files()
+        checkpoint["vlkit_rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trainer = self._trainer
+        if "vlkit_rng_states" in checkpoint and trainer is not None and trainer.state.fn == "fit":
+            set_rng_states(checkpoint["vlkit_rng_states"])
+
+    @classmethod
+    def from_hyperparameters(
+        cls,
+        hparams: Mapping[str, Any],
+        pretrained: bool = True,
+        local_files: Mapping[str, str] | None = None,
+    ):
+        """The task built from saved hyper-parameters (plain data, as :meth:`save_configuration`
+        saved them; Lightning's ``_class_path`` / ``_instantiator`` entries are ignored: nothing
+        in them is imported or run).
+
+        Raises:
+            ValueError: a hyper-parameter this task does not take (the message lists them).
+        """
+        kwargs = {key: value for key, value in hparams.items() if not key.startswith("_")}
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", *REBUILD_ARGUMENTS}
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__} takes no argument(s) {unknown} (it takes {sorted(accepted)}): these "
+                "hyper-parameters were written by another task or another vlkit version"
+            )
+        return cls(**kwargs, pretrained=pretrained, local_files=local_files)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str]):
+        """The task of a checkpoint written by ``vlkit fit``, rebuilt from the file alone (no Hub
+        download, no packaged weights), in eval mode on the CPU.
+
+        Raises:
+            FileNotFoundError: no such file.
+            pickle.UnpicklingError: a checkpoint that holds code (refused, not run).
+            ValueError: not a checkpoint of this task, or one written by an earlier vlkit.
+        """
+        source = f"checkpoint {os.fspath(path)!r}"
+        checkpoint = load_checkpoint(path)
+        if "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+            raise ValueError(f"{source} is not a Lightning checkpoint of a vlkit task")
+        found = checkpoint.get("vlkit_task")
+        if cls.task_name and found != cls.task_name:
+            raise ValueError(f"{source} holds a {found!r} task; load it with that task's class")
+        check_format(checkpoint.get("vlkit_format"), source)
+        files = checkpoint.get("vlkit_hf_files", {})
+        with written_hf_files(files) as folders:
+            task = cls.from_hyperparameters(
+                checkpoint["hyper_parameters"], pretrained=False, local_files=folders
+            )
+        task.load_state_dict(checkpoint["state_dict"])
+        task.local_files = {}  # the folders are gone; the files themselves are kept
+        task._hf_files_cache = files  # saved again as they came, without fetching anything
+        return task.eval()
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | os.PathLike[str], *args: Any, **kwargs: Any):
+        """:meth:`from_checkpoint` (Lightning's loader would build the parts with their pretrained
+        weights and import what the hyper-parameters name).
+
+        Raises:
+            TypeError: other arguments than the path (overrides are not supported).
+        """
+        if args or set(kwargs) - {"map_location", "weights_only", "strict"}:
+            raise TypeError(
+                "vlkit tasks load from the checkpoint alone: load_from_checkpoint(path); change settings "
+                "on the returned task"
+            )
+        task = cls.from_checkpoint(checkpoint_path)
+        location = kwargs.get("map_location")
+        return task.to(location) if isinstance(location, str | torch.device) else task
+
+    # -- save_pretrained / from_pretrained (Hugging Face conventions) ---------------------------
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """``model.safetensors`` (the weights, by the mixin), ``config.json`` (the hyper-parameters:
+        part configurations, preprocessing, vocabularies), ``vlkit.json`` (the task, the format and
+        the folders of the Hugging Face parts' files) and ``hf/<i>/`` (those files)."""
+        super()._save_pretrained(save_directory)
+        save_directory = Path(save_directory)
+        folders = write_hf_files(self.hf_files(), save_directory / "hf")
+        info = {
+            "task": self.task_name,
+            "format": CHECKPOINT_FORMAT,
+            "hf_files": {
+                name: Path(folder).relative_to(save_directory).as_posix() for name, folder in folders.items()
+            },
+        }
+        (save_directory / "vlkit.json").write_text(json.dumps(info, indent=1))
+        config = {k: v for k, v in self.hparams.items() if not k.startswith("_")}
+        (save_directory / "config.json").write_text(json.dumps(config, indent=1))
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str = "cpu",
+        strict: bool = True,
+        **model_kwargs: Any,
+    ):
+        """The task saved by :meth:`save_pretrained` in a folder or a Hub repository, rebuilt
+        from it alone, in eval mode.
+
+        Raises:
+            FileNotFoundError: a folder without ``vlkit.json``.
+            ValueError: the folder was saved by another task class or an earlier vlkit.
+        """
+        from safetensors.torch import load_file
+
+        folder = (
+            model_id
+            if os.path.isdir(model_id)
+            else snapshot_download(
+                repo_id=model_id,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                local_files_only=local_files_only,
+                token=token,
+            )
+        )
+        info_path = Path(folder) / "vlkit.json"
+        if not info_path.is_file():
+            raise FileNotFoundError(f"{model_id!r} has no vlkit.json: not saved by vlkit's save_pretrained")
+        info = json.loads(info_path.read_text())
+        if info.get("task") != cls.task_name:
+            raise ValueError(
+                f"{model_id!r} holds a {info.get('task')!r} task; load it with that task's class"
+            )
+        check_format(info.get("format"), f"the folder {model_id!r}")
+        files = read_hf_folders(folder, info.get("hf_files", {}))
+        hparams = json.loads((Path(folder) / "config.json").read_text())
+        with written_hf_files(files) as folders:
+            task = cls.from_hyperparameters(hparams, pretrained=False, local_files=folders)
+        task.load_state_dict(
+            load_file(str(Path(folder) / "model.safetensors"), device=map_location), strict=strict
+        )
+        task.local_files = {}
+        task._hf_files_cache = files  # saved again as they came, without fetching anything
+        return task.eval()
