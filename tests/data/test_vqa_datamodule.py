@@ -19,8 +19,8 @@ def make_dm(data, **kwargs) -> VQADataModule:
 def test_answer_list_accepts_every_hub_layout():
     assert answer_list("Red ") == ["red"]
     assert answer_list(["yes", "No"]) == ["yes", "no"]
-    assert answer_list([{"answer": "two", "answer_id": 1}, {"answer": "2"}]) == ["two", "2"]
-    assert answer_list({"answer": ["a", "b"], "answer_confidence": ["yes", "no"]}) == ["a", "b"]
+    assert answer_list([{"answer": "two", "answer_id": 1}, {"answer": "2."}]) == ["2", "2"]  # normalised
+    assert answer_list({"answer": ["x", "y"], "answer_confidence": ["yes", "no"]}) == ["x", "y"]
 
 
 @pytest.mark.parametrize("bad", [None, 3, [1, 2], "", ["  "]])

@@ -29,7 +29,9 @@ class VQATask(TrainingTask):
     batch. A model with hard attention trained by REINFORCE (``hard_attention="reinforce"``)
     adds the score-function loss of :func:`vlkit.attention.hard_attention_loss` with reward
     ``−loss`` per sample, logged as ``train/policy_loss``. Logged per split (``train``/``val``/``test``): ``loss``, ``vqa_acc``,
-    ``exact_match`` and ``skipped`` (unreadable samples). Optimiser: AdamW with a linear
+    ``exact_match`` and ``skipped`` (unreadable samples). ``vqa_acc`` is the official VQA accuracy
+    (:class:`vlkit.metrics.VQAAccuracy`: normalised answers, mean over the leave-one-out subsets of
+    the human answers), not the soft training target. Optimiser: AdamW with a linear
     warm-up then cosine decay, stepped every batch; the image backbone can train at a fraction
     of the learning rate (``backbone_lr_ratio``).
 
@@ -121,7 +123,7 @@ class VQATask(TrainingTask):
             # hard attention trained by REINFORCE: reward = log p(y | s, x) = -loss (Xu et al. 2015)
             total = self.add_hard_attention_loss(loss, -per_sample)
         preds = logits.argmax(-1)
-        self.vqa_acc[f"{split}_"](preds, batch.scores)
+        self.vqa_acc[f"{split}_"](preds, batch.accuracy)
         self.exact_match[f"{split}_"](preds, batch.label)
         size = logits.shape[0]
         self.log_loss(split, loss, size)
