@@ -52,9 +52,10 @@ class VQATask(TrainingTask):
         backbone_lr_ratio: learning rate of the image backbone as a fraction of ``lr``, in
             ``[0, 1]`` (e.g. 0.1 to fine-tune pretrained weights gently; 0 keeps the backbone
             weights fixed, while BatchNorm statistics still update).
-        on_nonfinite_loss: a NaN or infinite training loss stops training with an error naming
-            the step (``"error"``) or skips that optimiser step (``"skip"``, counted as
-            ``train/nonfinite_skipped``); see :class:`vlkit.tasks.TrainingTask`.
+        on_nonfinite_loss: a NaN or infinite training loss, or NaN or infinite gradients of a
+            finite one, stop training with an error naming the step (``"error"``) or skip that
+            optimiser step (``"skip"``, counted as ``train/nonfinite_skipped`` or
+            ``train/nonfinite_grad_skipped``); see :class:`vlkit.tasks.TrainingTask`.
 
     Raises:
         ValueError: unknown model name, missing vocabularies, or out-of-range settings.
