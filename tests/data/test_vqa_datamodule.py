@@ -106,6 +106,39 @@ def test_loads_a_save_to_disk_folder(tiny_vqa_on_disk):
     assert len(next(iter(dm.test_dataloader())).label) == 4
 
 
+def _left_right_png(left: str, right: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGB", (32, 32), left)
+    image.paste(Image.new("RGB", (16, 32), right), (16, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_training_images_are_not_mirrored_by_default_so_position_answers_stay_true():
+    # "what color is on the left?": a mirror image would make the answer the other colour
+    pairs = [("red", "blue"), ("blue", "green"), ("green", "red")] * 4
+    rows = {
+        "img": [{"bytes": _left_right_png(a, b), "path": None} for a, b in pairs],
+        "q": ["what color is on the left?"] * len(pairs),
+        "answers": [a for a, _ in pairs],
+    }
+    split = datasets.Dataset.from_dict(rows).cast_column("img", datasets.Image())
+    dm = make_dm(datasets.DatasetDict({"train": split, "validation": split}), batch_size=12)
+    assert dm.hparams.augment is False
+    left = {"red": 0, "blue": 2, "green": 1}  # the colour's strongest channel
+    for epoch in range(4):
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            left_pixels = batch.image[:, :, 16, 2]  # (b, 3): a pixel in the left half
+            for answer, pixel in zip(batch.label.tolist(), left_pixels):
+                assert int(pixel.argmax()) == left[dm.answers[answer]]
+
+
 # -- bad input ------------------------------------------------------------------------------
 def test_missing_column_names_the_column_and_the_alternatives(tiny_vqa):
     dm = make_dm(tiny_vqa, question_column="question")

@@ -342,7 +342,10 @@ class VQADataModule(SplitDataModule):
         min_word_freq: words seen fewer times in training questions become ``<unk>``.
         max_question_length: questions are truncated to this many tokens.
         image_size: images are resized to ``image_size × image_size`` pixels.
-        augment: random horizontal flips on training images.
+        augment: random horizontal flips on training images. Off by default: a mirror image
+            swaps left and right, so it changes the answer to position questions ("what is in the
+            top left?") and to questions about text, and teaches wrong answers. Turn it on only
+            for data whose answers do not depend on left and right (easy-VQA's recipes do).
         batch_size: samples per batch (per process).
         num_workers: DataLoader worker processes (0 = load in the main process).
         on_bad_sample: ``"error"`` or ``"skip"`` (see the module docstring).
@@ -376,7 +379,7 @@ class VQADataModule(SplitDataModule):
         min_word_freq: int = 1,
         max_question_length: int = 32,
         image_size: int = 64,
-        augment: bool = True,
+        augment: bool = False,
         batch_size: int = 64,
         num_workers: int = 0,
         on_bad_sample: str = "error",
@@ -514,6 +517,11 @@ class VQADataModule(SplitDataModule):
             "soft-score targets" if self._multi_answer else "single answer",
             len(self.tokenizer),
         )
+        if self.hparams.augment:
+            log.info(
+                "augment=True: training images are flipped at random, which swaps left and right; "
+                "answers that depend on them (position questions, text) are then wrong for the mirror image"
+            )
 
     # -- what SplitDataModule builds the loaders from ----------------------------------------
     def _dataset(self, name: str, transform) -> _VQADataset:
