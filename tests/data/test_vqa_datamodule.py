@@ -97,8 +97,50 @@ def test_missing_validation_split_is_held_out_from_train(tiny_vqa):
     dm = make_dm(data, val_fraction=0.25)
     dm.setup()
     n = len(tiny_vqa["train"])
-    assert len(dm._hf["validation"]) == n // 4
+    assert len(dm._hf["validation"]) >= n // 4
     assert len(dm._hf["train"]) + len(dm._hf["validation"]) == n
+
+
+def _numbered_png(i: int) -> bytes:
+    """A distinct image per ``i`` (its bits as black and white pixels)."""
+    import io
+
+    from PIL import Image
+
+    image = Image.new("L", (8, 8), 255)
+    image.putdata([0 if (i >> k) & 1 else 255 for k in range(64)])
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_held_out_validation_split_shares_no_image_with_training(seed, caplog):
+    # 40 images, three questions each: held out row by row, most validation images would be training ones
+    questions = ("what color is it?", "what shape is it?", "is it big?")
+    rows = {"img": [], "q": [], "answers": []}
+    for i in range(40):
+        for question in questions:
+            rows["img"].append({"bytes": _numbered_png(i), "path": None})
+            rows["q"].append(question)
+            rows["answers"].append(["yes", "no"][i % 2])
+    train = datasets.Dataset.from_dict(rows).cast_column("img", datasets.Image())
+    dm = make_dm(datasets.DatasetDict({"train": train}), val_fraction=0.2, seed=seed)
+    with caplog.at_level("INFO", logger="vlkit.data.common"):
+        dm.setup()
+
+    def images(split):
+        return {
+            cell["bytes"] for cell in dm._hf[split].cast_column("img", datasets.Image(decode=False))["img"]
+        }
+
+    assert not images("train") & images("validation")
+    assert len(images("train")) + len(images("validation")) == 40
+    assert len(dm._hf["validation"]) == 3 * len(images("validation")) == 24  # 8 of 40 images: 24 of 120 rows
+    assert (
+        "holding out 24 of 120 training rows for validation, 8 of 40 images with all their rows"
+        in caplog.text
+    )
 
 
 def test_loads_a_save_to_disk_folder(tiny_vqa_on_disk):

@@ -136,7 +136,8 @@ class CaptionDataModule(SplitDataModule):
         caption_column: column with the caption(s): a string, a list of strings, or a list of
             ``{"raw": ...}`` dicts (see :func:`caption_list`).
         train_split, val_split, test_split: split names; a missing validation split is held
-            out of train (``val_fraction`` of its rows, chosen with ``seed``).
+            out of train: whole images (chosen with ``seed``) until ``val_fraction`` of its rows,
+            so no image is in both (:func:`vlkit.data.common.hold_out_by_image`).
         val_fraction: fraction held out when there is no validation split, in ``(0, 1)``.
         tokenizer: None (word vocabulary from the training captions) or a Hugging Face
             tokenizer id / local path (needs ``transformers``).

@@ -138,8 +138,9 @@ class SentimentDataModule(SplitDataModule):
         class_weighting: ``"none"``, ``"balanced"`` (:func:`balanced_class_weights` of the
             training labels) or a list of ``K`` positive weights; the task weights the
             cross-entropy with them, for imbalanced labels.
-        train_split, val_split, test_split: split names. If ``val_split`` is missing,
-            ``val_fraction`` of the training rows (chosen with ``seed``) are held out.
+        train_split, val_split, test_split: split names. If ``val_split`` is missing, whole
+            images (chosen with ``seed``) are held out until ``val_fraction`` of the training rows
+            are, so no image is in both (:func:`vlkit.data.common.hold_out_by_image`).
         val_fraction: fraction held out when there is no validation split, in ``(0, 1)``.
         min_word_freq: words seen fewer times in training texts become ``<unk>`` (word vocabulary).
         max_text_length: texts are truncated to this many words / subwords.

@@ -335,8 +335,10 @@ class VQADataModule(SplitDataModule):
         answer_column: column with the answer(s): one string, a list of strings, or VQAv2
             ``[{"answer": ...}, ...]`` lists (several answers → soft-score targets). Answers are
             normalised as the official VQA evaluation does (:func:`normalize_answer`).
-        train_split, val_split, test_split: split names. If ``val_split`` is missing,
-            ``val_fraction`` of the training rows (chosen with ``seed``) are held out.
+        train_split, val_split, test_split: split names. If ``val_split`` is missing, whole
+            images (chosen with ``seed``), each with all its questions, are held out until
+            ``val_fraction`` of the training rows are, so no validation image is a training image
+            (:func:`vlkit.data.common.hold_out_by_image`; the log says how the split was made).
         val_fraction: fraction held out when there is no validation split, in ``(0, 1)``.
         num_answers: K, the number of most frequent training answers kept as classes.
         min_word_freq: words seen fewer times in training questions become ``<unk>``.
