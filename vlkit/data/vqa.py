@@ -152,9 +152,11 @@ def normalize_answer(answer: str) -> str:
        the articles ``a an the`` are dropped, and contractions written without an apostrophe
        get it back ("dont" -> "don’t", the official table); the words are joined by one space.
 
-    Hyphens and exclamation marks are not in the official list and stay. The same function
-    serves the human answers, the answer vocabulary and the predictions, so "two", "2" and
-    "2." are one answer.
+    Hyphens and exclamation marks are not in the official list and stay. The official script
+    runs all four steps on the prediction but only steps 2–3 on the human answers (when they
+    differ), which it expects normalised already; vlkit runs the same function on the human
+    answers, the answer vocabulary and the predictions, so that with any dataset "two", "2"
+    and "2." are one answer.
 
     Args:
         answer: any answer (converted with ``str``).
