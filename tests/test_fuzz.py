@@ -125,7 +125,7 @@ def test_split_keeps_every_non_space_character(text):
 def encoded_words(tok, text: str, max_length: int) -> tuple[list[str], list[int] | None]:
     """The words of ``text`` and its ids from a word tokenizer (range-checked), or None for a text
     with no word, after checking that encoding it raises the documented ValueError."""
-    words = WordTokenizer.split(text)
+    words = tok.split(text)  # WordTokenizer's words, or WordCaptionTokenizer's (the metrics' tokens)
     if not words:
         with pytest.raises(ValueError, match="empty"):
             tok.encode(text, max_length)
@@ -193,6 +193,17 @@ def test_caption_encode_frames_the_words_with_bos_and_eos(text, max_length):
     assert body == [tok.words.index.get(w, unk_id) for w in words][:max_length]
     assert 1 <= len(body) <= (max_length or len(words))
     assert tok.encode(text, max_length) == ids
+
+
+@FAST
+@given(text=texts)
+def test_caption_decode_gives_the_metrics_the_tokens_of_the_text(text):
+    from vlkit.metrics import caption_tokenize
+
+    if not WordCaptionTokenizer.split(text):
+        return
+    tok = WordCaptionTokenizer.from_corpus([text])  # every word known
+    assert caption_tokenize(tok.decode(tok.encode(text))) == caption_tokenize(text)
 
 
 @FAST
@@ -349,7 +360,8 @@ def test_vqa_collate(data, num_answers, multi_answer):
     answers = st.integers(0, num_answers - 1)
     fields = st.tuples(
         st.one_of(st.just(-100), answers),
-        st.dictionaries(answers, st.floats(0.0, 1.0, width=32), max_size=num_answers),
+        st.dictionaries(answers, st.floats(0.0, 1.0, width=32), max_size=num_answers),  # soft targets
+        st.dictionaries(answers, st.floats(0.0, 1.0, width=32), max_size=num_answers),  # official accuracy
     )
     # question ids come from WordTokenizer, which never emits the padding id 0
     samples = data.draw(batches(fields, min_id=1))
@@ -357,11 +369,13 @@ def test_vqa_collate(data, num_answers, multi_answer):
     kept = check_common(batch.image, batch.question_ids, batch.question_mask, samples, pad_id=0)
     assert batch.label.dtype == torch.int64 and batch.label.tolist() == [s[2] for s in kept]
     assert batch.scores.dtype == torch.float32 and batch.scores.shape == (len(kept), num_answers)
+    assert batch.accuracy.dtype == torch.float32 and batch.accuracy.shape == (len(kept), num_answers)
     for row, sample in enumerate(kept):
-        expected = torch.zeros(num_answers)
-        for answer, score in sample[3].items():
-            expected[answer] = score
-        assert torch.equal(batch.scores[row], expected)
+        for matrix, values in ((batch.scores, sample[3]), (batch.accuracy, sample[4])):
+            expected = torch.zeros(num_answers)
+            for answer, score in values.items():
+                expected[answer] = score
+            assert torch.equal(matrix[row], expected)
     assert batch.multi_answer is multi_answer
     assert batch.num_skipped == none_count(samples)
 

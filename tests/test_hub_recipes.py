@@ -245,6 +245,9 @@ def test_vqav2_recipe_gives_soft_scores_of_the_ten_answers(layout, tmp_path, mon
         scores = torch.cat([batch.scores for batch in loader])
         assert torch.equal(scores, expected)
         assert {round(float(s), 4) for s in scores.max(1).values} == {1.0, 0.6667, 0.3333}
+        # the official accuracy of the answer 10, 3, 2, 1 humans gave (each other answer given once)
+        accuracy = torch.cat([batch.accuracy for batch in loader])
+        assert {round(float(s), 4) for s in accuracy.max(1).values} == {1.0, 0.9, 0.6, 0.3}
     assert {"color", "shape"} <= set(dm.vocabulary)
 
 

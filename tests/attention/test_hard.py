@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from torch import nn
@@ -224,3 +226,37 @@ def test_hard_attention_weights_are_the_soft_distribution():
     out = layer(q, k, v, mask)
     torch.testing.assert_close(out.weights, masked_softmax(q @ k.transpose(1, 2), mask[:, None]))
     assert torch.all(out.index[1] < 2)
+
+
+# -- a kept weight that underflows to exactly 0 -------------------------------------------------------
+@pytest.mark.parametrize("estimator", ["gumbel", "reinforce"])
+@pytest.mark.parametrize(("autocast", "gap"), [(None, 120.0), (torch.bfloat16, 120.0), (torch.float16, 20.0)])
+def test_a_kept_weight_of_exactly_zero_gives_finite_gradients(estimator, autocast, gap):
+    # e^-121 is 0 in float32 (and bfloat16); under float16 autocast the weights are float16, where e^-21 is 0
+    query = torch.ones(1, 1, 1)
+    key = torch.tensor([[[0.0], [-gap], [1.0]]], requires_grad=True)
+    value = torch.randn(1, 3, 4, generator=torch.Generator().manual_seed(0))
+    layer = HardAttention(DotProductScore(), estimator=estimator, entropy_weight=0.0).train()
+    context = torch.autocast("cpu", dtype=autocast) if autocast is not None else contextlib.nullcontext()
+    with context:
+        out = layer(query, key, value)
+    assert out.weights[0, 0, 1] == 0  # not masked, yet exactly 0
+    policy = hard_attention_loss(layer, torch.tensor([0.5]))  # REINFORCE, entropy weight 0
+    loss = out.context.float().sum() + (policy if policy is not None else 0.0)
+    (grad,) = torch.autograd.grad(loss, key, retain_graph=True)
+    assert torch.isfinite(loss) and torch.isfinite(grad).all()
+    (grad,) = torch.autograd.grad(out.entropy.sum(), key)  # the entropy bonus itself
+    assert torch.isfinite(grad).all()
+
+
+def test_entropy_and_its_gradient_are_minus_sum_p_log_p():
+    scores = torch.randn(2, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    scores.requires_grad_(True)
+    weights = scores.softmax(-1)
+    entropy = HardContext("reinforce").train()(weights, torch.randn(2, 5, 4, dtype=torch.float64)).entropy
+    expected = -(weights * weights.log()).sum(-1)
+    torch.testing.assert_close(entropy, expected)
+    upstream = torch.randn_like(entropy)
+    (got,) = torch.autograd.grad(entropy, scores, upstream, retain_graph=True)
+    (want,) = torch.autograd.grad(expected, scores, upstream)
+    torch.testing.assert_close(got, want)

@@ -211,3 +211,28 @@ def test_nadaraya_watson_non_parametric_has_no_parameters_and_wide_query_is_near
     values = torch.tensor([[[1.0], [5.0]]])
     out = layer(torch.tensor([[[9.0, 9.5]]]), keys, values)
     torch.testing.assert_close(out.context, torch.tensor([[[5.0]]]))  # kernel mass on the near key
+
+
+@pytest.mark.parametrize("dim", [None, 3])
+@pytest.mark.parametrize("shift", [1e3, 1e4])
+def test_nadaraya_watson_does_not_depend_on_where_the_axis_starts(dim, shift):
+    # inputs in [0, 5] on a grid of 1/64, so x + shift is exact in float32 and any change comes from
+    # the score: the expanded ‖q‖² + ‖k‖² − 2qᵀk loses it to cancellation in float32
+    g = torch.Generator().manual_seed(0)
+    width = dim or 1
+    keys = torch.randint(0, 321, (2, 50, width), generator=g).float() / 64
+    values = torch.sin(keys.sum(-1, keepdim=True)) + 0.1 * torch.randn(2, 50, 1, generator=g)
+    queries = torch.randint(0, 321, (2, 40, width), generator=g).float() / 64
+    torch.manual_seed(0)
+    attention = NadarayaWatsonAttention(dim)
+    if dim is not None:
+        with torch.no_grad():
+            attention.score.weight.copy_(torch.tensor([0.5, 1.0, 2.0]))  # a bandwidth per feature
+    base = attention(queries, keys, values).context
+    moved = attention(queries + shift, keys + shift, values).context
+    assert (moved - base).abs().max() < 1e-4
+    # and the score is still the Gaussian kernel's, by hand for one pair
+    w = attention.score.weight if dim is not None else torch.ones(1)
+    score = attention.score(queries[:1, :1] + shift, keys[:1, :1] + shift)
+    expected = -(((queries[0, 0] - keys[0, 0]) * w) ** 2).sum() / 2
+    torch.testing.assert_close(score[0, 0, 0], expected)

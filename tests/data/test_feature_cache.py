@@ -34,7 +34,7 @@ def vqa_dm(data=None, **overrides) -> VQADataModule:
 
 
 def test_cached_features_give_the_same_outputs_and_are_computed_once_per_image():
-    dm, cached = vqa_dm(), vqa_dm(cache_features=True)
+    dm, cached = vqa_dm(augment=True), vqa_dm(cache_features=True, augment=True)
     task = VQATask(**SMALL, vocabulary=dm.vocabulary, answers=dm.answers).eval()
     cached.cache_image_features(task.model.image_encoder)
     # each image is asked two questions, and equal images (same colour and shape) share one entry
@@ -61,6 +61,13 @@ def test_cached_features_give_the_same_outputs_and_are_computed_once_per_image()
     torch.testing.assert_close(
         torch.from_numpy(np.array(train_cache.features[1, j])), flipped, atol=1e-5, rtol=0
     )
+
+
+def test_without_flips_the_cache_holds_no_mirror_image():
+    dm = vqa_dm(cache_features=True)  # VQA default: augment off
+    task = VQATask(**SMALL, vocabulary=dm.vocabulary, answers=dm.answers).eval()
+    dm.cache_image_features(task.model.image_encoder)
+    assert dm._feature_caches["train"].features.shape[0] == 1
 
 
 @pytest.mark.parametrize("augment", [False, True])

@@ -19,8 +19,8 @@ def make_dm(data, **kwargs) -> VQADataModule:
 def test_answer_list_accepts_every_hub_layout():
     assert answer_list("Red ") == ["red"]
     assert answer_list(["yes", "No"]) == ["yes", "no"]
-    assert answer_list([{"answer": "two", "answer_id": 1}, {"answer": "2"}]) == ["two", "2"]
-    assert answer_list({"answer": ["a", "b"], "answer_confidence": ["yes", "no"]}) == ["a", "b"]
+    assert answer_list([{"answer": "two", "answer_id": 1}, {"answer": "2."}]) == ["2", "2"]  # normalised
+    assert answer_list({"answer": ["x", "y"], "answer_confidence": ["yes", "no"]}) == ["x", "y"]
 
 
 @pytest.mark.parametrize("bad", [None, 3, [1, 2], "", ["  "]])
@@ -97,13 +97,88 @@ def test_missing_validation_split_is_held_out_from_train(tiny_vqa):
     dm = make_dm(data, val_fraction=0.25)
     dm.setup()
     n = len(tiny_vqa["train"])
-    assert len(dm._hf["validation"]) == n // 4
+    assert len(dm._hf["validation"]) >= n // 4
     assert len(dm._hf["train"]) + len(dm._hf["validation"]) == n
+
+
+def _numbered_png(i: int) -> bytes:
+    """A distinct image per ``i`` (its bits as black and white pixels)."""
+    import io
+
+    from PIL import Image
+
+    image = Image.new("L", (8, 8), 255)
+    image.putdata([0 if (i >> k) & 1 else 255 for k in range(64)])
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_held_out_validation_split_shares_no_image_with_training(seed, caplog):
+    # 40 images, three questions each: held out row by row, most validation images would be training ones
+    questions = ("what color is it?", "what shape is it?", "is it big?")
+    rows = {"img": [], "q": [], "answers": []}
+    for i in range(40):
+        for question in questions:
+            rows["img"].append({"bytes": _numbered_png(i), "path": None})
+            rows["q"].append(question)
+            rows["answers"].append(["yes", "no"][i % 2])
+    train = datasets.Dataset.from_dict(rows).cast_column("img", datasets.Image())
+    dm = make_dm(datasets.DatasetDict({"train": train}), val_fraction=0.2, seed=seed)
+    with caplog.at_level("INFO", logger="vlkit.data.splits"):
+        dm.setup()
+
+    def images(split):
+        return {
+            cell["bytes"] for cell in dm._hf[split].cast_column("img", datasets.Image(decode=False))["img"]
+        }
+
+    assert not images("train") & images("validation")
+    assert len(images("train")) + len(images("validation")) == 40
+    assert len(dm._hf["validation"]) == 3 * len(images("validation")) == 24  # 8 of 40 images: 24 of 120 rows
+    assert (
+        "holding out 24 of 120 training rows for validation, 8 of 40 images with all their rows"
+        in caplog.text
+    )
 
 
 def test_loads_a_save_to_disk_folder(tiny_vqa_on_disk):
     dm = make_dm(str(tiny_vqa_on_disk))
     assert len(next(iter(dm.test_dataloader())).label) == 4
+
+
+def _left_right_png(left: str, right: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGB", (32, 32), left)
+    image.paste(Image.new("RGB", (16, 32), right), (16, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_training_images_are_not_mirrored_by_default_so_position_answers_stay_true():
+    # "what color is on the left?": a mirror image would make the answer the other colour
+    pairs = [("red", "blue"), ("blue", "green"), ("green", "red")] * 4
+    rows = {
+        "img": [{"bytes": _left_right_png(a, b), "path": None} for a, b in pairs],
+        "q": ["what color is on the left?"] * len(pairs),
+        "answers": [a for a, _ in pairs],
+    }
+    split = datasets.Dataset.from_dict(rows).cast_column("img", datasets.Image())
+    dm = make_dm(datasets.DatasetDict({"train": split, "validation": split}), batch_size=12)
+    assert dm.hparams.augment is False
+    left = {"red": 0, "blue": 2, "green": 1}  # the colour's strongest channel
+    for epoch in range(4):
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            left_pixels = batch.image[:, :, 16, 2]  # (b, 3): a pixel in the left half
+            for answer, pixel in zip(batch.label.tolist(), left_pixels):
+                assert int(pixel.argmax()) == left[dm.answers[answer]]
 
 
 # -- bad input ------------------------------------------------------------------------------

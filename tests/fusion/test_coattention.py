@@ -393,3 +393,19 @@ def test_fused_joins_the_attended_vectors(cls, combine):
 def test_sum_with_different_widths_is_rejected(cls):
     with pytest.raises(ValueError, match="equal image and text widths"):
         cls(D_V, D_Q, hidden_dim=K, combine="sum")
+
+
+def test_alternating_coattention_with_reinforce_hard_image_context_keeps_gradients_finite():
+    from vlkit.attention import HardContext, hard_attention_loss
+
+    torch.manual_seed(0)
+    layer = AlternatingCoAttention(8, 6, 16, image_context=HardContext("reinforce")).train()
+    with torch.no_grad():
+        layer.attend_image.score.weight.mul_(500.0)  # score gaps of hundreds: some kept weights underflow
+    image, text = torch.randn(2, 5, 8), torch.randn(2, 4, 6)
+    out = layer(image, None, text, None)
+    assert (out.image_weights == 0).any()  # kept regions (no mask) with weight exactly 0
+    loss = out.fused.sum() + hard_attention_loss(layer, torch.tensor([1.0, -1.0]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters() if p.grad is not None)

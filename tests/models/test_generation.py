@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -43,13 +44,24 @@ def sequence_log_prob(decoder, feats, tokens, lengths) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", ["sat", "transformer"])
 @pytest.mark.parametrize("seed", range(3))
-def test_beam_size_one_is_greedy(name, seed):
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_beam_size_one_follows_the_greedy_path_and_keeps_its_best_ending(name, seed, alpha):
+    # the one live prefix is greedy's (its most likely token other than <eos>); every <eos> along
+    # that path is a finished candidate, greedy's own ending (or its cut caption) included
     decoder, feats = make(name, seed), features(seed)
-    greedy = greedy_search(decoder, feats, None, BOS, EOS, PAD, max_length=7)
-    beam = beam_search(decoder, feats, None, BOS, EOS, PAD, max_length=7, beam_size=1, keep_greedy=False)
-    torch.testing.assert_close(beam.tokens, greedy.tokens)
-    torch.testing.assert_close(beam.scores, greedy.scores)
-    torch.testing.assert_close(beam.weights, greedy.weights)
+    greedy = greedy_search(decoder, feats, None, BOS, EOS, PAD, max_length=7, alpha=alpha)
+    beam = beam_search(
+        decoder, feats, None, BOS, EOS, PAD, max_length=7, beam_size=1, alpha=alpha, keep_greedy=False
+    )
+    assert (beam.scores >= greedy.scores - 1e-6).all()
+    for row in range(feats.shape[0]):
+        length = int(beam.lengths[row])
+        tokens = beam.tokens[row, :length].tolist()
+        assert tokens[:-1] == greedy.tokens[row, : length - 1].tolist()
+        assert tokens[-1] == EOS or tokens == greedy.tokens[row, :length].tolist()
+        torch.testing.assert_close(beam.weights[row, :length], greedy.weights[row, :length])
+        if beam.scores[row] == greedy.scores[row]:
+            assert tokens == greedy.tokens[row, : int(greedy.lengths[row])].tolist()
 
 
 @pytest.mark.parametrize("name", ["sat", "transformer"])
@@ -156,3 +168,80 @@ def test_bad_settings_are_rejected(kwargs):
     settings = {"max_length": 4, "beam_size": 2, "alpha": 0.0, **kwargs}
     with pytest.raises(ValueError, match="max_length"):
         beam_search(decoder, feats, None, BOS, EOS, PAD, **settings)
+
+
+# -- beam search against exhaustive search ------------------------------------------------------------
+class RandomTableDecoder(TableDecoder):
+    """Random next-token logits that depend on the last token; ``<bos>`` and padding never come next."""
+
+    def __init__(self, vocab: int, seed: int) -> None:
+        super().__init__({}, vocab)
+        logits = 2.0 * torch.randn(vocab, vocab, generator=torch.Generator().manual_seed(seed))
+        logits[:, [BOS, PAD]] = float("-inf")
+        self.logits.copy_(logits)
+
+
+def exhaustive_best(decoder: TableDecoder, max_length: int, alpha: float) -> tuple[float, list[int]]:
+    """The best-scored caption by enumeration: every sequence that ends with <eos> within max_length
+    tokens, and every sequence of max_length tokens without it (cut), scored log p / ((5 + len) / 6)^α."""
+    log_probs = decoder.logits.log_softmax(-1).tolist()
+    tokens = [t for t in range(decoder.logits.shape[0]) if t not in (BOS, PAD)]
+    words = [t for t in tokens if t != EOS]
+    best = (float("-inf"), [])
+    for length in range(1, max_length + 1):
+        for prefix in itertools.product(words, repeat=length - 1):
+            endings = [EOS] if length < max_length else tokens  # at max_length, cut captions count too
+            for last in endings:
+                sequence = [*prefix, last]
+                log_p = sum(log_probs[a][b] for a, b in zip([BOS, *sequence], sequence))
+                score = log_p / ((5 + length) / 6) ** alpha
+                if score > best[0]:
+                    best = (score, sequence)
+    return best
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0, 4.0])
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("beam_size", [9, 40])
+def test_a_beam_as_wide_as_every_prefix_is_exhaustive_search(alpha, seed, beam_size):
+    # 3 words and <eos>, at most 3 tokens: 1 + 3 + 9 + 27 = 40 captions, and at most 3² = 9 prefixes
+    # to extend at a step; finished hypotheses take no place in the beam, so 9 live prefixes suffice
+    vocab, max_length = 6, 3
+    decoder, feats = RandomTableDecoder(vocab, seed), torch.zeros(1, 2, D)
+    score, sequence = exhaustive_best(decoder, max_length, alpha)
+    out = beam_search(
+        decoder, feats, None, BOS, EOS, PAD, max_length, beam_size=beam_size, alpha=alpha, keep_greedy=False
+    )
+    assert out.tokens[0, : int(out.lengths[0])].tolist() == sequence
+    assert out.scores[0].item() == pytest.approx(score, abs=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0, 4.0])
+@pytest.mark.parametrize("beam_size", [1, 2, 3])
+def test_a_narrow_beam_never_scores_below_greedy(alpha, beam_size):
+    for seed in range(10):
+        decoder, feats = RandomTableDecoder(7, seed), torch.zeros(1, 2, D)
+        greedy = greedy_search(decoder, feats, None, BOS, EOS, PAD, max_length=4, alpha=alpha)
+        out = beam_search(decoder, feats, None, BOS, EOS, PAD, max_length=4, beam_size=beam_size, alpha=alpha)
+        assert out.scores[0] >= greedy.scores[0] - 1e-6
+        # the score is that of the returned caption, recomputed from the table
+        tokens = out.tokens[0, : int(out.lengths[0])].tolist()
+        log_probs = decoder.logits.log_softmax(-1)
+        log_p = sum(float(log_probs[a, b]) for a, b in zip([BOS, *tokens], tokens))
+        assert out.scores[0].item() == pytest.approx(log_p / ((5 + len(tokens)) / 6) ** alpha, abs=1e-5)
+
+
+def test_finished_hypotheses_leave_the_beam_and_are_ranked_with_the_length_penalty():
+    A = 4
+    table = {BOS: {EOS: 0.5, A: 0.5}, A: {A: 0.45, EOS: 0.55}}
+    decoder, feats = TableDecoder(table, V), torch.zeros(1, 2, D)
+    # a^m <eos>: p = 0.5 · 0.45^(m−1) · 0.55, length m + 1; with α = 4 and at most 5 tokens:
+    # <eos>: log 0.5 = −0.693; a <eos>: log 0.275 / (7/6)^4 = −1.291 / 1.852 = −0.697;
+    # a a a a <eos>: log 0.02506 / (10/6)^4 = −3.687 / 7.716 = −0.478 (the best; cut a^5: −0.504).
+    # Kept in a 2-beam, <eos> and a <eos> would fill it after two steps and end the search.
+    out = beam_search(
+        decoder, feats, None, BOS, EOS, PAD, max_length=5, beam_size=2, alpha=4.0, keep_greedy=False
+    )
+    assert out.tokens[0].tolist() == [A, A, A, A, EOS]
+    assert out.scores[0].item() == pytest.approx(math.log(0.5 * 0.45**3 * 0.55) / (10 / 6) ** 4, abs=1e-5)
+    assert out.scores[0].item() == pytest.approx(-0.478, abs=1e-3)

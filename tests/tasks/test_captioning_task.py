@@ -144,3 +144,45 @@ def test_predict_captions_a_batch_of_raw_images():
     assert t.predict(images[0])[0].attention is None
     with pytest.raises(ValueError, match="beam_size"):
         t.predict(images, beam_size=0)
+
+
+def test_a_batch_loss_is_made_of_the_losses_of_its_captions_alone():
+    # padding invariance: "a circle" is one token shorter than the others, so its last input
+    # (<eos>, target padding) must count neither in the cross-entropy nor in the attention penalty
+    b, model, lam = batch(), task(attention_regularization=1.5).eval(), 1.5  # eval: no dropout
+    Logged(model)
+    total = model._step(b, "train")
+    alone_loss, alone_penalty, tokens = [], [], []
+    for i in range(3):
+        length = int(b.caption_mask[i].sum())
+        one = CaptionBatch(
+            b.image[i : i + 1], b.caption_ids[i : i + 1, :length], b.caption_mask[i : i + 1, :length], [], 0
+        )
+        logged = Logged(model)
+        model._step(one, "train")
+        alone_loss.append(logged.values["train/loss"])
+        alone_penalty.append(logged.values["train/attention_penalty"])
+        tokens.append(length - 1)  # targets: the words and <eos>
+    assert tokens == [4, 4, 3]
+    # the batch loss: cross-entropy averaged over all target tokens, penalty averaged over captions
+    loss = sum(l * n for l, n in zip(alone_loss, tokens)) / sum(tokens)
+    expected = loss + lam * torch.stack(alone_penalty).mean()
+    torch.testing.assert_close(total, expected)
+
+
+def test_reinforce_counts_the_steps_that_predict_a_caption_token(monkeypatch):
+    from vlkit.attention import HardContext
+
+    held = []
+    original = HardContext.hold
+    monkeypatch.setattr(
+        HardContext, "hold", lambda self, lp, ent: (held.append((lp, ent)), original(self, lp, ent))
+    )
+    t = task(decoder={**DECODERS["show_attend_tell"], "hard_attention": "reinforce"}).train()
+    Logged(t)
+    b = batch()
+    t._step(b, "train")
+    (log_prob, entropy), target_mask = held[0], b.caption_mask[:, 1:]
+    assert (log_prob[~target_mask] == 0).all() and (entropy[~target_mask] == 0).all()
+    assert (log_prob[target_mask] < 0).all() and (entropy[target_mask] > 0).all()
+    assert (~target_mask).sum() == 1  # the <eos> input of "a circle", which predicts padding

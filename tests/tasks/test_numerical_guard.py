@@ -120,3 +120,39 @@ def test_a_batch_of_only_unreadable_images_is_counted_and_training_goes_on(tiny_
     optimizer = trainer.optimizers[0]
     steps = {float(optimizer.state[p]["step"]) for g in optimizer.param_groups for p in g["params"]}
     assert steps == {23.0}  # 24 training batches, the empty one skipped
+
+
+def task_with_nan_gradients_at(dm, calls: set[int], **kwargs) -> VQATask:
+    """A VQATask whose loss stays finite but whose answer-head gradients are NaN at the given
+    (0-based) backward calls, as a 0/0 in some backward makes them."""
+    dm.setup("fit")
+    task = VQATask(**VQA_PARTS, vocabulary=dm.vocabulary, answers=dm.answers, **kwargs)
+    counter = iter(range(10**6))
+    weight = [p for name, p in task.named_parameters() if p.dim() == 2][-1]
+    weight.register_hook(lambda grad: grad * float("nan") if next(counter) in calls else grad)
+    return task
+
+
+def test_nan_gradients_of_a_finite_loss_stop_training_naming_the_step_and_parameter(tiny_vqa):
+    dm = tiny_dm(tiny_vqa, batch_size=4, augment=False)
+    task = task_with_nan_gradients_at(dm, {3})
+    name = [n for n, p in task.named_parameters() if p.dim() == 2][-1]
+    with pytest.raises(
+        FloatingPointError, match=rf"gradients are NaN or infinite at global step 3 .*\['{name}'\]"
+    ):
+        quiet_trainer(max_epochs=1, num_sanity_val_steps=0, limit_val_batches=0).fit(task, datamodule=dm)
+    assert all(torch.isfinite(p).all() for p in task.parameters())
+
+
+def test_skip_refuses_a_step_with_nan_gradients_and_counts_it(tiny_vqa, caplog):
+    dm = tiny_dm(tiny_vqa, batch_size=4, augment=False)
+    task = task_with_nan_gradients_at(dm, {1, 4}, on_nonfinite_loss="skip")
+    trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=0, limit_val_batches=0)
+    with caplog.at_level(logging.WARNING, logger="vlkit.tasks.base"):
+        trainer.fit(task, datamodule=dm)
+    optimizer = trainer.optimizers[0]
+    steps = {float(optimizer.state[p]["step"]) for g in optimizer.param_groups for p in g["params"]}
+    assert steps == {4.0}  # 6 batches, 2 steps refused: no parameter moved in them
+    assert trainer.callback_metrics["train/nonfinite_grad_skipped"] == 2
+    assert all(torch.isfinite(p).all() for p in task.parameters())
+    assert sum("non-finite gradients at global step" in r.getMessage() for r in caplog.records) == 2

@@ -49,6 +49,7 @@ def _batch(multi: bool) -> VQABatch:
         torch.tensor([[1, 1], [1, 0]]).bool(),
         torch.tensor([0, 2]),
         scores,
+        scores,
         multi,
         0,
     )

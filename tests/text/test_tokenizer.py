@@ -206,3 +206,43 @@ def test_create_caption_tokenizer_needs_exactly_one_source():
         create_caption_tokenizer()
     with pytest.raises(ValueError, match="exactly one"):
         create_caption_tokenizer(["<pad>", "<unk>", "<bos>", "<eos>"], "some/tokenizer")
+
+
+# references as titles are written: spaced and inner hyphens, possessives, numbers, punctuation
+TITLES = [
+    "france - maine: the coast at night",
+    "a medium-light skin tone, raised hand",
+    "woman’s red hat (1,000 sold)",
+    "the man's t-shirt - 2.5 metres long!",
+    "don't stop - the 1990s tour",
+]
+
+
+def test_a_caption_that_reads_like_its_reference_scores_as_equal():
+    from vlkit.metrics import caption_scores, caption_tokenize
+    from vlkit.text import WordCaptionTokenizer
+
+    tok = WordCaptionTokenizer.from_corpus(TITLES)
+    generated = [tok.decode(tok.encode(title)) for title in TITLES]  # the caption a model would emit
+    assert generated[0] == "france - maine: the coast at night"  # not "france-maine", one other token
+    for caption, title in zip(generated, TITLES):
+        assert caption_tokenize(caption) == caption_tokenize(title)
+    scores = caption_scores(generated, [[title] for title in TITLES])
+    # BLEU-4 of a corpus of exact matches: every n-gram matched, no brevity penalty
+    assert scores["bleu4"] == pytest.approx(1.0, abs=1e-9)
+    # CIDEr-D: a candidate equal to its only reference has cosine 1 at every order and no length
+    # penalty (no n-gram is in every image's references, so none weighs 0): 10 per image, the most
+    assert scores["cider_d"] == pytest.approx(10.0, abs=1e-9)
+
+
+def test_caption_tokens_are_the_metric_tokens_with_punctuation_kept():
+    from vlkit.metrics import caption_tokenize
+    from vlkit.text import WordCaptionTokenizer
+
+    assert WordCaptionTokenizer.split("A man's T-shirt, 1,000 - don’t.") == [
+        "a", "man", "'s", "t-shirt", ",", "1,000", "-", "do", "n’t", ".",
+    ]  # fmt: skip
+    for title in TITLES:
+        dropped = set("'\"`(){}.?!,:;-")
+        kept = [t.replace("’", "'") for t in WordCaptionTokenizer.split(title) if not set(t) <= dropped]
+        assert kept == caption_tokenize(title)

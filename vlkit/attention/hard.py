@@ -51,7 +51,8 @@ class HardContextOutput(NamedTuple):
         context: ``(b, m, d)`` the value at the chosen location (0 for rows with no location).
         index: ``(b, m)`` int64 chosen location (0 for rows with no location).
         log_prob: ``(b, m)`` ``log α_index`` (0 for rows with no location); differentiable.
-        entropy: ``(b, m)`` entropy ``−Σ α log α`` of the weights, in nats; differentiable.
+        entropy: ``(b, m)`` entropy ``−Σ α log α`` of the weights, in nats; differentiable, with
+            finite gradients also where a kept weight is exactly 0 (underflow).
     """
 
     context: Tensor
@@ -152,7 +153,10 @@ class HardContext(nn.Module):
         finfo = torch.finfo(probs.dtype)
         # log α, with finite stand-ins where α = 0 (their gradient is exactly 0)
         log_probs = torch.log(safe.clamp_min(finfo.tiny)).masked_fill(safe <= 0, finfo.min)
-        entropy = -torch.special.xlogy(probs, probs).sum(-1)  # (b, m)
+        # −Σ α log α from the finite log α, the terms of α = 0 (0 log 0 = 0) left out by a select: a
+        # weight that underflowed to 0 (kept, yet e^-120 in float32, e^-20 in float16) gets gradient 0,
+        # where xlogy's backward would give 0/0 = NaN and a finite loss with NaN gradients
+        entropy = -torch.where(probs > 0, probs * log_probs, 0.0).sum(-1)  # (b, m)
 
         if self.training and self.estimator == "gumbel":
             selector = F.gumbel_softmax(log_probs, tau=self.temperature, hard=True)  # one-hot, ST grads

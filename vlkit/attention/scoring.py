@@ -183,7 +183,10 @@ class GaussianKernelScore(nn.Module):
     ``α(x, x_i) = softmax_i(−(x − x_i)² / 2)``); parametric with a learnable bandwidth
     ``w ∈ R^dim`` (initialised to 1) otherwise: for ``dim = 1`` this is exactly
     ``−((x − x_i) w)² / 2`` (``docs/mechanisms.md#attention-as-pooling``); wider inputs get one
-    bandwidth per feature.
+    bandwidth per feature. The distance is computed from the differences ``q − k``, so the score
+    depends only on where the points are relative to each other, not on where the axis starts
+    (the expanded ``‖q‖² + ‖k‖² − 2qᵀk`` loses every digit to cancellation in float32 once the
+    inputs sit a few thousand away from 0).
 
     Args:
         dim: width of queries and keys for the parametric form; None for non-parametric.
@@ -205,10 +208,11 @@ class GaussianKernelScore(nn.Module):
             if query.shape[-1] != self.dim:
                 raise ValueError(f"GaussianKernelScore was built for width {self.dim}, got {query.shape[-1]}")
             query, key = query * self.weight, key * self.weight
-        # ‖q − k‖² = ‖q‖² + ‖k‖² − 2 qᵀk, without materialising (b, m, n, d)
-        sq_dist = (query * query).sum(-1)[:, :, None] + (key * key).sum(-1)[:, None, :]
-        sq_dist = (sq_dist - 2 * query @ key.transpose(-1, -2)).clamp_min(0)  # (b, m, n)
-        return -sq_dist / 2
+        # ‖q − k‖ from the differences q − k (torch.cdist's direct kernel, without materialising
+        # (b, m, n, d)), not from ‖q‖² + ‖k‖² − 2 qᵀk, which cancels in float32 when the inputs sit
+        # far from 0: shifting queries and keys together must not change a kernel regression
+        dist = torch.cdist(query, key, compute_mode="donot_use_mm_for_euclid_dist")  # (b, m, n)
+        return -dist.square() / 2
 
 
 #: Score functions by their standard name.

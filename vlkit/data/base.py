@@ -35,8 +35,10 @@ class SplitDataModule(pl.LightningDataModule, ABC):
         dataset_config: configuration name passed to ``datasets.load_dataset``.
         image_column: column with the image (``datasets.Image``, a path or bytes).
         train_split: name of the training split.
-        val_split: name of the validation split; if the dataset has none, ``val_fraction`` of the
-            training rows (chosen with ``seed``) are held out.
+        val_split: name of the validation split; if the dataset has none, whole images (chosen with
+            ``seed``), each with all its rows, are held out of the training split until
+            ``val_fraction`` of its rows are, so no validation image is a training image
+            (:func:`vlkit.data.splits.hold_out_by_image`; the log says how the split was made).
         test_split: name of the test split; if the dataset has none, there is no test split.
         val_fraction: fraction held out when there is no validation split, in ``(0, 1)``.
         min_word_freq: with a word vocabulary, words seen fewer times in training become

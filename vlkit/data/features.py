@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vlkit.cache import cache_root
 from vlkit.data.bad_samples import BadSampleError, report_unreadable_image
-from vlkit.data.images import load_image
+from vlkit.data.images import image_key, load_image
 from vlkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from vlkit.vision.encoder import BackboneFeatures
 
@@ -64,18 +64,6 @@ class FeatureCache:
             return None
         variant = 1 if flip and bool(torch.rand(1) < 0.5) else 0  # the draw of RandomHorizontalFlip
         return BackboneFeatures(torch.from_numpy(np.array(self.features[variant, j])))
-
-
-def image_key(cell: Any) -> str:
-    """What identifies an image cell: its path when it has one, else the SHA-1 of its bytes."""
-    if isinstance(cell, str):
-        return cell
-    if isinstance(cell, dict):
-        if cell.get("path") and cell.get("bytes") is None:
-            return str(cell["path"])
-        if cell.get("bytes") is not None:
-            return hashlib.sha1(cell["bytes"]).hexdigest()
-    return f"unreadable:{cell!r}"[:200]
 
 
 def encoder_fingerprint(encoder: nn.Module) -> str:

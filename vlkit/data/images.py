@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from typing import Any
 
 from PIL import Image, ImageOps
 
-__all__ = ["load_image"]
+__all__ = ["image_key", "load_image"]
 
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _INTEGER_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")  # 16-bit (and 32-bit "I") grayscale
@@ -75,3 +76,18 @@ def load_image(value: Any) -> Image.Image:
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, image.convert("RGBA"))
     return image.convert("RGB")
+
+
+def image_key(cell: Any) -> str:
+    """What identifies an image cell: its path when it has no bytes, else the SHA-1 of its bytes
+    (the same image stored in several rows has the same bytes); a path string is itself."""
+    if isinstance(cell, str):
+        return cell
+    if isinstance(cell, dict):
+        if cell.get("bytes") is not None:
+            return hashlib.sha1(cell["bytes"]).hexdigest()
+        if cell.get("path"):
+            return str(cell["path"])
+    if isinstance(cell, bytes):
+        return hashlib.sha1(cell).hexdigest()
+    return f"unreadable:{cell!r}"[:200]

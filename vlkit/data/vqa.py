@@ -1,6 +1,6 @@
 """VQA data: any Hugging Face ``DatasetDict`` with image / question / answer(s) columns.
 
-Bad samples follow ``on_bad_sample`` (see :mod:`vlkit.data.common`): an empty or missing
+Bad samples follow ``on_bad_sample`` (see :mod:`vlkit.data.bad_samples`): an empty or missing
 question (None, ``""``, only spaces) and a missing answer (None, ``""``, an empty list) are
 each an error naming the split, rows and column, or, with ``skip``, left out, listed in
 ``skipped_rows`` and reported. An unreadable image is found when its batch is built: an
@@ -11,11 +11,20 @@ Answers outside the answer vocabulary are never an error: the vocabulary is the 
 training answers by design. Training questions with no answer in the vocabulary are
 left out (they give no training signal), and the count is logged; validation and test
 questions are all kept, so such questions score 0 as in the official VQA metric.
+
+Scoring follows the official VQA evaluation (Antol et al., "VQA: Visual Question Answering",
+ICCV 2015, arXiv:1505.00468; ``vqaEval.py`` of the VQA API): every answer, human or
+predicted, is normalised with :func:`normalize_answer` (so "two", "2" and "2." are one
+answer of the vocabulary), and a prediction that ``k`` of the ``N`` human answers match
+scores the mean over the ``N`` leave-one-out subsets of ``min(1, matches / 3)``
+(:func:`vqa_accuracy`). The training targets stay the soft scores ``min(k / 3, 1)``
+(:func:`soft_scores`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -29,7 +38,15 @@ from vlkit.data.batching import ImageRows, SkippedBatch, pad_with_mask, readable
 from vlkit.data.splits import load_splits
 from vlkit.text.tokenizer import WordTokenizer
 
-__all__ = ["VQABatch", "VQADataModule", "answer_list", "normalize_answer", "soft_scores"]
+__all__ = [
+    "VQABatch",
+    "VQADataModule",
+    "answer_accuracies",
+    "answer_list",
+    "normalize_answer",
+    "soft_scores",
+    "vqa_accuracy",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +60,10 @@ class VQABatch(NamedTuple):
         question_mask: ``(b, l)`` bool, True for real tokens.
         label: ``(b,)`` int64 index of the most common answer, ``-100`` if it is not in the
             answer vocabulary.
-        scores: ``(b, K)`` float32 soft VQA scores ``min(#annotators / 3, 1)`` (one-hot with a
-            single answer).
+        scores: ``(b, K)`` float32 soft training targets ``min(#annotators / 3, 1)`` (one-hot
+            with a single answer).
+        accuracy: ``(b, K)`` float32 in ``[0, 1]``: the official VQA accuracy each answer of the
+            vocabulary would score on the row (:func:`answer_accuracies`); the metric reads it.
         multi_answer: whether rows have several human answers (BCE on ``scores``) or one
             (cross-entropy on ``label``).
         num_skipped: samples of this batch skipped as unreadable (``on_bad_sample="skip"``).
@@ -55,17 +74,98 @@ class VQABatch(NamedTuple):
     question_mask: Tensor
     label: Tensor
     scores: Tensor
+    accuracy: Tensor
     multi_answer: bool
     num_skipped: int
 
 
+# -- the official answer normalisation (vqaEval.py of the VQA API, Antol et al., ICCV 2015) ----------
+#: Marks that become a space, or vanish when the answer has one beside a space or has a digit-comma-digit.
+_PUNCTUATION = ";:/'[]\"()=+\\_><@`,?"
+_DIGIT_COMMA_DIGIT = re.compile(r"\d,\d")
+# The official pattern means "a period not between digits", but its first group is a look-ahead that
+# always passes, so what it does is: drop every period not followed by a digit ("2.5" stays, "yes." and
+# "1." lose it). It also passes re.UNICODE (= 32) where ``sub`` takes the count: at most 32 are dropped.
+_PERIOD = re.compile(r"\.(?!\d)")
+_MAX_PERIODS = 32
+_NUMBER_WORDS = {
+    word: str(value)
+    for value, word in enumerate(
+        ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    )
+}
+_NUMBER_WORDS["none"] = "0"
+_ARTICLES = frozenset(("a", "an", "the"))
+# The official contractions table as ``key=value`` entries (its mix of ' and ’ kept). Keys with a
+# capital letter never match (the answer is lower-cased first), nor do keys with a straight ' (step 2
+# has removed it): kept to be the same table.
+_CONTRACTIONS = dict(
+    entry.split("=")
+    for entry in """
+    Id’ve=I’d’ve Im=I’m Ive=I’ve I’dve=I’d’ve aint=ain't arent=aren't cant=can't couldn'tve=couldn’t’ve
+    couldnt=couldn't couldnt’ve=couldn’t’ve couldve=could've didnt=didn’t doesnt=doesn’t dont=don’t
+    hadn'tve=hadn’t’ve hadnt=hadn’t hadnt’ve=hadn’t’ve hasnt=hasn’t havent=haven’t hed=he’d
+    hed’ve=he’d’ve hes=he’s he’dve=he’d’ve howd=how’d howll=how’ll hows=how’s isnt=isn’t itd=it’d
+    itd’ve=it’d’ve itll=it’ll it’dve=it’d’ve let’s=let’s maam=ma’am mightnt=mightn’t
+    mightnt’ve=mightn’t’ve mightn’tve=mightn’t’ve mightve=might’ve mustnt=mustn’t mustve=must’ve
+    neednt=needn’t notve=not’ve oclock=o’clock oughtnt=oughtn’t ow’s’at=’ow’s’at shant=shan’t
+    shed’ve=she’d’ve she’dve=she’d’ve she’s=she’s shouldnt=shouldn’t shouldnt’ve=shouldn’t’ve
+    shouldn’tve=shouldn’t’ve shouldve=should’ve somebodyd’ve=somebody’d’ve somebodyll=somebody’ll
+    somebodys=somebody’s somebody’d=somebodyd somebody’dve=somebody’d’ve someoned=someone’d
+    someoned’ve=someone’d’ve someonell=someone’ll someones=someone’s someone’dve=someone’d’ve
+    somethingd=something’d somethingd’ve=something’d’ve somethingll=something’ll
+    something’dve=something’d’ve thats=that’s thered=there’d thered’ve=there’d’ve therere=there’re
+    theres=there’s there’dve=there’d’ve theyd=they’d theyd’ve=they’d’ve theyll=they’ll theyre=they’re
+    theyve=they’ve they’dve=they’d’ve twas=’twas wasnt=wasn’t wed’ve=we’d’ve werent=weren’t weve=we've
+    we’dve=we’d’ve whatll=what’ll whatre=what’re whats=what’s whatve=what’ve whens=when’s whered=where’d
+    wheres=where's whereve=where’ve whod=who’d whod’ve=who’d’ve wholl=who’ll whos=who’s whove=who've
+    who’dve=who’d’ve whyll=why’ll whyre=why’re whys=why’s wont=won’t wouldnt=wouldn’t
+    wouldnt’ve=wouldn’t’ve wouldn’tve=wouldn’t’ve wouldve=would’ve yall=y’all yall’d’ve=y’all’d’ve
+    yall’ll=y’all’ll youd=you’d youd’ve=you’d’ve youll=you’ll youre=you’re youve=you’ve you’dve=you’d’ve
+    y’alld’ve=y’all’d’ve y’allll=y’all’ll y’all’dve=y’all’d’ve ’ows’at=’ow’s’at ’ow’sat=’ow’s’at
+    """.split()  # noqa: SIM905 (a compact table)
+)
+
+
 def normalize_answer(answer: str) -> str:
-    """Lower-case, strip and collapse whitespace (a light form of the VQA answer normalisation)."""
-    return " ".join(str(answer).lower().split())
+    """An answer as the official VQA evaluation compares it (``vqaEval.py`` of the VQA API).
+
+    The steps of the official code, in its order:
+
+    1. newlines and tabs become spaces, and the ends are stripped;
+    2. punctuation: each of ``; : / ' [ ] " ( ) = + \\ _ > < @ ` , ?`` is deleted when the
+       original answer has that mark beside a space, or has a digit-comma-digit anywhere
+       ("1,000" -> "1000"), else it becomes a space ("black/white" -> "black white");
+    3. a period not followed by a digit is deleted ("yes." -> "yes", "2.5" stays);
+    4. lower case, split on whitespace, number words ``none zero one … ten`` become digits,
+       the articles ``a an the`` are dropped, and contractions written without an apostrophe
+       get it back ("dont" -> "don’t", the official table); the words are joined by one space.
+
+    Hyphens and exclamation marks are not in the official list and stay. The official script
+    runs all four steps on the prediction but only steps 2–3 on the human answers (when they
+    differ), which it expects normalised already; vlkit runs the same function on the human
+    answers, the answer vocabulary and the predictions, so that with any dataset "two", "2"
+    and "2." are one answer.
+
+    Args:
+        answer: any answer (converted with ``str``).
+
+    Returns:
+        The normalised answer (may be ``""``, e.g. for ``"the"``).
+    """
+    text = str(answer).replace("\n", " ").replace("\t", " ").strip()
+    delete = _DIGIT_COMMA_DIGIT.search(text) is not None
+    out = text
+    for mark in _PUNCTUATION:
+        gone = delete or f"{mark} " in text or f" {mark}" in text
+        out = out.replace(mark, "" if gone else " ")
+    out = _PERIOD.sub("", out, count=_MAX_PERIODS)
+    words = (_NUMBER_WORDS.get(word, word) for word in out.lower().split())
+    return " ".join(_CONTRACTIONS.get(word, word) for word in words if word not in _ARTICLES)
 
 
 def answer_list(value: Any) -> list[str]:
-    """Normalise one row's answer cell to a list of answer strings.
+    """Read one row's answer cell as a list of answers, each normalised (:func:`normalize_answer`).
 
     Accepts a string (one answer), a list of strings, a list of ``{"answer": str, ...}``
     dicts (VQAv2 rows) or a dict of lists ``{"answer": [str, ...], ...}`` (how ``datasets``
@@ -101,14 +201,66 @@ def _answers(value: Any) -> list[str]:
 
 
 def soft_scores(answers: list[str], index: dict[str, int]) -> dict[int, float]:
-    """VQA soft scores ``min(#annotators who gave a / 3, 1)`` for in-vocabulary answers.
+    """Soft training targets ``min(#annotators who gave a / 3, 1)`` for in-vocabulary answers.
 
-    With a single answer the score of that answer is 1 (plain classification).
+    The usual BCE targets (Teney et al., CVPR 2018, arXiv:1708.02711), not the official accuracy
+    (:func:`answer_accuracies`). With a single answer the score of that answer is 1 (plain
+    classification).
     """
     counts = Counter(answers)
     if len(answers) == 1:
         return {index[answers[0]]: 1.0} if answers[0] in index else {}
     return {index[a]: min(c / 3.0, 1.0) for a, c in counts.items() if a in index}
+
+
+def _leave_one_out(matches: int, total: int) -> float:
+    """The official accuracy of an answer ``matches`` of ``total`` humans gave (``total >= 2``): the mean
+    over the ``total`` subsets of ``total - 1`` humans of ``min(1, humans in the subset who gave it / 3)``."""
+    return (matches * min(1.0, (matches - 1) / 3) + (total - matches) * min(1.0, matches / 3)) / total
+
+
+def vqa_accuracy(prediction: str, answers: list[str]) -> float:
+    """The official VQA accuracy of one predicted answer (Antol et al., ICCV 2015, arXiv:1505.00468).
+
+    The prediction and the human answers are normalised alike (:func:`normalize_answer`). With
+    ``N >= 2`` human answers of which ``k`` equal the prediction, the score is the mean over the
+    ``N`` leave-one-out subsets of ``min(1, matches / 3)`` (``vqaEval.py`` of the VQA API):
+    ``[k · min(1, (k − 1) / 3) + (N − k) · min(1, k / 3)] / N``, i.e. 0, 0.3, 0.6, 0.9 and 1 for
+    ``k = 0, 1, 2, 3, >= 4`` with ``N = 10``, and 0, 2/9, 4/9, 2/3 for ``k = 0…3`` with ``N = 3``.
+    With a single human answer the leave-one-out mean would be 0 for every prediction, so the
+    score is exact match (1 or 0), as for single-answer data such as easy-VQA.
+
+    Args:
+        prediction: the predicted answer.
+        answers: the human answers of the question.
+
+    Returns:
+        The accuracy, in ``[0, 1]``.
+
+    Raises:
+        ValueError: ``answers`` is empty.
+    """
+    if not answers:
+        raise ValueError("vqa_accuracy needs at least one human answer")
+    given = [normalize_answer(a) for a in answers]
+    matches = given.count(normalize_answer(prediction))
+    return float(matches) if len(given) == 1 else _leave_one_out(matches, len(given))
+
+
+def answer_accuracies(answers: list[str], index: dict[str, int]) -> dict[int, float]:
+    """The official VQA accuracy (:func:`vqa_accuracy`) of each in-vocabulary answer on one question.
+
+    Args:
+        answers: the question's human answers, already normalised (:func:`normalize_answer`).
+        index: answer vocabulary, ``{normalised answer: class index}``.
+
+    Returns:
+        ``{class index: accuracy}`` for the answers some human gave (every other answer scores 0).
+    """
+    counts = Counter(answers)
+    if len(answers) == 1:
+        return {index[answers[0]]: 1.0} if answers[0] in index else {}
+    return {index[a]: _leave_one_out(c, len(answers)) for a, c in counts.items() if a in index}
 
 
 @dataclass
@@ -119,33 +271,41 @@ class _Split:
     rows: list[int]  # row indices into the HF split
     question_ids: list[list[int]]
     label: list[int]
-    scores: list[dict[int, float]]
+    scores: list[dict[int, float]]  # soft training targets
+    accuracy: list[dict[int, float]]  # official VQA accuracy of each answer
 
 
 class _VQADataset(ImageRows):
     def fields(self, i: int) -> tuple:
-        return self.split.question_ids[i], self.split.label[i], self.split.scores[i]
+        split = self.split
+        return split.question_ids[i], split.label[i], split.scores[i], split.accuracy[i]
 
 
 def _collate(samples: list, num_answers: int, multi_answer: bool) -> VQABatch | SkippedBatch:
     batch = readable_samples(samples)
     if isinstance(batch, SkippedBatch):  # every image unreadable
         return batch
-    ids, labels, scores = batch.fields
+    ids, labels, scores, accuracy = batch.fields
     question_ids, question_mask = pad_with_mask(ids)
-    score_matrix = torch.zeros(len(labels), num_answers)
-    for row, s in enumerate(scores):
-        for answer, value in s.items():
-            score_matrix[row, answer] = value
     return VQABatch(
         batch.images,
         question_ids,
         question_mask,
         torch.tensor(labels),
-        score_matrix,
+        _dense(scores, num_answers),
+        _dense(accuracy, num_answers),
         multi_answer,
         batch.num_skipped,
     )
+
+
+def _dense(rows: tuple[dict[int, float], ...], num_answers: int) -> Tensor:
+    """``(b, K)`` float32 from one ``{answer index: value}`` dict per row (0 elsewhere)."""
+    matrix = torch.zeros(len(rows), num_answers)
+    for row, values in enumerate(rows):
+        for answer, value in values.items():
+            matrix[row, answer] = value
+    return matrix
 
 
 @dataclass(eq=False)
@@ -162,9 +322,14 @@ class VQADataModule(SplitDataModule):
     Args:
         question_column: column with the question text.
         answer_column: column with the answer(s): one string, a list of strings, or VQAv2
-            ``[{"answer": ...}, ...]`` lists (several answers → soft-score targets).
+            ``[{"answer": ...}, ...]`` lists (several answers → soft-score targets). Answers are
+            normalised as the official VQA evaluation does (:func:`normalize_answer`).
         num_answers: K, the number of most frequent training answers kept as classes (>= 1).
         max_question_length: questions are truncated to this many tokens (>= 1).
+        augment: random horizontal flips of training images. Off by default: a mirror image swaps
+            left and right, so it changes the answer to position questions ("what is in the top
+            left?") and to questions about text, and teaches wrong answers. Turn it on only for
+            data whose answers do not depend on left and right (easy-VQA's recipe does).
 
     Raises:
         ValueError: invalid arguments, a missing split or column (the message lists those
@@ -176,7 +341,6 @@ class VQADataModule(SplitDataModule):
 
     dataset: Any = "easy_vqa"
     image_size: int = 64
-    augment: bool = True
     batch_size: int = 64
     question_column: str = "question"
     answer_column: str = "answer"
@@ -271,7 +435,8 @@ class VQADataModule(SplitDataModule):
         answers = {name: text[name][2] for name in hf}
 
         self._multi_answer = any(len(a) > 1 for a in answers["train"])
-        counts = Counter(a for row in answers["train"] for a in row)
+        # an answer normalised to nothing ("the") still counts as a human answer, but is no class
+        counts = Counter(a for row in answers["train"] for a in row if a)
         self._answers = [a for a, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))][
             : self.num_answers
         ]
@@ -280,7 +445,7 @@ class VQADataModule(SplitDataModule):
 
         for name in hf:
             rows, questions, _ = text[name]
-            split = _Split(name, [], [], [], [])
+            split = _Split(name, [], [], [], [], [])
             out_of_vocab = 0
             for row, question, row_answers in zip(rows, questions, answers[name]):
                 scores = soft_scores(row_answers, index)
@@ -293,6 +458,7 @@ class VQADataModule(SplitDataModule):
                 split.question_ids.append(self.tokenizer.encode(question, self.max_question_length))
                 split.label.append(index.get(top, -100))
                 split.scores.append(scores)
+                split.accuracy.append(answer_accuracies(row_answers, index))
             if out_of_vocab:
                 action = "left out of training" if name == "train" else "kept (they score 0)"
                 log.warning(
@@ -307,12 +473,18 @@ class VQADataModule(SplitDataModule):
         self._hf = hf
         self._prepared = True
         log.info(
-            "VQA data: %s questions, %d answers (%s), %d words",
+            "VQA data: %s questions, %d answers (%s), %d words; answers normalised and scored as the "
+            "official VQA evaluation does",
             {k: len(v.rows) for k, v in self._splits.items()},
             len(self._answers),
-            "soft scores" if self._multi_answer else "single answer",
+            "soft-score targets" if self._multi_answer else "single answer",
             len(self.tokenizer),
         )
+        if self.augment:
+            log.info(
+                "augment=True: training images are flipped at random, which swaps left and right; "
+                "answers that depend on them (position questions, text) are then wrong for the mirror image"
+            )
 
     # -- what SplitDataModule builds the loaders from ----------------------------------------
     def _dataset(self, name: str, transform) -> _VQADataset:

@@ -47,10 +47,11 @@ words ("t-shirt") and numbers ("1,000", "2.5") whole; drop the tokens coco-capti
 (``' " ` ( ) { } . ? ! , : ; -`` and runs of them such as ``...``, ``--``, ``''``).
 Other symbols stay single tokens (PTB would spell brackets ``-lsb-``; a consistent renaming
 changes no score). PTB's rare rewrites ("cannot" -> ``can not``, "gonna" -> ``gon na``)
-are not reproduced. Captions given as lists of tokens are only lower-cased. A caption
-decoded from :class:`vlkit.text.WordTokenizer` ids reads "a man ' s t - shirt" and is split
-into ``a man s t shirt``, not the references' ``a man 's t-shirt``: coco-caption's
-tokeniser does the same, so the scores are those coco-caption would report for it.
+are not reproduced. Captions given as lists of tokens are only lower-cased. The caption
+decoders' word vocabulary (:class:`vlkit.text.WordCaptionTokenizer`) is made of these tokens
+(punctuation kept), and its ``decode`` joins them so that this function gives them back: a
+generated caption that reads like its reference, hyphens and punctuation included, gets the
+reference's tokens.
 
 How torchmetrics differs (project rule: use torchmetrics where the definition is the same;
 here it is not, so the metrics are implemented):

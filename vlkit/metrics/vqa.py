@@ -17,12 +17,20 @@ def _check(preds: Tensor, other: Tensor, name: str) -> None:
 
 
 class VQAAccuracy(Metric):
-    """Mean VQA soft score of the predicted answers, in ``[0, 1]``.
+    """VQA accuracy as the official evaluation computes it, averaged over questions, in ``[0, 1]``.
 
-    The score of answer ``a`` is ``min(#annotators who gave a / 3, 1)`` (with a single
-    reference answer: 1 if correct, else 0).
+    The official evaluation (Antol et al., "VQA: Visual Question Answering", ICCV 2015,
+    arXiv:1505.00468; ``vqaEval.py`` of the VQA API) normalises the prediction and the ``N``
+    human answers alike and, when ``k`` of them match the prediction, scores the mean over the
+    ``N`` leave-one-out subsets of ``min(1, matches / 3)``:
+    ``[k · min(1, (k − 1) / 3) + (N − k) · min(1, k / 3)] / N`` (0, 0.3, 0.6, 0.9, 1 for
+    ``k = 0, 1, 2, 3, >= 4`` of ``N = 10``; exact match with a single answer). The metric takes
+    that score of every answer of the vocabulary per question (``VQABatch.accuracy``, computed
+    by :class:`vlkit.data.VQADataModule` with :func:`vlkit.data.vqa.answer_accuracies`) and
+    averages the score of the predicted one. It is not the soft training target
+    ``min(k / 3, 1)`` (``VQABatch.scores``), which gives 1/3, 2/3, 1 for ``k = 1, 2, 3``.
 
-    ``update(preds: (b,) int64 answer indices, scores: (b, K) float soft scores)``;
+    ``update(preds: (b,) int64 answer indices, accuracy: (b, K) float in [0, 1])``;
     ``compute() -> ()`` float. Synchronised across processes like every torchmetrics metric.
 
     Raises:
@@ -37,9 +45,9 @@ class VQAAccuracy(Metric):
         self.add_state("total_score", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, preds: Tensor, scores: Tensor) -> None:
-        _check(preds, scores, "scores")
-        self.total_score += scores.gather(1, preds[:, None]).sum().double()
+    def update(self, preds: Tensor, accuracy: Tensor) -> None:
+        _check(preds, accuracy, "accuracy")
+        self.total_score += accuracy.gather(1, preds[:, None]).sum().double()
         self.count += preds.shape[0]
 
     def compute(self) -> Tensor:

@@ -111,7 +111,9 @@ def doubly_stochastic_penalty(
 
     Args:
         weights: ``(b, T, n)`` attention weights ``α_ti``.
-        token_mask: ``(b, T)`` bool, True for the steps of the caption (padding steps do not count).
+        token_mask: ``(b, T)`` bool, True for the steps of the caption that count: in teacher
+            forcing, the steps whose target is a real token (the step whose input is ``<eos>``
+            predicts padding and does not count).
         feature_mask: ``(b, n)`` bool, True for real regions (None: all).
 
     Returns:
@@ -150,14 +152,16 @@ class ShowAttendTellDecoder(nn.Module):
         hard_attention: None (soft attention, deterministic) or a
             :data:`vlkit.attention.HARD_ESTIMATORS` name. With ``"reinforce"`` the training loop
             must add :func:`vlkit.attention.hard_attention_loss` (``CaptioningTask`` does); the
-            log-probabilities of all steps of a caption are summed.
+            log-probabilities of the steps ``token_mask`` keeps are summed per caption.
         gate: use the gating scalar ``β`` (the paper's; False gives ``ẑ_t = z_t``).
         pad_id: padding token id (its embedding is zero).
 
     Shapes:
         ``forward(features: (b, n, d_v), feature_mask: (b, n) bool | None, tokens: (b, T) int64,
         token_mask: (b, T) bool | None) -> DecoderOutput(logits (b, T, V), weights (b, T, n),
-        gates (b, T))``.
+        gates (b, T))``. ``token_mask`` marks the steps that count for hard attention's
+        REINFORCE log-probabilities: pass the target mask (True where the next token is real),
+        as ``CaptioningTask`` does; the logits do not depend on it.
 
     Raises:
         ValueError: out-of-range sizes, unknown hard-attention estimator, inputs of the wrong shape.

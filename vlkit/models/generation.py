@@ -131,73 +131,105 @@ def beam_search(
     alpha: float = 0.0,
     keep_greedy: bool = True,
 ) -> GenerationOutput:
-    """Batched beam search: keep the ``beam_size`` best prefixes of every image at each step.
+    """Batched beam search with finished hypotheses set aside (Wu et al., 2016, arXiv:1609.08144).
 
-    Each step extends every live prefix with every token and keeps the ``k`` highest
-    log-probabilities per image; a prefix that emitted ``<eos>`` stays in the beam with its
-    score frozen (it can only be extended by padding, at no cost). Search stops when every
-    beam has ended or after ``max_length`` tokens; the result is the hypothesis with the
-    best length-penalised score. With ``keep_greedy`` the greedy caption is one more
-    candidate, so the result never scores lower than greedy decoding under the same length
-    penalty (a plain beam can prune the greedy prefix and end worse). ``beam_size=1`` is
-    greedy decoding.
+    Each step extends each of the ``k`` live prefixes of an image with every token. The
+    extensions that end with ``<eos>`` are finished hypotheses: they leave the beam and are
+    ranked by their length-penalised score ``log p / ((5 + length) / 6)^α`` against the best
+    finished one so far. The ``k`` most likely other extensions are the next live prefixes
+    (they all have the same length, so raw and penalised order agree). After ``max_length``
+    tokens the live prefixes are candidates too, cut (no ``<eos>``). Search stops early once no
+    live prefix can beat the best finished hypothesis: a prefix's log-probability only falls
+    as it grows, so ``log p / lp(max_length)`` bounds every caption it can become. With a beam
+    at least as wide as the number of prefixes the search is exhaustive; with ``beam_size=1``
+    the live prefix is the greedy one, and the result the best-scored of the ways to end it
+    (greedy's own ending or cut caption, or an earlier ``<eos>`` along its path).
+
+    With ``keep_greedy`` the greedy caption is one more candidate, so the result never scores
+    lower than greedy decoding under the same length penalty (a beam can prune the greedy
+    prefix and end worse).
 
     Args:
         decoder: a caption decoder (see the module docstring), in eval mode.
         features: ``(b, n, d_v)`` image regions; feature_mask ``(b, n)`` bool or None.
         bos_id, eos_id, pad_id: special token ids.
         max_length: most tokens to generate (>= 1), ``<eos>`` included.
-        beam_size: ``k`` (>= 1).
+        beam_size: ``k`` (>= 1), the number of live prefixes per image.
         alpha: length-penalty exponent (>= 0; 0 = plain log-probability, larger favours
             longer captions).
         keep_greedy: also decode greedily and return the greedy caption where it scores higher.
 
     Returns:
-        :class:`GenerationOutput` of the best hypothesis per image.
+        :class:`GenerationOutput` of the best hypothesis per image, ``L`` the longest of them.
 
     Raises:
         ValueError: out-of-range settings.
     """
     _check(max_length, beam_size, alpha)
     b, k, device = features.shape[0], beam_size, features.device
+    images = torch.arange(b, device=device)
     state = decoder.init_state(features, feature_mask)
-    state = _reorder(state, torch.arange(b, device=device).repeat_interleave(k))  # (b·k, ...)
-    scores = torch.full((b, k), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # all beams start equal: expand only the first one at step 1
+    state = _reorder(state, images.repeat_interleave(k))  # (b·k, ...)
+    live = torch.full((b, k), float("-inf"), device=device)  # log p of the live prefixes
+    live[:, 0] = 0.0  # all beams start equal: expand only the first one at step 1
     token = torch.full((b * k,), bos_id, dtype=torch.long, device=device)
-    done = torch.zeros(b * k, dtype=torch.bool, device=device)
-    lengths = torch.zeros(b * k, dtype=torch.long, device=device)
-    history = torch.zeros(b * k, 0, dtype=torch.long, device=device)
-    maps: Tensor | None = None
-    for _ in range(max_length):
+    history = torch.full((b * k, max_length), pad_id, dtype=torch.long, device=device)
+    maps: Tensor | None = None  # (b·k, max_length, n), allocated at step 1
+    # the best finished hypothesis of each image
+    best_score = torch.full((b,), float("-inf"), device=device)
+    best_log_prob = torch.full((b,), float("-inf"), device=device)
+    best_length = torch.zeros(b, dtype=torch.long, device=device)
+    best_tokens = torch.full((b, max_length), pad_id, dtype=torch.long, device=device)
+    best_maps: Tensor | None = None
+    bound_penalty = float(length_penalty(torch.tensor(max_length), alpha))
+    for t in range(max_length):
         logits, state, step_weights = decoder.step(token, state)
-        log_probs = _next_log_probs(logits, bos_id, pad_id)  # (b·k, V)
+        log_probs = _next_log_probs(logits, bos_id, pad_id).reshape(b, k, -1)  # (b, k, V)
         vocab = log_probs.shape[-1]
-        # an ended beam continues only with padding, at log-probability 0
-        ended = torch.full_like(log_probs, float("-inf"))
-        ended[:, pad_id] = 0.0
-        log_probs = torch.where(done[:, None], ended, log_probs)
-        candidates = (scores.reshape(-1, 1) + log_probs).reshape(b, k * vocab)
-        scores, flat = candidates.topk(k, dim=-1)  # (b, k)
-        parent = (flat // vocab + torch.arange(b, device=device)[:, None] * k).reshape(-1)  # (b·k,)
-        token = (flat % vocab).reshape(-1)
-        state = _reorder(state, parent)
-        done, lengths = done[parent], lengths[parent]
-        step_weights = step_weights[parent].masked_fill(done[:, None], 0.0)
-        lengths = lengths + (~done).long()
-        history = torch.cat([history[parent], token[:, None]], 1)
-        maps = step_weights[:, None] if maps is None else torch.cat([maps[parent], step_weights[:, None]], 1)
-        done = done | (token == eos_id)
-        if bool(done.all()):
+        if maps is None:
+            maps = step_weights.new_zeros(b * k, max_length, step_weights.shape[-1])
+            best_maps = step_weights.new_zeros(b, max_length, step_weights.shape[-1])
+        extended = live[..., None] + log_probs  # (b, k, V)
+        # finished: each live prefix + <eos>; the best of each image against the best so far
+        ended = extended[..., eos_id].clone()  # (b, k)
+        candidates = [
+            (ended, torch.full_like(ended, eos_id, dtype=torch.long), torch.arange(k, device=device))
+        ]
+        extended[..., eos_id] = float("-inf")
+        live, flat = extended.reshape(b, k * vocab).topk(k, dim=-1)  # (b, k) the next live prefixes
+        parent = flat // vocab  # (b, k) beam index within the image
+        next_token = flat % vocab
+        if t == max_length - 1:  # the live prefixes are cut: candidates as they are
+            candidates.append((live, next_token, parent))
+        penalty = float(length_penalty(torch.tensor(t + 1), alpha))
+        for log_p, tokens_t, beams in candidates:
+            beams = beams.expand_as(log_p)
+            top, j = (log_p / penalty).max(-1)  # (b,) the best candidate of each image
+            better = top > best_score
+            rows = images * k + beams.gather(1, j[:, None])[:, 0]  # (b,) rows of the parents
+            new_tokens = history[rows]  # (b, max_length), a copy
+            new_tokens[:, t] = tokens_t.gather(1, j[:, None])[:, 0]
+            new_maps = maps[rows]
+            new_maps[:, t] = step_weights[rows]
+            best_score = torch.where(better, top, best_score)
+            best_log_prob = torch.where(better, log_p.gather(1, j[:, None])[:, 0], best_log_prob)
+            best_length = torch.where(better, torch.full_like(best_length, t + 1), best_length)
+            best_tokens = torch.where(better[:, None], new_tokens, best_tokens)
+            best_maps = torch.where(better[:, None, None], new_maps, best_maps)
+        rows = (parent + images[:, None] * k).reshape(-1)  # (b·k,)
+        token = next_token.reshape(-1)
+        state = _reorder(state, rows)
+        history = history[rows]
+        history[:, t] = token
+        maps = maps[rows]
+        maps[:, t] = step_weights[rows]
+        # stop once no live prefix can become a caption that beats the best finished one
+        if bool((live.max(-1).values / bound_penalty <= best_score).all()):
             break
-    final = scores / length_penalty(lengths.reshape(b, k), alpha)  # (b, k)
-    best_score, best = final.max(-1)
-    pick = best + torch.arange(b, device=device) * k
-    tokens, weights = history[pick], maps[pick]
-    log_probs, best_lengths = scores.reshape(-1)[pick], lengths[pick]
-
+    length = int(best_length.max().clamp_min(1))
+    tokens, weights = best_tokens[:, :length], best_maps[:, :length]
     if not keep_greedy:
-        return GenerationOutput(tokens, best_score, log_probs, best_lengths, weights)
+        return GenerationOutput(tokens, best_score, best_log_prob, best_length, weights)
     # the greedy caption as one more candidate; pad both to one length
     greedy = greedy_search(decoder, features, feature_mask, bos_id, eos_id, pad_id, max_length, alpha)
     use_greedy = greedy.scores > best_score
@@ -212,7 +244,7 @@ def beam_search(
     return GenerationOutput(
         tokens,
         torch.where(use_greedy, greedy.scores, best_score),
-        torch.where(use_greedy, greedy.log_probs, log_probs),
-        torch.where(use_greedy, greedy.lengths, best_lengths),
+        torch.where(use_greedy, greedy.log_probs, best_log_prob),
+        torch.where(use_greedy, greedy.lengths, best_length),
         weights,
     )

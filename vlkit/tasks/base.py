@@ -62,7 +62,11 @@ class TrainingTask(
         on_nonfinite_loss: a NaN or infinite training loss stops training with a
             :class:`FloatingPointError` naming the global step, epoch and batch (``"error"``),
             or skips that optimiser step (``"skip"``, counted as ``train/nonfinite_skipped``);
-            in a distributed run every process takes the same decision.
+            a finite loss whose gradients are not finite (e.g. a 0/0 in some backward) gets the
+            same treatment before the optimiser can write NaN into the weights (an error naming
+            the parameters, or ``train/nonfinite_grad_skipped``; see
+            :meth:`guard_nonfinite_gradients`); in a distributed run every process takes the same
+            decision.
         pretrained: build the parts with the pretrained weights their configurations name
             (image backbone, Hugging Face encoder); False when a checkpoint's weights replace
             them (:meth:`from_checkpoint` does this). Not saved.
@@ -188,6 +192,73 @@ class TrainingTask(
             f"training loss is {value} at {where}. Lower the learning rate, clip gradients "
             "(--trainer.gradient_clip_val), train in 32-true precision, check the batch for bad values, "
             "or set on_nonfinite_loss: skip to skip such steps"
+        )
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.guard_nonfinite_gradients(optimizer)
+
+    def guard_nonfinite_gradients(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Refuse an optimiser step whose gradients are NaN or infinite, although the loss was finite.
+
+        Lightning calls it (through ``on_before_optimizer_step``) after backward, after the
+        gradients were unscaled and before clipping and the step. It follows
+        ``on_nonfinite_loss``: ``"skip"`` drops every gradient (``optimizer.zero_grad(set_to_none=True)``,
+        so AdamW leaves every weight and its moments as they are), logs a warning naming the global
+        step and the parameters, and counts the step in ``train/nonfinite_grad_skipped`` (summed over
+        the epoch). With fp16 mixed precision the ``GradScaler`` already skips such steps (and lowers
+        its scale), so nothing is checked.
+
+        Returns:
+            True if the gradients are finite (on every process) or not checked, False if the step
+            was skipped.
+
+        Raises:
+            FloatingPointError: non-finite gradients with ``on_nonfinite_loss="error"``; the message
+                names the global step, the epoch and the first parameters concerned.
+        """
+        trainer = self._trainer
+        if trainer is not None and getattr(trainer.precision_plugin, "scaler", None) is not None:
+            return True
+        grads = [
+            p.grad.detach() for group in optimizer.param_groups for p in group["params"] if p.grad is not None
+        ]
+        grads = [g for g in grads if g.numel()]
+        finite = not grads or bool(
+            torch.isfinite(torch.stack([torch.linalg.vector_norm(g, float("inf")) for g in grads]).amax())
+        )
+        if trainer is not None and trainer.world_size > 1:  # every process must skip or raise together
+            finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if finite:
+            return True
+        names = [
+            name
+            for name, p in self.named_parameters()
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+        ]
+        listed = f"{names[:5]}{' ...' if len(names) > 5 else ''}" if names else "(on another process)"
+        where = f"global step {self.global_step} (epoch {self.current_epoch})"
+        if self.on_nonfinite_loss == "skip":
+            log.warning(
+                "non-finite gradients at %s though the loss was finite, in %d parameter(s) %s: optimiser step "
+                "skipped (on_nonfinite_loss=skip)",
+                where,
+                len(names),
+                listed,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            self.log(
+                "train/nonfinite_grad_skipped",
+                1.0,
+                batch_size=1,
+                on_step=False,
+                on_epoch=True,
+                reduce_fx="sum",
+            )
+            return False
+        raise FloatingPointError(
+            f"gradients are NaN or infinite at {where} although the loss is finite, in {len(names)} "
+            f"parameter(s) {listed}. Lower the learning rate, clip gradients (--trainer.gradient_clip_val), "
+            "train in 32-true precision, or set on_nonfinite_loss: skip to skip such steps"
         )
 
     def log_loss(self, split: str, loss: Tensor, batch_size: int) -> None:

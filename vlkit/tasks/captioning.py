@@ -61,7 +61,9 @@ class CaptioningTask(TrainingTask):
     CVPR 2016), averaged over the caption tokens of the batch, plus ``λ`` times the doubly
     stochastic attention penalty :func:`vlkit.models.doubly_stochastic_penalty` when the
     decoder returns attention weights in training (Show, Attend and Tell), plus the REINFORCE
-    loss of hard attention (reward = the caption's log-likelihood). Validation decodes with
+    loss of hard attention (reward = the caption's log-likelihood). The penalty and the
+    REINFORCE log-probabilities count the steps that predict a caption token (``<eos>``
+    included), the target mask: a caption's terms are the same whatever else is in its batch. Validation decodes with
     ``val_beam_size`` (greedy by default), test with ``beam_size``; both log ``bleu1`` …
     ``bleu4``, ``rouge_l`` and ``cider_d`` (coco-caption definitions, :mod:`vlkit.metrics`)
     beside ``loss``. After testing, the generated captions and their references are written
@@ -132,11 +134,14 @@ class CaptioningTask(TrainingTask):
     def _step(self, batch: CaptionBatch, split: str, encoded: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """The loss of ``batch``; ``encoded``: its ``(features, mask)`` if already computed."""
         inputs, targets = batch.caption_ids[:, :-1], batch.caption_ids[:, 1:]  # (b, T)
-        input_mask, target_mask = batch.caption_mask[:, :-1], batch.caption_mask[:, 1:]
+        # the steps that count are those that predict a real token: the step whose input is <eos>
+        # (its target is padding) is not one, so the penalty and the REINFORCE log-probabilities of a
+        # caption do not depend on the length of the others in its batch
+        target_mask = batch.caption_mask[:, 1:]  # (b, T)
         if encoded is None:
-            out = self(batch.image, inputs, input_mask)
+            out = self(batch.image, inputs, target_mask)
         else:
-            out = self.model.decoder(*encoded, inputs, input_mask)
+            out = self.model.decoder(*encoded, inputs, target_mask)
         token_loss = F.cross_entropy(
             out.logits.transpose(1, 2),  # (b, V, T)
             targets,
@@ -148,7 +153,7 @@ class CaptioningTask(TrainingTask):
         total = loss
         if split == "train":
             if out.weights is not None and self.hparams.attention_regularization > 0:
-                penalty = doubly_stochastic_penalty(out.weights, input_mask).mean()
+                penalty = doubly_stochastic_penalty(out.weights, target_mask).mean()
                 total = total + self.hparams.attention_regularization * penalty
                 self.log("train/attention_penalty", penalty, batch_size=size, on_step=True, on_epoch=True)
             total = self.add_hard_attention_loss(total, -token_loss.sum(-1))

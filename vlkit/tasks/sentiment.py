@@ -160,7 +160,6 @@ class SentimentTask(TrainingTask):
         """The class names, in logit order."""
         return list(self.hparams.classes)
 
-
     def forward(self, image: Tensor, text_ids: Tensor, text_mask: Tensor | None = None) -> SentimentOutput:
         return self.model(image, text_ids, text_mask)
 

@@ -66,7 +66,9 @@ class VQATask(TrainingTask):
     reinforce``) adds the score-function loss of :func:`vlkit.attention.hard_attention_loss` with
     reward ``−loss`` per sample, logged as ``train/policy_loss``. Logged per split
     (``train``/``val``/``test``): ``loss``, ``vqa_acc``, ``exact_match`` and ``skipped``
-    (unreadable samples). The optimiser and schedule are :class:`vlkit.tasks.Optimization`'s.
+    (unreadable samples). ``vqa_acc`` is the official VQA accuracy (:class:`vlkit.metrics.VQAAccuracy`:
+    normalised answers, mean over the leave-one-out subsets of the human answers), not the soft
+    training target. The optimiser and schedule are :class:`vlkit.tasks.Optimization`'s.
 
     The part configurations, the vocabularies and the preprocessing are hyper-parameters, so a
     checkpoint alone rebuilds the model and answers questions (:meth:`predict`).
@@ -171,7 +173,7 @@ class VQATask(TrainingTask):
             # hard attention trained by REINFORCE: reward = log p(y | s, x) = -loss (Xu et al. 2015)
             total = self.add_hard_attention_loss(loss, -per_sample)
         preds = logits.argmax(-1)
-        self.vqa_acc[f"{split}_"](preds, batch.scores)
+        self.vqa_acc[f"{split}_"](preds, batch.accuracy)
         self.exact_match[f"{split}_"](preds, batch.label)
         size = logits.shape[0]
         self.log_loss(split, loss, size)

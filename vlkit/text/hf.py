@@ -147,7 +147,13 @@ class HFTokenizer:
         return [self.bos_id, *ids[:max_length], self.eos_id]
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Text up to the first end token, special tokens dropped."""
+        """Text up to the first end token, special tokens dropped.
+
+        A WordPiece vocabulary (BERT, MiniLM) does not record the spaces around punctuation:
+        "medium-light" decodes as "medium - light" and "man's" as "man ' s", which the caption
+        metrics split otherwise than the reference. For metrics comparable with the references'
+        tokens use the word vocabulary (:class:`vlkit.text.WordCaptionTokenizer`).
+        """
         kept = []
         for i in ids:
             if int(i) == self.eos_id:
