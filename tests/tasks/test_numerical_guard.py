@@ -13,6 +13,12 @@ from vlkit.tasks import VQATask
 from vlkit.vision import BackboneFeatures
 
 
+def optimizer_steps(trainer) -> set[float]:
+    """The step counts of AdamW's parameters: equal, and the number of updates, when none was skipped."""
+    optimizer = trainer.optimizers[0]
+    return {float(optimizer.state[p]["step"]) for g in optimizer.param_groups for p in g["params"]}
+
+
 def task_with_nan_loss_at(dm, calls: set[int], **kwargs) -> VQATask:
     """A VQATask whose training loss is NaN at the given (0-based) training-step calls."""
     dm.setup("fit")
@@ -44,8 +50,7 @@ def test_skip_makes_no_update_and_counts_the_step(tiny_vqa, caplog):
     trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=0, limit_val_batches=0)
     with caplog.at_level(logging.WARNING, logger="vlkit.tasks.base"):
         trainer.fit(task, datamodule=dm)
-    optimizer = trainer.optimizers[0]
-    steps = {float(optimizer.state[p]["step"]) for g in optimizer.param_groups for p in g["params"]}
+    steps = optimizer_steps(trainer)
     assert steps == {4.0}  # 6 batches, 2 updates skipped (no gradient: AdamW leaves the weights)
     assert trainer.callback_metrics["train/nonfinite_skipped"] == 2
     assert all(torch.isfinite(p).all() for p in task.parameters())
@@ -117,8 +122,7 @@ def test_a_batch_of_only_unreadable_images_is_counted_and_training_goes_on(tiny_
     trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=0)
     trainer.fit(task, datamodule=dm)
     assert trainer.callback_metrics["train/skipped"] == 1 and trainer.callback_metrics["val/skipped"] == 4
-    optimizer = trainer.optimizers[0]
-    steps = {float(optimizer.state[p]["step"]) for g in optimizer.param_groups for p in g["params"]}
+    steps = optimizer_steps(trainer)
     assert steps == {23.0}  # 24 training batches, the empty one skipped
 
 
@@ -150,8 +154,7 @@ def test_skip_refuses_a_step_with_nan_gradients_and_counts_it(tiny_vqa, caplog):
     trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=0, limit_val_batches=0)
     with caplog.at_level(logging.WARNING, logger="vlkit.tasks.base"):
         trainer.fit(task, datamodule=dm)
-    optimizer = trainer.optimizers[0]
-    steps = {float(optimizer.state[p]["step"]) for g in optimizer.param_groups for p in g["params"]}
+    steps = optimizer_steps(trainer)
     assert steps == {4.0}  # 6 batches, 2 steps refused: no parameter moved in them
     assert trainer.callback_metrics["train/nonfinite_grad_skipped"] == 2
     assert all(torch.isfinite(p).all() for p in task.parameters())

@@ -30,21 +30,19 @@ glyphs and two thirds of the emoji would be lost.
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import os
 import random
 import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont, features
 
 from vlkit.cache import cache_root
+from vlkit.data.packaged import cached_dataset_dict, check_split_fractions, emoji_cache_name, png_cell
 
 __all__ = [
     "DEBIAN_EMOJI_FONT",
@@ -323,42 +321,6 @@ def emoji_table(font: ImageFont.FreeTypeFont | None = None) -> list[EmojiEntry]:
     return list(_table_for(load_emoji_font() if font is None else font))
 
 
-# -- caching built datasets -----------------------------------------------------------------
-def cached_dataset_dict(name: str, build: Callable[[], Any], root: str | Path | None = None) -> Any:
-    """Load the ``DatasetDict`` saved as ``<root>/<name>``, or build, save and load it.
-
-    The name must encode everything the data depends on (package versions, files, split
-    arguments): a folder is never rebuilt. It is written atomically (``save_to_disk`` into
-    a temporary folder beside it, then a rename), so parallel processes can build the same
-    entry; the first rename wins and the others drop their copy. To rebuild, delete the folder.
-
-    Args:
-        name: folder name, e.g. ``"emoji_captions-..."``.
-        build: makes the ``DatasetDict`` when it is not cached.
-        root: cache folder; ``None`` uses :func:`cache_root`.
-
-    Returns:
-        The ``DatasetDict``, loaded with ``datasets.load_from_disk`` (memory-mapped).
-    """
-    import datasets
-
-    root = cache_root() if root is None else Path(root)
-    target = root / name
-    if not (target / "dataset_dict.json").is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-        try:
-            build().save_to_disk(str(scratch / "data"))
-            try:
-                (scratch / "data").rename(target)
-            except OSError:  # another process saved it first
-                if not (target / "dataset_dict.json").is_file():
-                    raise
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return datasets.load_from_disk(str(target))
-
-
 # -- the captioning dataset -----------------------------------------------------------------
 def _split_groups(
     groups: list[str], val_fraction: float, test_fraction: float, seed: int
@@ -374,13 +336,6 @@ def _split_groups(
         "validation": set(order[n_test : n_test + n_val]),
         "test": set(order[:n_test]),
     }
-
-
-def png_cell(image: Image.Image) -> dict[str, Any]:
-    """A ``datasets.Image`` cell ``{"bytes": PNG bytes, "path": None}`` holding ``image``."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return {"bytes": buffer.getvalue(), "path": None}
 
 
 def _build_captions(
@@ -464,29 +419,3 @@ def build_emoji_captions(
         "emoji_captions", path, f"v{_CACHE_VERSION}-val{val_fraction}-test{test_fraction}-seed{seed}"
     )
     return cached_dataset_dict(name, lambda: _build_captions(font, val_fraction, test_fraction, seed))
-
-
-def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
-    """Raise ValueError unless both fractions are in ``[0, 1)`` and leave a training split."""
-    for label, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"{label} must be in [0, 1), got {value}")
-    if val_fraction + test_fraction >= 1.0:
-        raise ValueError(
-            "val_fraction + test_fraction must be < 1 to leave a train split, "
-            f"got {val_fraction} + {test_fraction}"
-        )
-
-
-def emoji_cache_name(prefix: str, font_path: Path, arguments: str) -> str:
-    """Cache folder name of an emoji dataset: ``prefix``, the ``emoji`` and Pillow versions,
-    the font file (size and modification time) and ``arguments`` (the code's cache version
-    and the split arguments)."""
-    import emoji
-    import PIL
-
-    stat = font_path.stat()
-    return (
-        f"{prefix}-{arguments}-emoji{emoji.__version__}-pillow{PIL.__version__}"
-        f"-font{stat.st_size}.{int(stat.st_mtime)}"
-    )

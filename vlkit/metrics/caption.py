@@ -77,7 +77,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter
 from collections.abc import Sequence
 
@@ -85,6 +84,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
+
+from vlkit.metrics.caption_tokens import Caption, Tokens, caption_tokenize, tokenize_corpus
 
 __all__ = [
     "CaptionMetrics",
@@ -96,81 +97,8 @@ __all__ = [
     "sentence_bleu",
 ]
 
-Caption = str | Sequence[str]
-Tokens = list[str]
-
-# Lower-case text only. One match is one token: the stem before "n't", "n't", a clitic
-# 's 're 've 'll 'd 'm, a number with inner "," or ".", a word with inner hyphens, or one
-# other non-space character.
-_TOKEN_PATTERN = re.compile(r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|\d+(?:[.,]\d+)+|\w+(?:-\w+)*|[^\w\s]")
-_DROPPED_CHARACTERS = frozenset("'\"`(){}.?!,:;-")  # what PTBTokenizer + coco-caption's filter remove
-_TYPOGRAPHIC_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
-
 _TINY = 1e-15  # coco-caption's `tiny`: added to matched n-grams and the candidate length
 _SMALL = 1e-9  # coco-caption's `small`: added to candidate n-grams and the reference length
-
-
-def caption_tokenize(text: Caption) -> Tokens:
-    """Lower-cased word tokens of a caption, punctuation dropped, as coco-caption scores them.
-
-    Args:
-        text: a caption string, or a caption already split into tokens (then only lower-cased).
-
-    Returns:
-        the tokens, e.g. ``"A man's T-shirt, drying."`` -> ``["a", "man", "'s", "t-shirt", "drying"]``.
-
-    Raises:
-        ValueError: if ``text`` is neither a string nor a sequence of strings.
-    """
-    return _tokens(text, "text")
-
-
-def _tokens(caption: object, where: str) -> Tokens:
-    if isinstance(caption, str):
-        matches = _TOKEN_PATTERN.findall(caption.translate(_TYPOGRAPHIC_QUOTES).lower())
-        return [token for token in matches if not set(token) <= _DROPPED_CHARACTERS]
-    if isinstance(caption, Sequence) and all(isinstance(token, str) for token in caption):
-        return [token.lower() for token in caption]
-    raise ValueError(
-        f"{where} must be a caption string or a list of token strings, got {type(caption).__name__} "
-        f"{caption!r:.80}; convert it to str"
-    )
-
-
-def _as_list(value: object, name: str, what: str) -> list:
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        # a wrong type in the data is a ValueError here, as in vlkit.text.tokenizer
-        raise ValueError(  # noqa: TRY004
-            f"{name} must be a list (or tuple) of {what}, got {type(value).__name__} {value!r:.80}; "
-            f"convert it with list(...), or wrap a single caption as [caption]"
-        )
-    return list(value)
-
-
-def _tokenize_corpus(candidates: object, references: object) -> tuple[list[Tokens], list[list[Tokens]]]:
-    """Validate a corpus and tokenise every caption in it."""
-    candidates = _as_list(candidates, "candidates", "captions, one per image")
-    references = _as_list(references, "references", "reference lists, one per image")
-    if len(candidates) != len(references):
-        raise ValueError(
-            f"candidates and references must have one entry per image, got {len(candidates)} candidates "
-            f"and {len(references)} reference lists"
-        )
-    if not candidates:
-        raise ValueError("the corpus is empty: pass at least one candidate caption with its references")
-    candidate_tokens = [_tokens(caption, f"candidates[{i}]") for i, caption in enumerate(candidates)]
-    reference_tokens = []
-    for i, image_references in enumerate(references):
-        image_references = _as_list(image_references, f"references[{i}]", "reference captions")
-        if not image_references:
-            raise ValueError(
-                f"references[{i}] is empty: every image needs at least one reference caption; "
-                f"drop the image or add its references"
-            )
-        reference_tokens.append(
-            [_tokens(caption, f"references[{i}][{j}]") for j, caption in enumerate(image_references)]
-        )
-    return candidate_tokens, reference_tokens
 
 
 def _check_positive(value: float, name: str, integer: bool = False) -> None:
@@ -247,7 +175,7 @@ def corpus_bleu(
         ValueError: on a malformed corpus (see the module docstring) or ``max_n < 1``.
     """
     _check_positive(max_n, "max_n", integer=True)
-    return _corpus_bleu_tokens(*_tokenize_corpus(candidates, references), max_n)
+    return _corpus_bleu_tokens(*tokenize_corpus(candidates, references), max_n)
 
 
 def sentence_bleu(candidate: Caption, references: Sequence[Caption], max_n: int = 4) -> list[float]:
@@ -317,7 +245,7 @@ def rouge_l(
         ValueError: on a malformed corpus (see the module docstring) or ``beta <= 0``.
     """
     _check_positive(beta, "beta")
-    return _rouge_l_tokens(*_tokenize_corpus(candidates, references), beta)
+    return _rouge_l_tokens(*tokenize_corpus(candidates, references), beta)
 
 
 # ------------------------------------------------------------------------------------- CIDEr-D
@@ -380,7 +308,7 @@ def cider_d(
     """
     _check_positive(n, "n", integer=True)
     _check_positive(sigma, "sigma")
-    return _cider_d_tokens(*_tokenize_corpus(candidates, references), n, sigma)
+    return _cider_d_tokens(*tokenize_corpus(candidates, references), n, sigma)
 
 
 # ----------------------------------------------------------------------------------- together
@@ -410,7 +338,7 @@ def caption_scores(
     Raises:
         ValueError: on a malformed corpus (see the module docstring).
     """
-    return _scores_from_tokens(*_tokenize_corpus(candidates, references))
+    return _scores_from_tokens(*tokenize_corpus(candidates, references))
 
 
 class CaptionMetrics(Metric):
@@ -445,7 +373,7 @@ class CaptionMetrics(Metric):
 
     def update(self, candidates: Sequence[Caption], references: Sequence[Sequence[Caption]]) -> None:
         """Add one caption and its references per image; see the class docstring."""
-        candidate_tokens, reference_tokens = _tokenize_corpus(candidates, references)
+        candidate_tokens, reference_tokens = tokenize_corpus(candidates, references)
         records = b"".join(
             json.dumps([cand, refs]).encode("ascii") + b"\0"  # JSON escapes control and non-ASCII
             for cand, refs in zip(candidate_tokens, reference_tokens)

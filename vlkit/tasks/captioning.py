@@ -20,7 +20,7 @@ from vlkit.data.preprocessing import Preprocessing
 from vlkit.metrics import CaptionMetrics
 from vlkit.models import CaptioningModel, DecoderConfig, GenerationOutput, doubly_stochastic_penalty
 from vlkit.tasks.base import TrainingTask
-from vlkit.tasks.inference import ImageInput, image_batch
+from vlkit.tasks.inference import ImageInput, image_batch, in_eval_mode
 from vlkit.tasks.optimization import Optimization
 from vlkit.text.caption import CaptionTokenizer, create_caption_tokenizer
 from vlkit.vision import ImageEncoderConfig
@@ -267,13 +267,12 @@ class CaptioningTask(TrainingTask):
         if (beam_size is not None and beam_size < 1) or (max_length is not None and max_length < 1):
             raise ValueError(f"beam_size and max_length must be >= 1, got {beam_size} and {max_length}")
         pixels = image_batch(images, self.preprocessing).to(self.device)
-        was_training = self.training
-        self.eval()
-        try:
+
+        def run() -> tuple:
             encoded = self.model.image_encoder(pixels)
-            out = self.search(encoded[0], encoded[1], beam_size=beam_size, max_length=max_length)
-        finally:
-            self.train(was_training)
+            return encoded, self.search(encoded[0], encoded[1], beam_size=beam_size, max_length=max_length)
+
+        encoded, out = in_eval_mode(self, run)
         captions = self.decode(out.tokens)
         grid = getattr(encoded, "grid_size", None)
         predictions = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -13,7 +13,7 @@ from torch import Tensor
 from vlkit.data.images import load_image
 from vlkit.data.preprocessing import Preprocessing
 
-__all__ = ["ImageInput", "as_list", "image_batch", "require_preprocessing"]
+__all__ = ["ImageInput", "as_list", "image_batch", "in_eval_mode", "require_preprocessing", "row_attention"]
 
 #: One image for ``predict``: a file path, a PIL image, or a ``(3, H, W)`` tensor (uint8 0–255 or
 #: float in ``[0, 1]``, RGB, not normalised).
@@ -83,3 +83,26 @@ def image_batch(images: ImageInput | Sequence[ImageInput], preprocessing: Prepro
     """
     preprocessing = require_preprocessing(preprocessing)
     return torch.stack([_image(image, preprocessing) for image in as_list(images, "image")])
+
+
+def in_eval_mode(module: Any, run: Callable[[], Any]) -> Any:
+    """``run()`` with ``module`` in eval mode (no dropout, fixed BatchNorm statistics); the module's
+    training mode is restored afterwards, also if ``run`` raises."""
+    was_training = module.training
+    module.eval()
+    try:
+        return run()
+    finally:
+        module.train(was_training)
+
+
+def row_attention(output: Any, row: int, length: int, wanted: bool) -> dict[str, Tensor | None]:
+    """``{"image_weights": (n,), "text_weights": (length,)}`` of example ``row`` of a model output
+    with ``image_weights (b, n)`` and ``text_weights (b, l)`` (float32 on the CPU; None where the
+    output has none or ``wanted`` is false)."""
+    image = getattr(output, "image_weights", None)
+    text = getattr(output, "text_weights", None)
+    return {
+        "image_weights": image[row].float().cpu() if wanted and image is not None else None,
+        "text_weights": text[row, :length].float().cpu() if wanted and text is not None else None,
+    }

@@ -20,7 +20,7 @@ from vlkit.fusion import FusionConfig
 from vlkit.metrics import classification_metrics, confusion_matrix_metric
 from vlkit.models import MODALITIES, HeadConfig, SentimentModel, SentimentOutput
 from vlkit.tasks.base import TrainingTask
-from vlkit.tasks.inference import ImageInput, as_list, image_batch
+from vlkit.tasks.inference import ImageInput, as_list, image_batch, in_eval_mode, row_attention
 from vlkit.tasks.optimization import Optimization
 from vlkit.text import HFTokenizer, TextEncoderConfig, WordTokenizer
 from vlkit.vision import ImageEncoderConfig
@@ -270,27 +270,19 @@ class SentimentTask(TrainingTask):
             if len(texts) != size:
                 raise ValueError(f"got {size} image(s) and {len(texts)} text(s); give one per image")
             ids, mask = self.encode_texts(texts)
-        was_training = self.training
-        self.eval()
-        try:
-            out = self(pixels.to(self.device), ids.to(self.device), mask.to(self.device))
-        finally:
-            self.train(was_training)
+        out = in_eval_mode(
+            self, lambda: self(pixels.to(self.device), ids.to(self.device), mask.to(self.device))
+        )
         probs = out.logits.softmax(-1).float().cpu()
         predictions = []
         for row in range(size):
             ranked = sorted(zip(self.classes, probs[row].tolist()), key=lambda pair: -pair[1])
             length = int(mask[row].sum())
             tokens = [] if tokenizer is None else _token_strings(tokenizer, ids[row, :length].tolist())
-            weights = {"image_weights": None, "text_weights": None}
-            if return_attention:
-                if out.image_weights is not None:
-                    weights["image_weights"] = out.image_weights[row].float().cpu()
-                if out.text_weights is not None:
-                    weights["text_weights"] = out.text_weights[row, :length].float().cpu()
+            attention = row_attention(out, row, length, return_attention)
             predictions.append(
                 SentimentPrediction(
-                    ranked[0][0], ranked[0][1], ranked, tokens, grid_size=out.grid_size, **weights
+                    ranked[0][0], ranked[0][1], ranked, tokens, grid_size=out.grid_size, **attention
                 )
             )
         return predictions

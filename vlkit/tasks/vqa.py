@@ -18,7 +18,7 @@ from vlkit.fusion import FusionConfig
 from vlkit.metrics import ExactMatchAccuracy, VQAAccuracy
 from vlkit.models import HeadConfig, VQAModel, VQAOutput
 from vlkit.tasks.base import TrainingTask
-from vlkit.tasks.inference import ImageInput, as_list, image_batch
+from vlkit.tasks.inference import ImageInput, as_list, image_batch, in_eval_mode, row_attention
 from vlkit.tasks.optimization import Optimization
 from vlkit.text import TextEncoderConfig, WordTokenizer
 from vlkit.vision import ImageEncoderConfig
@@ -239,12 +239,9 @@ class VQATask(TrainingTask):
                 f"got {pixels.shape[0]} image(s) and {len(questions)} question(s); give one per image"
             )
         ids, mask = self.encode_questions(questions)
-        was_training = self.training
-        self.eval()
-        try:
-            out = self(pixels.to(self.device), ids.to(self.device), mask.to(self.device))
-        finally:
-            self.train(was_training)
+        out = in_eval_mode(
+            self, lambda: self(pixels.to(self.device), ids.to(self.device), mask.to(self.device))
+        )
         probs = (out.logits.sigmoid() if self.hparams.multi_answer else out.logits.softmax(-1)).float().cpu()
         values, indices = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
         vocabulary = self.tokenizer.vocabulary
@@ -255,12 +252,6 @@ class VQATask(TrainingTask):
                 (self.answers[i], float(p)) for p, i in zip(values[row].tolist(), indices[row].tolist())
             ]
             words = WordTokenizer.split(question, self.tokenizer.lowercase)
-            weights = {"image_weights": None, "text_weights": None}
-            if return_attention:
-                if out.image_weights is not None:
-                    weights["image_weights"] = out.image_weights[row].float().cpu()
-                if out.text_weights is not None:
-                    weights["text_weights"] = out.text_weights[row, :length].float().cpu()
             predictions.append(
                 VQAPrediction(
                     ranked[0][0],
@@ -269,7 +260,7 @@ class VQATask(TrainingTask):
                     [vocabulary[i] for i in row_ids[:length]],
                     [w for w in words if w not in self.tokenizer.index],
                     grid_size=out.grid_size,
-                    **weights,
+                    **row_attention(out, row, length, return_attention),
                 )
             )
         return predictions

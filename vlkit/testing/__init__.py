@@ -9,24 +9,7 @@ vlkit layer's weights. Not imported by ``vlkit/__init__.py``; it imports only to
 the layers it mirrors.
 """
 
-from vlkit.testing.references import (
-    PlainCrossModalAttention,
-    PlainMFB,
-    PlainMFBCoAttention,
-    PlainOutput,
-    PlainParallelCoAttention,
-    plain_mfb,
-    timm_cbam_like,
-    torch_mha_like,
-)
+from vlkit.testing import references
+from vlkit.testing.references import *
 
-__all__ = [
-    "PlainCrossModalAttention",
-    "PlainMFB",
-    "PlainMFBCoAttention",
-    "PlainOutput",
-    "PlainParallelCoAttention",
-    "plain_mfb",
-    "timm_cbam_like",
-    "torch_mha_like",
-]
+__all__ = list(references.__all__)
