@@ -216,3 +216,90 @@ def test_console_script_is_installed():
         timeout=120,
     )
     assert result.returncode == 0 and "fit" in result.stdout and "validate" in result.stdout
+
+
+ALL_RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("**/*.yaml"))
+PARTS = {"image_encoder", "text_encoder", "fusion", "head", "decoder"}
+
+
+@pytest.mark.parametrize("recipe", ALL_RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_print_config_shows_every_argument_of_every_part(recipe, capsys):
+    with pytest.raises(SystemExit) as done:
+        cli_main(["fit", "--config", str(recipe), "--print_config"])
+    assert done.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    init_args = printed["model"]["init_args"]
+    assert "model_args" not in init_args and PARTS & set(init_args)
+    for part in PARTS & set(init_args):
+        config = init_args[part]
+        if config is None:
+            continue
+        registry = {
+            "image_encoder": "vlkit.vision.IMAGE_ENCODERS",
+            "text_encoder": "vlkit.text.TEXT_ENCODERS",
+            "fusion": "vlkit.fusion.FUSIONS",
+            "head": "vlkit.models.HEADS",
+            "decoder": "vlkit.models.DECODERS",
+        }[part]
+        module, name = registry.rsplit(".", 1)
+        builders = getattr(__import__(module, fromlist=[name]), name)
+        # the builder's name and every argument it takes, defaults included
+        assert set(config) == {"name", *builders.parameters(config["name"])}, (part, config)
+    assert set(init_args["optimization"]) >= {"lr", "weight_decay", "warmup_fraction", "min_lr_ratio"}
+
+
+def test_a_typo_in_a_part_is_an_error_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    recipe = str(Path(__file__).parents[1] / "recipes/vqa/easy_vqa_mcan.yaml")
+    with pytest.raises(SystemExit) as done:
+        cli_main(["fit", "--config", recipe, "--model.init_args.fusion.dpth", "3"])
+    assert done.value.code == 2
+    assert "fusion 'mcan' takes no argument(s) ['dpth']" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nothing was built or written
+    with pytest.raises(SystemExit):
+        cli_main(
+            ["fit", "--config", recipe, "--model.init_args.image_encoder", "{backbone: resnet10t, dim: wide}"]
+        )
+    assert "image_encoder 'timm'" in capsys.readouterr().err
+
+
+def test_a_recipe_extends_its_base_and_one_part_argument_can_change(capsys):
+    recipe = str(Path(__file__).parents[1] / "recipes/vqa/easy_vqa_mcan.yaml")
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", recipe, "--model.init_args.fusion.depth", "3", "--print_config"])
+    init_args = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+    assert init_args["fusion"]["name"] == "mcan" and init_args["fusion"]["depth"] == 3
+    assert init_args["fusion"]["num_heads"] == 8  # the recipe's, kept
+    assert init_args["image_encoder"]["backbone"] == "efficientnet_lite0"  # from the base recipe
+
+
+def test_expand_recipe_bases_loads_each_base_first(tmp_path):
+    from vlkit.cli import expand_recipe_bases
+
+    (tmp_path / "a.yaml").write_text("trainer: {max_epochs: 1}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text("base: ../a.yaml\n")
+    (tmp_path / "sub" / "c.yaml").write_text("base: b.yaml\nseed_everything: 3\n")
+    c = str(tmp_path / "sub" / "c.yaml")
+    expanded = expand_recipe_bases(["fit", f"--config={c}", "--trainer.max_epochs", "2"])
+    assert expanded == [
+        "fit",
+        "--config",
+        str(tmp_path / "sub" / ".." / "a.yaml"),
+        "--config",
+        str(tmp_path / "sub" / "b.yaml"),
+        "--config",
+        c,
+        "--trainer.max_epochs",
+        "2",
+    ]
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ValueError, match="extend each other in a circle"):
+        expand_recipe_bases(["--config", str(tmp_path / "loop.yaml")])
+    (tmp_path / "lost.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ValueError, match="extends .*nowhere.yaml.*which does not exist"):
+        expand_recipe_bases(["--config", str(tmp_path / "lost.yaml")])
+    assert expand_recipe_bases(["--config", "{trainer: {max_epochs: 1}}"]) == [
+        "--config",
+        "{trainer: {max_epochs: 1}}",
+    ]
