@@ -182,3 +182,34 @@ def test_save_pretrained_round_trip_and_wrong_class(tmp_path):
         SentimentTask.from_pretrained(tmp_path / "vqa")
     with pytest.raises(FileNotFoundError, match="no vlkit.json"):
         load_pretrained(tmp_path)
+
+
+def test_save_pretrained_round_trip_of_tied_decoder_weights(tmp_path):
+    from vlkit.tasks import CaptioningTask
+    from vlkit.text import WordCaptionTokenizer
+
+    vocabulary = WordCaptionTokenizer.from_corpus(["a red circle", "a blue square"]).vocabulary
+    task = CaptioningTask(
+        image_encoder={"backbone": "resnet10t", "feature_index": 1, "dim": 16},
+        decoder={"name": "transformer", "dim": 16, "tie_embeddings": True},
+        vocabulary=vocabulary,
+        preprocessing={"image_size": 32},
+    ).eval()
+    decoder = task.model.decoder
+    assert decoder.out.weight is decoder.embedding.weight  # one tensor, saved once by safetensors
+    task.save_pretrained(tmp_path / "captioner")
+    loaded = CaptioningTask.from_pretrained(tmp_path / "captioner")
+    assert loaded.model.decoder.out.weight is loaded.model.decoder.embedding.weight
+    image = torch.rand(2, 3, 32, 32)
+    assert torch.equal(loaded.generate(image).tokens, task.generate(image).tokens)
+
+
+def test_a_checkpoint_cannot_ask_for_remote_code_or_carry_code_files(tmp_path):
+    from vlkit.tasks.checkpoint import write_hf_files
+    from vlkit.text import TextEncoderConfig
+
+    with pytest.raises(ValueError, match=r"takes no argument\(s\) \['trust_remote_code'\]"):
+        TextEncoderConfig.parse({"name": "hf", "trust_remote_code": True})
+    with pytest.raises(ValueError, match="carries configuration, not code"):
+        write_hf_files({"some/model": {"modeling_evil.py": b"import os"}}, tmp_path)
+    assert not list(tmp_path.rglob("*.py"))

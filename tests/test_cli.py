@@ -202,9 +202,12 @@ def test_fit_then_predict_sentiment_class_probabilities(
             predict_main(["--ckpt", best, "--image", str(image)])
 
 
-def test_main_routes_predict_and_reports_missing_checkpoint(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint"):
+def test_main_routes_predict_and_reports_a_missing_checkpoint_without_a_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
         main(["predict", "--ckpt", str(tmp_path / "x.ckpt"), "--image", "y.png", "--question", "what?"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "vlkit predict: error: checkpoint" in err and "does not exist" in err and "Traceback" not in err
 
 
 def test_console_script_is_installed():
@@ -267,7 +270,11 @@ def test_a_recipe_extends_its_base_and_one_part_argument_can_change(capsys):
     recipe = str(Path(__file__).parents[1] / "recipes/vqa/easy_vqa_mcan.yaml")
     with pytest.raises(SystemExit):
         cli_main(["fit", "--config", recipe, "--model.init_args.fusion.depth", "3", "--print_config"])
-    init_args = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+    printed = yaml.safe_load(capsys.readouterr().out)
+    init_args = printed["model"]["init_args"]
+    assert (
+        printed["base"] is None and printed["run_name"] == "easy_vqa_mcan"
+    )  # the printed config stands alone
     assert init_args["fusion"]["name"] == "mcan" and init_args["fusion"]["depth"] == 3
     assert init_args["fusion"]["num_heads"] == 8  # the recipe's, kept
     assert init_args["image_encoder"]["backbone"] == "efficientnet_lite0"  # from the base recipe
@@ -284,15 +291,18 @@ def test_expand_recipe_bases_loads_each_base_first(tmp_path):
     expanded = expand_recipe_bases(["fit", f"--config={c}", "--trainer.max_epochs", "2"])
     assert expanded == [
         "fit",
+        "--run_name",
+        "c",
         "--config",
         str(tmp_path / "sub" / ".." / "a.yaml"),
         "--config",
-        str(tmp_path / "sub" / "b.yaml"),
+        "{}\n",  # b.yaml without its base: nothing
         "--config",
-        c,
+        "seed_everything: 3\n",  # c.yaml without its base
         "--trainer.max_epochs",
         "2",
     ]
+    assert expand_recipe_bases(["-c", str(tmp_path / "a.yaml")]) == ["--config", str(tmp_path / "a.yaml")]
     (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
     with pytest.raises(ValueError, match="extend each other in a circle"):
         expand_recipe_bases(["--config", str(tmp_path / "loop.yaml")])

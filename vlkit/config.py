@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import fields, is_dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-__all__ = ["PartConfig", "Registry"]
+__all__ = ["PartConfig", "Registry", "to_plain"]
 
 
 class Registry:
@@ -271,7 +272,7 @@ class PartConfig:
     def to_dict(self) -> dict[str, Any]:
         """``{"name": ..., <argument>: <value>, ...}`` in plain Python types (tuples as lists), as
         YAML and ``torch.load(weights_only=True)`` read them."""
-        return {"name": self._name, **{k: _plain(v) for k, v in self._options.items()}}
+        return {"name": self._name, **{k: to_plain(v) for k, v in self._options.items()}}
 
     def replace(self, **changes: Any) -> PartConfig:
         """A copy with some arguments changed (checked again).
@@ -287,11 +288,17 @@ class PartConfig:
         return self.registry.build(self._name, self._options, **provided)
 
 
-def _plain(value: Any) -> Any:
+def to_plain(value: Any) -> Any:
+    """``value`` as plain data, as YAML and ``torch.load(weights_only=True)`` read it: part configs
+    and dataclasses as mappings, tuples as lists, recursively."""
+    if isinstance(value, PartConfig):
+        return value.to_dict()
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
+        return [to_plain(v) for v in value]
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: to_plain(v) for k, v in value.items()}
     return value
 
 

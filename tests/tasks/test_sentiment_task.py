@@ -193,3 +193,17 @@ def test_pretrained_text_encoder_trains_at_its_own_layer_wise_rates(tmp_path):
     trainable = {id(p) for p in task.parameters() if p.requires_grad}
     assert set(lr_of) == trainable  # every trainable parameter is optimised exactly once
     assert sum(len(g["params"]) for g in trainer.optimizers[0].param_groups) == len(trainable)
+
+
+def test_a_text_only_model_predicts_from_texts_alone():
+    task = SentimentTask(
+        **SMALL,
+        modality="text",
+        classes=CLASSES,
+        vocabulary=["<pad>", "<unk>", "lovely"],
+        preprocessing={"image_size": 32},
+    )
+    assert task.model.image_encoder is None
+    predictions = task.predict(None, ["lovely", "lovely thing"])
+    assert [p.tokens for p in predictions] == [["lovely"], ["lovely", "<unk>"]]
+    assert all(sum(prob for _, prob in p.probabilities) == pytest.approx(1.0) for p in predictions)

@@ -43,10 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point ``vlkit``."""
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if argv and argv[0] == "predict":
-        predict_main(argv[1:])
-    elif argv and argv[0] == "export":
-        export_main(argv[1:])
+    if argv and argv[0] in ("predict", "export"):
+        command = predict_main if argv[0] == "predict" else export_main
+        try:
+            command(argv[1:])
+        except (ValueError, FileNotFoundError) as err:  # a user's mistake: the message, no traceback
+            print(f"vlkit {argv[0]}: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
     elif argv and argv[0] == "report":
         from vlkit.report import report_main
 

@@ -55,7 +55,9 @@ def predict_main(args: list[str] | None = None) -> Any:
         required=True,
         help="a checkpoint written by `vlkit fit`, or a folder written by `vlkit export`",
     )
-    parser.add_argument("--image", required=True, help="an image file (any format Pillow reads)")
+    parser.add_argument(
+        "--image", help="an image file (any format Pillow reads); not needed by a text-only sentiment model"
+    )
     parser.add_argument("--question", help="VQA: the question, in words")
     parser.add_argument("--top_k", type=int, default=5, help="VQA: how many answers to print")
     parser.add_argument(
@@ -75,15 +77,17 @@ def predict_main(args: list[str] | None = None) -> Any:
     opts = parser.parse_args(args)
     if not Path(opts.ckpt).exists():
         raise FileNotFoundError(f"checkpoint {opts.ckpt!r} does not exist")
-    if not Path(opts.image).is_file():
+    if opts.image is not None and not Path(opts.image).is_file():
         raise FileNotFoundError(f"image {opts.image!r} does not exist")
     task = _load(opts.ckpt)
+    if opts.image is None and getattr(task.model, "image_encoder", None) is not None:
+        raise ValueError(f"this is a {task.task_name} checkpoint: give the image with --image")
     option = _TEXT_OPTIONS.get(task.task_name)
     reads_text = option is not None and getattr(task.model, "text_encoder", None) is not None
     if reads_text and getattr(opts, option[1]) is None:
         raise ValueError(f"this is a {task.task_name} checkpoint: give the {option[1]} with {option[0]}")
     inputs = _PREDICT_INPUTS[task.task_name](opts)
-    if opts.save_attention:
+    if opts.save_attention and opts.image is not None:
         from vlkit.viz import record_attention, save_prediction_figure
 
         with record_attention(task.model) as recorded:

@@ -87,7 +87,10 @@ class VLKitCLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         """Parse ``args``, first merging every ``--model.init_args.<part>.<argument> VALUE`` into the
         whole part as the recipes and earlier options set it (see the module docstring)."""
-        edits, rest = _split_part_edits(list(args) if args is not None else sys.argv[1:])
+        try:
+            edits, rest = _split_part_edits(list(args) if args is not None else sys.argv[1:])
+        except yaml.YAMLError as err:
+            parser.error(f"a --model.init_args.<part>.<argument> value is not valid YAML: {err}")
         if edits:
             probe = [a for a in rest if not a.startswith("--print_config")]
             parsed = parser.parse_args(probe)
@@ -96,7 +99,7 @@ class VLKitCLI(LightningCLI):
             for part, changes in edits.items():
                 current = init_args.get(part) if init_args is not None else None
                 if current is None or not hasattr(current, "to_dict"):
-                    raise ValueError(
+                    parser.error(
                         f"--model.init_args.{part}.<argument> needs a model with a {part} part (the "
                         f"recipe's model has none); give the whole part: --model.init_args.{part} '{{...}}'"
                     )
@@ -212,8 +215,11 @@ def _recipe_base(path: Path) -> Path | None:
 
 
 def expand_recipe_bases(args: list[str]) -> list[str]:
-    """``args`` with every ``--config RECIPE`` whose recipe has ``base: BASE`` preceded by
-    ``--config BASE`` (recursively), so the base loads first and the recipe overrides it.
+    """``args`` with every ``--config RECIPE`` (or ``-c``) whose recipe has ``base: BASE`` turned into
+    ``--config BASE`` (recursively, the base's own base first) and the recipe's text without its
+    ``base:`` line, so the base loads first, the recipe overrides it, and the configuration printed
+    or saved stands alone. The run is named after the recipe file (``--run_name``, which a later
+    option or a ``run_name:`` in the recipe overrides).
 
     Raises:
         ValueError: a base that does not exist, or recipes that extend each other in a circle.
@@ -223,9 +229,9 @@ def expand_recipe_bases(args: list[str]) -> list[str]:
     while i < len(args):
         arg = args[i]
         value = None
-        if arg == "--config" and i + 1 < len(args):
+        if arg in ("--config", "-c") and i + 1 < len(args):
             value, i = args[i + 1], i + 2
-        elif arg.startswith("--config="):
+        elif arg.startswith(("--config=", "-c=")):
             value, i = arg.split("=", 1)[1], i + 1
         else:
             result.append(arg)
@@ -241,12 +247,22 @@ def expand_recipe_bases(args: list[str]) -> list[str]:
             if base is not None and not base.is_file():
                 raise ValueError(f"recipe {str(path)!r} extends {str(base)!r}, which does not exist")
             path = base
-        if not chain:  # not a file (a YAML string, or a missing file LightningCLI will report)
+        if len(chain) < 2:  # no base: the file (or a YAML string, or a missing file) as given
             result += ["--config", value]
             continue
+        result += ["--run_name", chain[0].stem]
         for recipe in reversed(chain):
-            result += ["--config", str(recipe)]
+            result += ["--config", _without_base(recipe)]
     return result
+
+
+def _without_base(path: Path) -> str:
+    """A recipe file's path if it has no ``base:``, else its text without the ``base:`` key."""
+    content = yaml.safe_load(path.read_text())
+    if not isinstance(content, dict) or "base" not in content:
+        return str(path)
+    content.pop("base")
+    return yaml.safe_dump(content, sort_keys=False)
 
 
 def cli_main(args: list[str] | None = None) -> VLKitCLI:

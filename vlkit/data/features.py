@@ -94,8 +94,9 @@ class _Images(Dataset):
 
 
 def _transform_key(preprocessing: Preprocessing) -> Any:
-    """What of the preprocessing the features depend on: the image size (and, when not ImageNet's,
-    the normalisation), so caches made before the normalisation was configurable stay valid."""
+    """What of the preprocessing the features depend on: the image size, and the normalisation when
+    it is not ImageNet's (the DataModules' always is; a Preprocessing may carry another), so the
+    keys of the caches built with ImageNet's normalisation stay as they were."""
     if (preprocessing.mean, preprocessing.std) == (IMAGENET_MEAN, IMAGENET_STD):
         return preprocessing.image_size
     return (preprocessing.image_size, preprocessing.mean, preprocessing.std)

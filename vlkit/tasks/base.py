@@ -17,7 +17,6 @@ import inspect
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import asdict, is_dataclass
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
@@ -26,7 +25,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor
 
 from vlkit.attention import hard_attention_loss
-from vlkit.config import PartConfig
+from vlkit.config import to_plain
 from vlkit.data.batching import SkippedBatch
 from vlkit.data.preprocessing import Preprocessing
 from vlkit.tasks.optimization import Optimization, adamw, warmup_cosine
@@ -105,11 +104,7 @@ class TrainingTask(
                 f"on_nonfinite_loss must be one of {list(NONFINITE_LOSS_POLICIES)}, got {on_nonfinite_loss!r}"
             )
         self.preprocessing = None if preprocessing is None else Preprocessing.parse(preprocessing)
-        if optimization is None:
-            optimization = Optimization()
-        elif isinstance(optimization, Mapping):
-            optimization = Optimization(**optimization)
-        self.optimization: Optimization = optimization
+        self.optimization = Optimization.parse(optimization)
         self.on_nonfinite_loss = on_nonfinite_loss
         self.pretrained, self.local_files = pretrained, dict(local_files or {})
         self._hf_files_cache: dict[str, dict[str, bytes]] | None = None  # see hf_files
@@ -117,9 +112,14 @@ class TrainingTask(
 
     def save_configuration(self) -> None:
         """Save the calling ``__init__``'s arguments as hyper-parameters, in plain data (part
-        configurations and dataclasses as mappings), without :data:`REBUILD_ARGUMENTS`."""
+        configurations and dataclasses as mappings with every field), without
+        :data:`REBUILD_ARGUMENTS`. The caller parses its part configurations into its arguments
+        first, so that what is saved is complete."""
         self.save_hyperparameters(ignore=list(REBUILD_ARGUMENTS), frame=inspect.currentframe().f_back)
-        plain = {key: _plain(value) for key, value in self.hparams.items()}
+        plain = {key: to_plain(value) for key, value in self.hparams.items()}
+        # every field, as parsed here (not the mapping given): a later vlkit's defaults cannot change it
+        plain["optimization"] = to_plain(self.optimization)
+        plain["preprocessing"] = to_plain(self.preprocessing)
         self._set_hparams(plain)
         self._hparams_initial = copy.deepcopy(self._hparams)
 
@@ -153,7 +153,13 @@ class TrainingTask(
             encoder = getattr(self.model, "image_encoder", None)
             if encoder is None:
                 raise ValueError("cache_features needs a model with an image encoder; this one has none")
-            datamodule.cache_image_features(encoder, self.trainer.strategy.root_device)
+            trainer, device = self.trainer, self.trainer.strategy.root_device
+            # in a distributed run process 0 computes the features and the others then load them
+            if trainer.is_global_zero:
+                datamodule.cache_image_features(encoder, device)
+            trainer.strategy.barrier("vlkit_feature_cache")
+            if not trainer.is_global_zero:
+                datamodule.cache_image_features(encoder, device)
 
     def skip_batch(self, batch: SkippedBatch, split: str) -> Tensor | None:
         """Count a batch whose every image was unreadable (``on_bad_sample="skip"``) and skip it:
@@ -361,14 +367,3 @@ class TrainingTask(
             return schedule(step)
 
         return factor
-
-
-def _plain(value: Any) -> Any:
-    """A configuration value as plain data: part configs and dataclasses as mappings."""
-    if isinstance(value, PartConfig):
-        return value.to_dict()
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in asdict(value).items()}
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value

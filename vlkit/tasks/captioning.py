@@ -117,6 +117,7 @@ class CaptioningTask(TrainingTask):
             )
         if min(max_length, beam_size, val_beam_size) < 1:
             raise ValueError("max_length, beam_size and val_beam_size must be >= 1")
+        image_encoder, decoder = ImageEncoderConfig.parse(image_encoder), DecoderConfig.parse(decoder)
         self.save_configuration()
         self.tokenizer: CaptionTokenizer = create_caption_tokenizer(
             vocabulary, tokenizer_name, self.local_files.get(tokenizer_name) if tokenizer_name else None

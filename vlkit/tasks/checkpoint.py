@@ -70,10 +70,13 @@ def _file_name(name: str) -> str:
     """``name`` if it is a plain file name (no folder, not ``.`` or ``..``).
 
     Raises:
-        ValueError: a name with a path in it, which would be written outside its folder.
+        ValueError: a name with a path in it, which would be written outside its folder, or a code
+            file (``.py``, ``.pyc``, ``.so``), which a checkpoint never needs.
     """
     if not name or Path(name).name != name or name in (".", ".."):
         raise ValueError(f"refusing the saved file name {name!r}: not a plain file name")
+    if name.endswith((".py", ".pyc", ".so")):
+        raise ValueError(f"refusing the saved file {name!r}: a checkpoint carries configuration, not code")
     return name
 
 

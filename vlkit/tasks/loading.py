@@ -40,7 +40,7 @@ def load_task(path: str | os.PathLike[str]) -> TrainingTask:
     source = f"checkpoint {os.fspath(path)!r}"
     if "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
         raise ValueError(f"{source} is not a Lightning checkpoint of a vlkit task")
-    return _task_class(checkpoint.get("vlkit_task", "vqa"), source).from_checkpoint(path)
+    return _task_class(checkpoint.get("vlkit_task", "vqa"), source).from_checkpoint(path, checkpoint)
 
 
 def load_pretrained(folder_or_repo: str | os.PathLike[str]) -> TrainingTask:

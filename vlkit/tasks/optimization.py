@@ -4,7 +4,9 @@ per-part learning-rate ratios (image backbone, text encoder, layer-wise decay)."
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -53,6 +55,29 @@ class Optimization:
         failed = [rule for rule, ok in checks.items() if not ok]
         if failed:
             raise ValueError(f"optimization needs {', '.join(failed)}; got {self}")
+
+    @classmethod
+    def parse(cls, value: Optimization | Mapping[str, Any] | None) -> Optimization:
+        """An :class:`Optimization` from itself, its mapping (as saved in a checkpoint) or None
+        (the defaults).
+
+        Raises:
+            TypeError: neither an Optimization, a mapping nor None.
+            ValueError: a mapping with unknown keys (the message lists the fields) or a value out
+                of range.
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise TypeError(f"optimization must be an Optimization or a mapping, got {value!r}")
+        unknown = sorted(set(value) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(
+                f"optimization has no field(s) {unknown}; fields: {list(cls.__dataclass_fields__)}"
+            )
+        return cls(**value)
 
 
 def lr_scales(model: nn.Module, optimization: Optimization) -> dict[int, float]:

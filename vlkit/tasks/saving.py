@@ -98,7 +98,7 @@ class SelfContainedTask:
         return cls(**kwargs, pretrained=pretrained, local_files=local_files)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str]):
+    def from_checkpoint(cls, path: str | os.PathLike[str], checkpoint: Mapping[str, Any] | None = None):
         """The task of a checkpoint written by ``vlkit fit``, rebuilt from the file alone (no Hub
         download, no packaged weights), in eval mode on the CPU.
 
@@ -108,7 +108,7 @@ class SelfContainedTask:
             ValueError: not a checkpoint of this task, or one written by an earlier vlkit.
         """
         source = f"checkpoint {os.fspath(path)!r}"
-        checkpoint = load_checkpoint(path)
+        checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
         if "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
             raise ValueError(f"{source} is not a Lightning checkpoint of a vlkit task")
         found = checkpoint.get("vlkit_task")
@@ -182,7 +182,7 @@ class SelfContainedTask:
             FileNotFoundError: a folder without ``vlkit.json``.
             ValueError: the folder was saved by another task class or an earlier vlkit.
         """
-        from safetensors.torch import load_file
+        from safetensors.torch import load_model
 
         folder = (
             model_id
@@ -205,13 +205,17 @@ class SelfContainedTask:
                 f"{model_id!r} holds a {info.get('task')!r} task; load it with that task's class"
             )
         check_format(info.get("format"), f"the folder {model_id!r}")
+        weights = Path(folder) / "model.safetensors"
+        if not weights.is_file() or not (Path(folder) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{model_id!r} lacks model.safetensors or config.json: not a complete vlkit export"
+            )
         files = read_hf_folders(folder, info.get("hf_files", {}))
         hparams = json.loads((Path(folder) / "config.json").read_text())
         with written_hf_files(files) as folders:
             task = cls.from_hyperparameters(hparams, pretrained=False, local_files=folders)
-        task.load_state_dict(
-            load_file(str(Path(folder) / "model.safetensors"), device=map_location), strict=strict
-        )
+        # load_model restores tensors that safetensors saved once for several names (tied weights)
+        load_model(task, str(weights), strict=strict, device=map_location)
         task.local_files = {}
         task._hf_files_cache = files  # saved again as they came, without fetching anything
         return task.eval()

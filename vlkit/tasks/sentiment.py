@@ -125,6 +125,11 @@ class SentimentTask(TrainingTask):
             raise ValueError(f"class_weights must be {len(classes)} positive numbers, got {class_weights}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        image_encoder, fusion, head = (
+            ImageEncoderConfig.parse(image_encoder),
+            FusionConfig.parse(fusion),
+            HeadConfig.parse(head),
+        )
         text_encoder = _fitted_text_encoder(
             TextEncoderConfig.parse(text_encoder), modality, vocabulary, tokenizer_name
         )
@@ -205,11 +210,11 @@ class SentimentTask(TrainingTask):
             for c, row in zip(self.classes, matrix)
         ]
         log.info("test confusion matrix (rows: true class, columns: predicted):\n%s", "\n".join(lines))
+        scores = {k: float(v) for k, v in self.metrics["test_"].compute().items()}  # synced: every process
         log_dir = self.trainer.log_dir if self.trainer is not None else None
         if log_dir is not None and self.trainer.is_global_zero:
             path = Path(log_dir) / "test_confusion_matrix.json"
             path.parent.mkdir(parents=True, exist_ok=True)
-            scores = {k: float(v) for k, v in self.metrics["test_"].compute().items()}
             path.write_text(
                 json.dumps({"classes": self.classes, "confusion_matrix": matrix.tolist(), "scores": scores})
             )
@@ -234,7 +239,7 @@ class SentimentTask(TrainingTask):
     @torch.no_grad()
     def predict(
         self,
-        images: ImageInput | Sequence[ImageInput],
+        images: ImageInput | Sequence[ImageInput] | None,
         texts: str | Sequence[str] | None = None,
         return_attention: bool = False,
     ) -> list[SentimentPrediction]:
@@ -242,7 +247,7 @@ class SentimentTask(TrainingTask):
 
         Args:
             images: one image or a list: paths, PIL images or ``(3, H, W)`` tensors (uint8, or
-                float in ``[0, 1]``), or a ``(b, 3, H, W)`` tensor.
+                float in ``[0, 1]``), or a ``(b, 3, H, W)`` tensor; None for a text-only model.
             texts: one text per image (a string for a single image); None for an image-only model.
             return_attention: also return the region and word attention of fusions that have it.
 
@@ -254,9 +259,13 @@ class SentimentTask(TrainingTask):
                 differ, or an empty text.
             FileNotFoundError: an image path that does not exist.
         """
-        pixels = image_batch(images, self.preprocessing)
-        size = pixels.shape[0]
         tokenizer = self.tokenizer
+        if images is None and self.model.image_encoder is None and texts is not None:  # text-only model
+            size = len(as_list(texts, "text"))
+            pixels = torch.zeros(size, 3, 1, 1)  # not read
+        else:
+            pixels = image_batch(images, self.preprocessing)
+            size = pixels.shape[0]
         if tokenizer is None:  # an image-only baseline reads no text
             ids, mask, texts = (
                 torch.zeros(size, 1, dtype=torch.long),

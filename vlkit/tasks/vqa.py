@@ -117,7 +117,11 @@ class VQATask(TrainingTask):
                 "VQATask needs the question vocabulary and the answer list; `vlkit fit` links them from "
                 "the DataModule, in Python pass vocabulary=dm.vocabulary, answers=dm.answers"
             )
-        text_encoder = TextEncoderConfig.parse(text_encoder)
+        image_encoder, text_encoder = (
+            ImageEncoderConfig.parse(image_encoder),
+            TextEncoderConfig.parse(text_encoder),
+        )
+        fusion, head = FusionConfig.parse(fusion), HeadConfig.parse(head)
         if text_encoder.name == "hf":
             raise ValueError(
                 "VQADataModule reads questions with a word vocabulary: use a word-level text encoder "

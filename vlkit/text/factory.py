@@ -16,7 +16,11 @@ __all__ = ["TEXT_ENCODERS", "TextEncoderConfig", "create_text_encoder"]
 
 #: Text encoders by name. The model gives ``vocab_size`` to the word-level encoders; a task
 #: rebuilding a checkpoint gives ``pretrained=False`` and ``local_files`` to ``"hf"``.
-TEXT_ENCODERS = Registry("text_encoder", provided=("vocab_size", "pretrained", "local_files"))
+#: ``trust_remote_code`` is never read from a configuration (a recipe or a checkpoint could then
+#: make vlkit run a repository's code): ``"hf"`` always loads with ``trust_remote_code=False``.
+TEXT_ENCODERS = Registry(
+    "text_encoder", provided=("vocab_size", "pretrained", "local_files", "trust_remote_code")
+)
 TEXT_ENCODERS.register("lstm", LSTMTextEncoder)  # Antol et al. 2015
 TEXT_ENCODERS.register("transformer", TransformerTextEncoder)  # Vaswani et al. 2017
 TEXT_ENCODERS.register("embedding", WordEmbeddingEncoder)  # word level of Lu et al. 2016

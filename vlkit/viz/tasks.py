@@ -236,6 +236,13 @@ def save_prediction_figure(
                 f"spatial transformer grid written to {save_figure(stn_grid_figure(picture, theta[0]), stn)}"
             )
         return lines
+    if recorded.fusion_name is None:  # a unimodal baseline: no attention, perhaps an STN
+        if theta is None:
+            return [
+                "the model has no fusion (a unimodal baseline), so no attention to draw; no picture written"
+            ]
+        written = save_figure(stn_grid_figure(picture, theta[0]), path)
+        return [f"the model has no fusion; spatial transformer grid written to {written}"]
     attention = recorded.maps(0)
     lines = []
     if not attention.has_attention:
