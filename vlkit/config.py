@@ -31,7 +31,7 @@ from dataclasses import fields, is_dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-__all__ = ["PartConfig", "Registry", "to_plain"]
+__all__ = ["PartConfig", "Registry", "dataclass_from", "to_plain"]
 
 
 class Registry:
@@ -304,3 +304,25 @@ def to_plain(value: Any) -> Any:
 
 def _rebuild(cls: type[PartConfig], data: dict[str, Any]) -> PartConfig:
     return cls.parse(data)
+
+
+def dataclass_from(cls: type, value: Any, name: str) -> Any:
+    """An instance of the dataclass ``cls`` from itself, its mapping (as a checkpoint saves it) or
+    None (its defaults).
+
+    Raises:
+        TypeError: neither an instance, a mapping nor None.
+        ValueError: a mapping with keys that are not fields (the message lists the fields), or a
+            value the dataclass refuses.
+    """
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a {cls.__name__} or a mapping, got {value!r}")
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ValueError(f"{name} has no field(s) {unknown}; fields: {known}")
+    return cls(**value)

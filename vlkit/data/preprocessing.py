@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
+from vlkit.config import dataclass_from
+
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Preprocessing", "image_transform"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -77,16 +79,7 @@ class Preprocessing:
             TypeError: neither a Preprocessing nor a mapping.
             ValueError: a mapping with unknown keys or values out of range.
         """
-        if isinstance(value, cls):
-            return value
-        if not isinstance(value, Mapping):
-            raise TypeError(f"preprocessing must be a Preprocessing or a mapping, got {value!r}")
-        unknown = sorted(set(value) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(
-                f"preprocessing has no field(s) {unknown}; fields: {list(cls.__dataclass_fields__)}"
-            )
-        return cls(**value)
+        return dataclass_from(cls, value, "preprocessing")
 
     def image_transform(self, train: bool = False, augment: bool = False) -> v2.Compose:
         """The image transform (see :func:`image_transform`); flips only with ``train and augment``."""

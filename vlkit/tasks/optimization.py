@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from vlkit.config import dataclass_from
+
 __all__ = ["Optimization", "adamw", "lr_scales", "parameter_groups", "warmup_cosine"]
 
 
@@ -66,18 +68,7 @@ class Optimization:
             ValueError: a mapping with unknown keys (the message lists the fields) or a value out
                 of range.
         """
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if not isinstance(value, Mapping):
-            raise TypeError(f"optimization must be an Optimization or a mapping, got {value!r}")
-        unknown = sorted(set(value) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(
-                f"optimization has no field(s) {unknown}; fields: {list(cls.__dataclass_fields__)}"
-            )
-        return cls(**value)
+        return dataclass_from(cls, value, "optimization")
 
 
 def lr_scales(model: nn.Module, optimization: Optimization) -> dict[int, float]:
