@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pytorch_lightning.cli import LightningCLI
@@ -204,14 +205,13 @@ def _split_part_edits(args: list[str]) -> tuple[dict[str, dict], list[str]]:
     return edits, rest
 
 
-def _recipe_base(path: Path) -> Path | None:
-    """The ``base:`` of a recipe file, resolved against its folder, or None."""
+def _read_recipe(path: Path) -> dict[str, Any] | None:
+    """A recipe file's YAML mapping, or None for a file that is not one (LightningCLI reports it)."""
     try:
         content = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
-        return None  # LightningCLI reports unreadable files itself
-    base = content.get("base") if isinstance(content, dict) else None
-    return None if base is None else (path.parent / str(base))
+        return None
+    return content if isinstance(content, dict) else None
 
 
 def expand_recipe_bases(args: list[str]) -> list[str]:
@@ -237,32 +237,30 @@ def expand_recipe_bases(args: list[str]) -> list[str]:
             result.append(arg)
             i += 1
             continue
-        chain: list[Path] = []
+        chain: list[tuple[Path, dict[str, Any] | None]] = []  # each recipe with its content, read once
         path: Path | None = Path(value)
         while path is not None and path.is_file():
-            if path.resolve() in [p.resolve() for p in chain]:
-                raise ValueError(f"recipes extend each other in a circle: {[str(p) for p in chain]}")
-            chain.append(path)
-            base = _recipe_base(path)
+            if path.resolve() in [p.resolve() for p, _ in chain]:
+                raise ValueError(f"recipes extend each other in a circle: {[str(p) for p, _ in chain]}")
+            content = _read_recipe(path)
+            chain.append((path, content))
+            base = (
+                None if content is None or content.get("base") is None else path.parent / str(content["base"])
+            )
             if base is not None and not base.is_file():
                 raise ValueError(f"recipe {str(path)!r} extends {str(base)!r}, which does not exist")
             path = base
         if len(chain) < 2:  # no base: the file (or a YAML string, or a missing file) as given
             result += ["--config", value]
             continue
-        result += ["--run_name", chain[0].stem]
-        for recipe in reversed(chain):
-            result += ["--config", _without_base(recipe)]
+        result += ["--run_name", chain[0][0].stem]
+        for recipe, content in reversed(chain):
+            if content is None or "base" not in content:  # the base at the root: its file as it is
+                result += ["--config", str(recipe)]
+            else:  # the recipe's text without its base: key
+                rest = {key: item for key, item in content.items() if key != "base"}
+                result += ["--config", yaml.safe_dump(rest, sort_keys=False)]
     return result
-
-
-def _without_base(path: Path) -> str:
-    """A recipe file's path if it has no ``base:``, else its text without the ``base:`` key."""
-    content = yaml.safe_load(path.read_text())
-    if not isinstance(content, dict) or "base" not in content:
-        return str(path)
-    content.pop("base")
-    return yaml.safe_dump(content, sort_keys=False)
 
 
 def cli_main(args: list[str] | None = None) -> VLKitCLI:
