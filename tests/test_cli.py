@@ -221,6 +221,24 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and "fit" in result.stdout and "validate" in result.stdout
 
 
+def test_a_whole_number_of_batches_stays_a_number_of_batches():
+    # in a fresh process, as `vlkit fit` starts: what was imported before the Trainer decides how
+    # jsonargparse reads its Optional[Union[int, float]] limits (see vlkit/cli/__init__.py)
+    recipe = Path(__file__).parents[1] / "recipes/vqa/easy_vqa_parallel.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "vlkit", "fit", "--config", str(recipe), "--print_config"]
+        + ["--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "0.5"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    trainer = yaml.safe_load(result.stdout)["trainer"]
+    assert type(trainer["limit_train_batches"]) is int and trainer["limit_train_batches"] == 1
+    assert trainer["limit_val_batches"] == 0.5
+
+
 ALL_RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("**/*.yaml"))
 PARTS = {"image_encoder", "text_encoder", "fusion", "head", "decoder"}
 

@@ -21,6 +21,12 @@ from __future__ import annotations
 import logging
 import sys
 
+# Lightning before Rich (which vlkit.cli.predict imports): Python's typing caches Optional[Union[...]]
+# by equality, and with Rich imported first Lightning's own imports cache lightning_fabric's
+# Optional[Union[float, int]] before the Trainer's Optional[Union[int, float]], so the Trainer's
+# limit_*_batches read "--trainer.limit_train_batches 1" as 1.0 (the whole epoch), not one batch.
+import pytorch_lightning  # noqa: F401
+
 from vlkit.cli.predict import export_main, predict_main
 from vlkit.cli.runs import progress_bar_choice, progress_bar_overrides, run_defaults
 from vlkit.cli.train import VLKitCLI, cli_main, expand_recipe_bases, register_config_types
