@@ -213,3 +213,71 @@ def test_a_checkpoint_cannot_ask_for_remote_code_or_carry_code_files(tmp_path):
     with pytest.raises(ValueError, match="carries configuration, not code"):
         write_hf_files({"some/model": {"modeling_evil.py": b"import os"}}, tmp_path)
     assert not list(tmp_path.rglob("*.py"))
+
+
+def _code_entry(marker: Path) -> dict:
+    """What jsonargparse would instantiate: a shell command that writes ``marker``."""
+    return {"class_path": "subprocess.Popen", "init_args": {"args": f"touch {marker}", "shell": True}}
+
+
+FORGERIES = {  # where the code-naming entry is put in the hyper-parameters, and the path the error names
+    "a part option": (lambda h, e: h["image_encoder"].__setitem__("x", e), "image_encoder.x.class_path"),
+    "a whole part": (lambda h, e: h.__setitem__("fusion", e), "fusion.class_path"),
+    "the optimisation": (lambda h, e: h.__setitem__("optimization", e), "optimization.class_path"),
+    "the preprocessing": (lambda h, e: h.__setitem__("preprocessing", e), "preprocessing.class_path"),
+    "a new argument": (lambda h, e: h.__setitem__("extra", e), "extra.class_path"),
+    "a vocabulary entry": (lambda h, e: h["answers"].__setitem__(0, e), r"answers\[0\].class_path"),
+    "deep inside": (lambda h, e: h["optimization"].__setitem__("x", [{"y": e}]), r"optimization.x\[0\].y"),
+    "the model class": (lambda h, e: h.__setitem__("_class_path", "subprocess.Popen"), "subprocess.Popen"),
+}
+
+
+@pytest.mark.parametrize("where", FORGERIES)
+def test_hyperparameters_that_name_code_are_refused_on_every_path(
+    where, tiny_vqa_on_disk, tmp_path, monkeypatch, capsys
+):
+    """A checkpoint that torch.load(weights_only=True) accepts, with a jsonargparse class_path in its
+    hyper-parameters: refused by load_task, predict, export, from_pretrained and --ckpt_path."""
+    from vlkit.cli import main
+    from vlkit.tasks import VQATask
+
+    monkeypatch.chdir(tmp_path)
+    short_fit("vqa/easy_vqa_parallel", tiny_vqa_on_disk, TINY, "--trainer.limit_val_batches", "1")
+    good = next(tmp_path.glob("runs/easy_vqa_parallel/checkpoints/last.ckpt"))
+    marker = tmp_path / "pwned.txt"
+    forge, named = FORGERIES[where]
+    checkpoint = torch.load(good, weights_only=True)
+    forge(checkpoint["hyper_parameters"], _code_entry(marker))
+    evil = tmp_path / "evil.ckpt"
+    torch.save(checkpoint, evil)
+    image = tmp_path / "image.png"
+    image.write_bytes(shape_png("red", "circle"))
+    refused = rf"holds 'class_path' at '{named}|names the model class '{named}'"
+
+    with pytest.raises(ValueError, match=refused):
+        load_task(evil)
+    with pytest.raises(ValueError, match=refused):
+        VQATask.load_from_checkpoint(evil)
+    for argv in (
+        ["predict", "--ckpt", str(evil), "--image", str(image), "--question", "what color?"],
+        ["export", "--ckpt", str(evil), "--out", str(tmp_path / "export")],
+        ["test", "--config", str(ROOT / "recipes/vqa/easy_vqa_parallel.yaml"), "--ckpt_path", str(evil)]
+        + ["--data.init_args.dataset", str(tiny_vqa_on_disk), *TINY],
+    ):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2, argv[0]
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"vlkit {argv[0]}: error:") and len(error.splitlines()) == 1, error
+        assert "Traceback" not in error
+    # an export folder whose config.json was edited the same way
+    main(["export", "--ckpt", str(good), "--out", str(tmp_path / "folder")])
+    config_path = tmp_path / "folder" / "config.json"
+    config = json.loads(config_path.read_text())
+    if where != "the model class":  # config.json has no _class_path: any class_path key is refused
+        forge(config, _code_entry(marker))
+        config_path.write_text(json.dumps(config))
+        with pytest.raises(ValueError, match=refused):
+            VQATask.from_pretrained(str(tmp_path / "folder"))
+    assert not marker.exists()

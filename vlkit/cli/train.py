@@ -110,6 +110,29 @@ class VLKitCLI(LightningCLI):
                 rest += [f"--model.init_args.{part}", json.dumps({**base, **changes})]
         super().parse_arguments(parser, rest)
 
+    def _parse_ckpt_path(self) -> None:
+        """Check a ``--ckpt_path`` checkpoint before Lightning merges its hyper-parameters into the
+        configuration (jsonargparse would import and instantiate a ``class_path`` found in them):
+        it must load with ``torch.load(weights_only=True)`` and its hyper-parameters must be plain
+        data naming a vlkit task (:func:`vlkit.tasks.checkpoint.check_plain_hyperparameters`).
+        A refused file ends the command with a one-line error (exit code 2)."""
+        import pickle
+
+        from vlkit.tasks import TASKS
+        from vlkit.tasks.checkpoint import check_plain_hyperparameters, load_checkpoint
+
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and Path(path).is_file():
+            names = [name for cls in TASKS.values() for name in cls.class_names()]
+            try:
+                checkpoint = load_checkpoint(path)
+                check_plain_hyperparameters(checkpoint.get("hyper_parameters", {}), f"checkpoint {path!r}", names)
+            except (ValueError, pickle.UnpicklingError, EOFError, RuntimeError) as err:
+                print(f"vlkit {subcommand}: error: --ckpt_path {path}: {err}", file=sys.stderr)
+                raise SystemExit(2) from None
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         """Read a ``--ckpt_path`` checkpoint with ``torch.load(weights_only=True)`` (code in it is
         refused) unless ``--weights_only false`` is given for a trusted file; drop the (already

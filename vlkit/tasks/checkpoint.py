@@ -26,6 +26,7 @@ import torch
 __all__ = [
     "CHECKPOINT_FORMAT",
     "check_format",
+    "check_plain_hyperparameters",
     "hf_files",
     "load_checkpoint",
     "rng_states",
@@ -64,6 +65,67 @@ def check_format(found: Any, source: str) -> None:
             "fusion and head). Train it again with a current recipe (vlkit fit --config recipes/...), or "
             "install the vlkit release that wrote it to use it"
         )
+
+
+#: Keys with which jsonargparse (behind LightningCLI) imports and instantiates a class; saved
+#: hyper-parameters never hold them (Lightning's own top-level ``_class_path`` is checked apart).
+CODE_KEYS = frozenset({"class_path", "init_args", "dict_kwargs", "_class_path", "__path__", "_instantiator"})
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+def check_plain_hyperparameters(
+    hparams: Mapping[str, Any], source: str, task_classes: Iterable[str] = ()
+) -> None:
+    """Refuse saved hyper-parameters that are not plain data.
+
+    A task's hyper-parameters are strings, numbers, booleans, None, lists and string-keyed
+    mappings of them. A key that jsonargparse would import (``class_path``, ``init_args``,
+    ``dict_kwargs``, ...) anywhere in them, or any other kind of object, is refused before
+    anything reads them, so that a forged checkpoint or ``config.json`` cannot name code to run.
+
+    Args:
+        hparams: the hyper-parameters read from ``source``.
+        source: the file, for the message.
+        task_classes: the dotted class names accepted for Lightning's top-level ``_class_path``
+            (and ``_instantiator`` is then accepted at the top level too); empty refuses both.
+
+    Raises:
+        ValueError: names the offending key's path, e.g. ``image_encoder.x.class_path``.
+    """
+    allowed_top = {"_class_path", "_instantiator"} if task_classes else set()
+    if not isinstance(hparams, Mapping):
+        raise ValueError(f"{source}: its hyper-parameters are a {type(hparams).__name__}, not a mapping")
+    if "_class_path" in hparams and hparams["_class_path"] not in set(task_classes):
+        raise ValueError(
+            f"{source} names the model class {hparams['_class_path']!r}; a vlkit checkpoint names one of "
+            f"{sorted(task_classes)}: refusing to import it (the file was not written by vlkit, or was edited)"
+        )
+    if "_instantiator" in hparams and not isinstance(hparams["_instantiator"], str):
+        raise ValueError(f"{source}: its _instantiator is not a name: refusing it")
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                path = f"{where}.{key}" if where else str(key)
+                if not isinstance(key, str):
+                    raise ValueError(f"{source}: the hyper-parameter key {path!r} is not a string: refusing it")
+                if key in CODE_KEYS and not (where == "" and key in allowed_top):
+                    raise ValueError(
+                        f"{source} holds {key!r} at {path!r}: saved hyper-parameters are plain data, and "
+                        "a key that would import and instantiate a class is refused (the file was not "
+                        "written by vlkit, or was edited)"
+                    )
+                walk(item, path)
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                walk(item, f"{where}[{i}]")
+        elif not isinstance(value, _PLAIN_TYPES):
+            raise ValueError(
+                f"{source}: the hyper-parameter {where!r} is a {type(value).__name__}, not plain data "
+                "(strings, numbers, booleans, lists, mappings): refusing it"
+            )
+
+    walk(hparams, "")
 
 
 def _file_name(name: str) -> str:

@@ -22,6 +22,7 @@ from huggingface_hub import snapshot_download
 from vlkit.tasks.checkpoint import (
     CHECKPOINT_FORMAT,
     check_format,
+    check_plain_hyperparameters,
     hf_files,
     load_checkpoint,
     read_hf_folders,
@@ -74,6 +75,12 @@ class SelfContainedTask:
             set_rng_states(checkpoint["vlkit_rng_states"])
 
     @classmethod
+    def class_names(cls) -> tuple[str, ...]:
+        """The dotted names under which a recipe or a checkpoint may name this class
+        (``vlkit.tasks.VQATask``, ``vlkit.tasks.vqa.VQATask``)."""
+        return (f"vlkit.tasks.{cls.__name__}", f"{cls.__module__}.{cls.__qualname__}")
+
+    @classmethod
     def from_hyperparameters(
         cls,
         hparams: Mapping[str, Any],
@@ -115,6 +122,7 @@ class SelfContainedTask:
         if cls.task_name and found != cls.task_name:
             raise ValueError(f"{source} holds a {found!r} task; load it with that task's class")
         check_format(checkpoint.get("vlkit_format"), source)
+        check_plain_hyperparameters(checkpoint["hyper_parameters"], source, cls.class_names())
         files = checkpoint.get("vlkit_hf_files", {})
         with written_hf_files(files) as folders:
             task = cls.from_hyperparameters(
@@ -212,6 +220,7 @@ class SelfContainedTask:
             )
         files = read_hf_folders(folder, info.get("hf_files", {}))
         hparams = json.loads((Path(folder) / "config.json").read_text())
+        check_plain_hyperparameters(hparams, f"{os.fspath(Path(folder) / 'config.json')!r}")
         with written_hf_files(files) as folders:
             task = cls.from_hyperparameters(hparams, pretrained=False, local_files=folders)
         # load_model restores tensors that safetensors saved once for several names (tied weights)
