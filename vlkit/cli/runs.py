@@ -5,8 +5,10 @@ A recipe does not spell out its loggers and checkpoint callbacks: ``vlkit fit`` 
 ``runs/<run name>/`` (the run name defaults to the recipe file's name), a CSV and a TensorBoard
 logger writing ``version_N/`` folders there, the best checkpoint by the task's monitored metric
 (``checkpoints/best-epoch=N.ckpt``) and ``checkpoints/last.ckpt``, written at the end of every epoch
-and every ``checkpoint_every_n_steps`` training steps, so ``--ckpt_path last`` resumes. A recipe
-that lists its own loggers or ``ModelCheckpoint`` callbacks keeps them.
+and every ``checkpoint_every_n_steps`` training steps (:class:`vlkit.cli.checkpointing.LastCheckpoint`),
+so ``--ckpt_path last`` resumes from the latest state; every checkpoint is written atomically
+(:class:`vlkit.cli.checkpointing.AtomicCheckpointIO`). A recipe that lists its own loggers,
+``ModelCheckpoint`` callbacks or plugins keeps them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def run_defaults(
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+    from vlkit.cli.checkpointing import AtomicCheckpointIO, LastCheckpoint
+
     overrides: dict[str, Any] = {}
     if not trainer_config.get("default_root_dir"):
         overrides["default_root_dir"] = str(run_folder)
@@ -48,12 +52,18 @@ def run_defaults(
     added = []
     if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
         folder = str(run_folder / "checkpoints")
-        common = {"dirpath": folder, "save_last": True, "enable_version_counter": False}
         if monitor is not None:
             metric, mode = monitor
-            added.append(ModelCheckpoint(monitor=metric, mode=mode, filename="best-{epoch}", **common))
-        if every_n_steps > 0:  # last.ckpt also every N steps, so a killed run loses at most N steps
-            added.append(ModelCheckpoint(save_top_k=0, every_n_train_steps=every_n_steps, **common))
+            added.append(
+                ModelCheckpoint(
+                    dirpath=folder, monitor=metric, mode=mode, filename="best-{epoch}", enable_version_counter=False
+                )
+            )
+        # last.ckpt after every epoch and every N steps (a killed run loses at most N steps), by one
+        # callback that runs after the best one, so it always holds the latest state
+        added.append(LastCheckpoint(folder, every_n_steps))
+    if trainer_config.get("plugins") is None:
+        overrides["plugins"] = [AtomicCheckpointIO()]
     if trainer_config.get("logger") is not False and not any(
         isinstance(c, LearningRateMonitor) for c in callbacks
     ):

@@ -56,7 +56,7 @@ class SplitDataModule(pl.LightningDataModule, ABC):
             call :meth:`cache_image_features` yourself).
         max_samples: if set, use only the first ``max_samples`` rows of each split (smoke runs).
         seed: seed of the held-out validation split and, with the epoch, of the training order
-            (see :func:`vlkit.data.batching.make_loader`).
+            and of the flips (see :func:`vlkit.data.batching.make_loader`).
 
     Subclasses fill ``self._hf`` and ``self._splits`` (by role) in :meth:`_prepare`, and build a
     split's dataset and collate function in :meth:`_dataset` and :meth:`_collate_fn`.
@@ -171,9 +171,11 @@ class SplitDataModule(pl.LightningDataModule, ABC):
                 "image encoder when training starts) or call cache_image_features(encoder) first"
             )
         train = name == "train"
-        dataset = self._dataset(name, self.preprocessing.image_transform(train, self.augment))
+        dataset = self._dataset(name, self.preprocessing.image_transform())  # flips: by the dataset
         if name in self._feature_caches:
-            dataset.use_feature_cache(self._feature_caches[name], flip=train and self.augment)
+            dataset.use_feature_cache(self._feature_caches[name])
+        if train and self.augment:
+            dataset.flip_at_random(self.seed)
         trainer = getattr(self, "trainer", None)
         loader = make_loader(
             dataset,

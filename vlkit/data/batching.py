@@ -7,12 +7,13 @@ it out (:func:`readable_samples`), and a batch with no readable sample is a :cla
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, DistributedSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from vlkit.data.bad_samples import report_unreadable_image
@@ -20,9 +21,11 @@ from vlkit.data.images import load_image
 from vlkit.vision.encoder import BackboneFeatures
 
 __all__ = [
+    "EpochSampler",
     "ImageRows",
     "ReadableSamples",
     "SkippedBatch",
+    "flip_draw",
     "make_loader",
     "pad_ids",
     "pad_with_mask",
@@ -51,12 +54,18 @@ class ImageRows(Dataset, ABC):
         self.split, self.split_name = split, split.name
         self.image_column, self.transform, self.on_bad_sample = image_column, transform, on_bad_sample
         self.feature_cache: Any = None
-        self.flip = False
+        self.flip_seed: int | None = None
 
-    def use_feature_cache(self, cache: Any, flip: bool) -> None:
+    def use_feature_cache(self, cache: Any) -> None:
         """Serve the cached backbone features of each image (a :class:`vlkit.data.features.FeatureCache`)
-        instead of the image, flipped at random when ``flip`` (training with augmentation)."""
-        self.feature_cache, self.flip = cache, flip
+        instead of the image."""
+        self.feature_cache = cache
+
+    def flip_at_random(self, seed: int | None) -> None:
+        """Flip training images horizontally with probability 0.5, drawn from ``(seed, epoch,
+        sample)`` (see :func:`flip_draw`) when the loader's sampler tags indices with the epoch
+        (:class:`EpochSampler`); None: never flip."""
+        self.flip_seed = seed
 
     @abstractmethod
     def fields(self, i: int) -> tuple:
@@ -65,34 +74,25 @@ class ImageRows(Dataset, ABC):
     def __len__(self) -> int:
         return len(self.split.rows)
 
-    def state_dict(self) -> dict[str, Any]:
-        """In a loader worker: its random state, which draws the augmentation (flips). A
-        :class:`~torchdata.stateful_dataloader.StatefulDataLoader` saves it with each batch, so
-        a resumed run flips the same images. In the main process: nothing (the task saves that
-        process's random state in the checkpoint)."""
-        if torch.utils.data.get_worker_info() is None:
-            return {}
-        return {"torch_rng": torch.get_rng_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "torch_rng" in state and torch.utils.data.get_worker_info() is not None:
-            torch.set_rng_state(state["torch_rng"])
-
-    def __getitem__(self, i: int) -> tuple | None:
-        image = self.image(self.split.rows[i])
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple | None:
+        """Sample ``key`` (an index, or ``(index, epoch)`` from an :class:`EpochSampler`)."""
+        i, epoch = key if isinstance(key, tuple) else (key, None)
+        flip = self.flip_seed is not None and epoch is not None and flip_draw(self.flip_seed, epoch, i)
+        image = self.image(self.split.rows[i], flip)
         return None if image is None else (image, *self.fields(i))
 
-    def image(self, row: int) -> Tensor | BackboneFeatures | None:
-        """The transformed image of ``row`` (or its cached backbone features), or None if
-        unreadable and ``on_bad_sample="skip"``.
+    def image(self, row: int, flip: bool = False) -> Tensor | BackboneFeatures | None:
+        """The transformed image of ``row`` (or its cached backbone features), mirrored left to
+        right when ``flip``, or None if unreadable and ``on_bad_sample="skip"``.
 
         Raises:
             BadSampleError: unreadable image with ``on_bad_sample="error"``.
         """
         if self.feature_cache is not None:  # unreadable images were found (and reported) when cached
-            return self.feature_cache.sample(row, self.flip)
+            return self.feature_cache.sample(row, flip)
         try:
-            return self.transform(load_image(self.images[row][self.image_column]))
+            image = self.transform(load_image(self.images[row][self.image_column]))
+            return image.flip(-1) if flip else image
         except Exception as err:  # noqa: BLE001 — any decoding failure makes the sample unusable (reported)
             report_unreadable_image(self.split_name, row, self.image_column, err, self.on_bad_sample)
             return None
@@ -153,6 +153,22 @@ def pad_with_mask(sequences: list[list[int]] | tuple, pad_id: int = 0) -> tuple[
     return ids, torch.arange(ids.shape[1])[None, :] < lengths[:, None]
 
 
+def flip_draw(seed: int, epoch: int, index: int) -> bool:
+    """Whether sample ``index`` is flipped in ``epoch`` (probability 0.5), drawn from a generator
+    seeded with ``(seed, epoch, index)``: the same in every worker, process and resumed run."""
+    return bool(np.random.default_rng([seed, epoch, index]).random() < 0.5)
+
+
+class EpochSampler(DistributedSampler):
+    """:class:`torch.utils.data.DistributedSampler` that yields ``(index, epoch)``, so a sample's
+    random augmentation can be drawn from the epoch and the index (:func:`flip_draw`) instead of
+    a worker's random state, which a resumed run cannot restore at an epoch's start."""
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        epoch = self.epoch
+        return ((index, epoch) for index in super().__iter__())
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,
@@ -168,9 +184,10 @@ def make_loader(
     - Training samples are shuffled by a permutation drawn from ``seed`` and the epoch (the
       trainer calls ``sampler.set_epoch``), not from the global random state, and the
       ``world_size`` processes of a distributed run take interleaved slices of the same
-      permutation (:class:`torch.utils.data.DistributedSampler`, which repeats a few samples
-      to even the shares). So the samples of global batch ``t`` are the same with 1 or N
-      processes (per-process batch ``batch_size``), and the order survives a restart.
+      permutation (:class:`EpochSampler`, a ``DistributedSampler`` that repeats a few samples
+      to even the shares and tags each index with the epoch, from which the dataset draws the
+      sample's flip). So the samples of global batch ``t`` and their flips are the same with 1 or
+      N processes (per-process batch ``batch_size``), and both survive a restart.
     - Evaluation samples are read in order; with several processes each reads every
       ``world_size``-th sample, none twice, so synced metrics count each sample once.
     - A ``torchdata`` :class:`~torchdata.stateful_dataloader.StatefulDataLoader`: Lightning
@@ -184,12 +201,11 @@ def make_loader(
         ValueError: ``rank`` not in ``[0, world_size)``.
     """
     from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-    from torch.utils.data import DistributedSampler
 
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
     if train:
-        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+        sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     else:
         sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
     return StatefulDataLoader(

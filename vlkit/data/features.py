@@ -9,9 +9,9 @@ everything it depends on, and its loaders then yield :class:`vlkit.vision.Backbo
 instead of images; :class:`vlkit.vision.ImageEncoder` runs only its trainable part on them.
 
 Training images are flipped at random when ``augment`` is on: the cache then also holds the
-features of each flipped image, and a sample takes the flipped one with the same random draw
-(``torch.rand(1) < 0.5``) as torchvision's ``RandomHorizontalFlip``, so a seeded run flips the
-same samples with and without the cache.
+features of each flipped image, and a sample takes the flipped one when the loader's draw
+(:func:`vlkit.data.batching.flip_draw`) flips it, so a seeded run flips the same samples with and
+without the cache.
 """
 
 from __future__ import annotations
@@ -56,14 +56,19 @@ class FeatureCache:
     features: Any
     index: dict[int, int]
 
-    def sample(self, row: int, flip: bool) -> BackboneFeatures | None:
-        """The features of ``row``'s image, flipped at random (``p = 0.5``) when ``flip``;
-        None for an unreadable image."""
+    def sample(self, row: int, flip: bool = False) -> BackboneFeatures | None:
+        """The features of ``row``'s image (of its mirror image when ``flip``), None for an
+        unreadable image.
+
+        Raises:
+            ValueError: ``flip`` asked of a cache built without flipped copies.
+        """
         j = self.index[row]
         if j < 0:
             return None
-        variant = 1 if flip and bool(torch.rand(1) < 0.5) else 0  # the draw of RandomHorizontalFlip
-        return BackboneFeatures(torch.from_numpy(np.array(self.features[variant, j])))
+        if flip and self.features.shape[0] < 2:
+            raise ValueError("this feature cache holds no flipped images: build it with flips=True")
+        return BackboneFeatures(torch.from_numpy(np.array(self.features[1 if flip else 0, j])))
 
 
 def encoder_fingerprint(encoder: nn.Module) -> str:
