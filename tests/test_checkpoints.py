@@ -86,7 +86,7 @@ def test_predict_needs_nothing_but_the_checkpoint(
         assert [p for _, p in offline] == pytest.approx([p for _, p in here], abs=1e-6)
 
 
-def test_a_checkpoint_holding_code_is_refused_not_run(tiny_vqa_on_disk, tmp_path, monkeypatch):
+def test_a_checkpoint_holding_code_is_refused_not_run(tiny_vqa_on_disk, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     marker = tmp_path / "pwned.txt"
     evil = tmp_path / "evil.ckpt"
@@ -103,11 +103,13 @@ def test_a_checkpoint_holding_code_is_refused_not_run(tiny_vqa_on_disk, tmp_path
     with pytest.raises(pickle.UnpicklingError):
         predict_main(["--ckpt", str(evil), "--image", str(image), "--question", "what color?"])
     recipe = str(ROOT / "recipes/vqa/easy_vqa_parallel.yaml")
-    with pytest.raises(pickle.UnpicklingError):  # resuming training from it
+    with pytest.raises(SystemExit) as stop:  # resuming training from it: a one-line error
         cli_main(
             ["fit", "--config", recipe, "--data.init_args.dataset", str(tiny_vqa_on_disk), *TINY]
             + ["--trainer.max_epochs", "1", "--ckpt_path", str(evil)]
         )
+    assert stop.value.code == 2
+    assert "vlkit fit: error: --ckpt_path" in capsys.readouterr().err
     assert not marker.exists()
     # the same file does run its code when loaded without weights_only: the test would catch it
     torch.load(evil, weights_only=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -292,12 +293,16 @@ def cli_main(args: list[str] | None = None) -> VLKitCLI:
 
     register_config_types()
     args = expand_recipe_bases(list(sys.argv[1:] if args is None else args))
-    return VLKitCLI(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=args,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
+    with warnings.catch_warnings():
+        # LightningCLI warns when given args while sys.argv has some; these are that command line
+        # with its recipe bases expanded, not a mistake
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        return VLKitCLI(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=args,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+        )
