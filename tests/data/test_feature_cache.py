@@ -157,3 +157,33 @@ def test_image_key_uses_the_path_or_the_bytes():
     assert image_key({"path": "a/b.png", "bytes": None}) == "a/b.png" == image_key("a/b.png")
     assert image_key({"path": None, "bytes": b"x"}) == image_key({"path": "other", "bytes": b"x"})
     assert image_key({"path": None, "bytes": b"x"}) != image_key({"path": None, "bytes": b"y"})
+
+
+def test_auto_caches_a_frozen_backbone_and_reads_images_otherwise():
+    for image_encoder, cached in ((FROZEN, True), ({**FROZEN, "cbam": "stages"}, False)):
+        dm = vqa_dm(cache_features="auto")
+        task = VQATask(**{**SMALL, "image_encoder": image_encoder}, vocabulary=dm.vocabulary, answers=dm.answers)
+        quiet_trainer(max_steps=1, limit_val_batches=1).fit(task, dm)
+        assert bool(dm._feature_caches) == cached
+        assert isinstance(next(iter(dm.train_dataloader())).image, BackboneFeatures) == cached
+    with pytest.raises(ValueError, match="cache_features must be true, false or 'auto', got 'yes'"):
+        vqa_dm(cache_features="yes")
+
+
+def test_flips_are_drawn_from_seed_epoch_and_sample():
+    from vlkit.data.batching import EpochSampler, flip_draw
+
+    draws = [[flip_draw(0, epoch, i) for i in range(400)] for epoch in (0, 1)]
+    assert 0.4 < np.mean(draws[0]) < 0.6 and draws[0] != draws[1]  # about half, new each epoch
+    assert draws[0] == [flip_draw(0, 0, i) for i in range(400)] != [flip_draw(1, 0, i) for i in range(400)]
+    dm = vqa_dm(augment=True)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert isinstance(loader.sampler, EpochSampler)
+    loader.sampler.set_epoch(3)
+    indices = list(loader.sampler)
+    assert {epoch for _, epoch in indices} == {3}
+    dataset = loader.dataset
+    first = next(i for i, _ in indices if flip_draw(dm.seed, 3, i))
+    image = dataset[(first, 3)][0]
+    assert torch.equal(image, dataset[first][0].flip(-1))  # a plain index: never flipped

@@ -409,3 +409,19 @@ def test_alternating_coattention_with_reinforce_hard_image_context_keeps_gradien
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in layer.parameters() if p.grad is not None)
+
+
+def test_the_affinity_weight_starts_small_and_moves_in_proportion():
+    """W_b starts at std (d_q·d_v)^-1/2 and an Adam step moves it by at most lr times that scale
+    (stored as affinity_weight · scale), so C = tanh(Qᵀ W_b V) is not driven to ±1 by step size."""
+    torch.manual_seed(0)
+    layer = ParallelCoAttention(image_dim=64, text_dim=32, hidden_dim=16)
+    scale = (64 * 32) ** -0.5
+    assert layer.affinity.std().item() == pytest.approx(scale, rel=0.05)
+    before = layer.affinity.detach().clone()
+    optimizer = torch.optim.Adam(layer.parameters(), lr=0.01)
+    image, text = torch.randn(4, 9, 64), torch.randn(4, 5, 32)
+    layer(image, None, text, None).fused.square().sum().backward()
+    optimizer.step()
+    moved = (layer.affinity.detach() - before).abs()
+    assert moved.max().item() <= 0.01 * scale * 1.001 and moved.mean().item() > 0.5 * 0.01 * scale

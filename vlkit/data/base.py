@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
@@ -49,11 +49,12 @@ class SplitDataModule(pl.LightningDataModule, ABC):
         num_workers: DataLoader worker processes (0 = load in the main process).
         on_bad_sample: ``"error"`` (stop, naming split, row and column) or ``"skip"`` (leave the
             sample out, counted and reported).
-        cache_features: compute the frozen image backbone's features once per image (on the
-            trainer's accelerator, kept on disk) and train from them instead of decoding images
-            every epoch (:mod:`vlkit.data.features`); needs a fully frozen backbone without CBAM
-            or spatial transformer. The task gives its image encoder when training starts (or
-            call :meth:`cache_image_features` yourself).
+        cache_features: ``True``: compute the frozen image backbone's features once per image
+            (on the trainer's accelerator, kept on disk) and train from them instead of decoding
+            images every epoch (:mod:`vlkit.data.features`); needs a fully frozen backbone
+            without CBAM or spatial transformer (an error says so otherwise). ``"auto"``: cache
+            when the backbone is so, else read images. ``False``: read images. The task gives its
+            image encoder when training starts (or call :meth:`cache_image_features` yourself).
         max_samples: if set, use only the first ``max_samples`` rows of each split (smoke runs).
         seed: seed of the held-out validation split and, with the epoch, of the training order
             and of the flips (see :func:`vlkit.data.batching.make_loader`).
@@ -78,7 +79,7 @@ class SplitDataModule(pl.LightningDataModule, ABC):
     batch_size: int = 32
     num_workers: int = 0
     on_bad_sample: str = "error"
-    cache_features: bool = False
+    cache_features: bool | Literal["auto"] = False
     max_samples: int | None = None
     seed: int = 0
 
@@ -93,6 +94,8 @@ class SplitDataModule(pl.LightningDataModule, ABC):
                 f"batch_size={self.batch_size}, image_size={self.image_size}, "
                 f"min_word_freq={self.min_word_freq}, num_workers={self.num_workers}"
             )
+        if self.cache_features not in (True, False, "auto"):
+            raise ValueError(f"cache_features must be true, false or 'auto', got {self.cache_features!r}")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"max_samples must be None or >= 1, got {self.max_samples}")
         self.save_hyperparameters(ignore=None if isinstance(self.dataset, str | dict) else ["dataset"])
@@ -165,7 +168,7 @@ class SplitDataModule(pl.LightningDataModule, ABC):
         self._prepare()
         if name not in self._splits:
             raise ValueError(f"the dataset has no {name!r} split (looked for {self.split_names[name]!r})")
-        if self.cache_features and not self._feature_caches:
+        if self.cache_features is True and not self._feature_caches:
             raise ValueError(
                 "cache_features is set but no features were cached: train with a vlkit task (it gives its "
                 "image encoder when training starts) or call cache_image_features(encoder) first"

@@ -49,8 +49,15 @@ class ParallelCoAttention(nn.Module):
         v̂ = Σ a_v^i v_i,   q̂ = Σ a_q^j q_j
 
     Masked regions/tokens get weight 0 and their rows and columns of ``C`` are zeroed, so
-    padding cannot change any output. ``W_b`` is initialised with std ``(d_q·d_v)^{-1/2}`` so
-    that ``C`` is not saturated at the start of training.
+    padding cannot change any output.
+
+    ``W_b`` is stored scaled, ``W_b = c · affinity_weight`` with ``c = (d_q·d_v)^{-1/2}`` and
+    ``affinity_weight ~ N(0, 1)`` (the "equalized learning rate" of Karras et al., ICLR 2018,
+    arXiv:1710.10196): ``qᵀ W_b v`` sums ``d_q·d_v`` products, so ``W_b`` must start at std ``c``
+    for ``C`` to start unsaturated, and Adam moves every entry of a parameter by about the learning
+    rate per step whatever its scale, which would swamp an entry of std ``c`` (1/256 at width 256)
+    within a few steps and leave ``C`` saturated at ±1 (``tanh``'s gradient then vanishes). Stored
+    this way, Adam's step on ``W_b`` is ``c`` times the learning rate. ``affinity`` gives ``W_b``.
 
     Args:
         image_dim: width ``d_v`` of the image region features.
@@ -90,15 +97,20 @@ class ParallelCoAttention(nn.Module):
         self.image_dim, self.text_dim = image_dim, text_dim
         self.combine, self.output_dim = combine, combined_dim(combine, image_dim, text_dim)
         self.image_context = hard_context(image_context)
-        self.affinity = nn.Parameter(torch.empty(text_dim, image_dim))  # W_b
-        # qᵀ W_b v sums d_q·d_v products: this std gives it unit variance for unit-variance
-        # features, so C = tanh(·) starts unsaturated (Xavier would give std ≈ √d)
-        nn.init.normal_(self.affinity, std=(text_dim * image_dim) ** -0.5)
+        # W_b = c · affinity_weight: std c gives qᵀ W_b v unit variance for unit-variance features
+        # (C = tanh(·) starts unsaturated), and the optimiser's steps on W_b are c times smaller
+        self.affinity_weight = nn.Parameter(torch.randn(text_dim, image_dim))
+        self.affinity_scale = (text_dim * image_dim) ** -0.5
         self.image_proj = nn.Linear(image_dim, hidden_dim, bias=False)  # W_v
         self.text_proj = nn.Linear(text_dim, hidden_dim, bias=False)  # W_q
         self.image_score = nn.Linear(hidden_dim, 1, bias=False)  # w_hv
         self.text_score = nn.Linear(hidden_dim, 1, bias=False)  # w_hq
         self.dropout = nn.Dropout(dropout)
+
+    @property
+    def affinity(self) -> Tensor:
+        """``W_b``: ``(d_q, d_v)`` float, ``affinity_weight · (d_q·d_v)^{-1/2}``."""
+        return self.affinity_weight * self.affinity_scale
 
     def forward(
         self, image: Tensor, image_mask: Tensor | None, text: Tensor, text_mask: Tensor | None

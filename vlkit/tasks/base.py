@@ -147,10 +147,15 @@ class TrainingTask(
 
     def setup(self, stage: str) -> None:
         """Give the model's image encoder to a DataModule that caches backbone features
-        (``cache_features: true``), which computes them once, before its loaders are made."""
+        (``cache_features: true``, or ``"auto"`` with a frozen backbone), which computes them once,
+        before its loaders are made."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        if getattr(datamodule, "cache_features", False) and hasattr(datamodule, "cache_image_features"):
+        mode = getattr(datamodule, "cache_features", False)
+        if mode and hasattr(datamodule, "cache_image_features"):
             encoder = getattr(self.model, "image_encoder", None)
+            if mode == "auto" and not getattr(encoder, "cacheable", False):
+                log.info("cache_features: auto: reading images (no image encoder with a wholly frozen backbone)")
+                return
             if encoder is None:
                 raise ValueError("cache_features needs a model with an image encoder; this one has none")
             trainer, device = self.trainer, self.trainer.strategy.root_device
