@@ -78,7 +78,7 @@ def run_recipe(recipe: str, name: str, log_root: str, epochs: int, overrides: li
         "test_vqa_acc": metrics.get("test/vqa_acc"),
         **tested,
         "epochs": cli.trainer.current_epoch,
-        "train_s_per_epoch": round(sum(timer.seconds) / max(len(timer.seconds), 1), 1),
+        "train_s_per_epoch": round(sum(timer.seconds) / max(len(timer.seconds), 1), 3),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "fusion_params": sum(p.numel() for p in model.fusion.parameters()),
         "seconds": round(sum(timer.seconds), 1),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import logging
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -331,3 +333,17 @@ def test_expand_recipe_bases_loads_each_base_first(tmp_path):
         "--config",
         "{trainer: {max_epochs: 1}}",
     ]
+
+
+def test_without_a_progress_bar_each_epoch_logs_one_line(tiny_vqa_on_disk, tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO, logger="vlkit.cli.runs")
+    short_fit("vqa/easy_vqa_parallel", tiny_vqa_on_disk, TINY, "--trainer.max_epochs", "2")
+    lines = [r.getMessage() for r in caplog.records if r.name == "vlkit.cli.runs"]
+    assert len(lines) == 2, lines
+    for epoch, line in enumerate(lines):
+        assert re.fullmatch(
+            rf"epoch {epoch}/2  train/exact_match \S+  train/loss \S+  .*val/loss \S+  val/skipped \S+  "
+            r"val/vqa_acc \S+  \d+\.\d s",
+            line,
+        ), line

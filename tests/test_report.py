@@ -18,6 +18,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMPr
 from tests.subprocess_runs import run_python
 from tests.test_cli import TINY, short_fit
 from vlkit.cli import main, progress_bar_choice, progress_bar_overrides
+from vlkit.cli.runs import EpochLog
 from vlkit.report import find_run_dir, read_metrics, write_report
 
 # per validated epoch: (val/loss, val/vqa_acc, train/loss_epoch, train/vqa_acc); the accuracy peaks at
@@ -241,8 +242,12 @@ def testprogress_bar_overrides_keep_the_users_callbacks(monkeypatch):
     assert overrides["callbacks"][0] is checkpoint and isinstance(overrides["callbacks"][1], RichProgressBar)
     assert overrides["enable_progress_bar"] is True and given == [checkpoint]  # a new list
     monkeypatch.setenv("CI", "true")
-    assert progress_bar_overrides(None, given) == {"enable_progress_bar": False}
-    assert progress_bar_overrides(False, given) == {}
+    for enable in (None, False):  # plain logs: a line per epoch instead of the bar
+        overrides = progress_bar_overrides(enable, given)
+        assert overrides["enable_progress_bar"] is False and overrides["callbacks"][0] is checkpoint
+        assert isinstance(overrides["callbacks"][1], EpochLog) and given == [checkpoint]
+    own_bar = [checkpoint, RichProgressBar()]
+    assert progress_bar_overrides(None, own_bar) == {}  # the user's own progress display
 
 
 # --- end to end ------------------------------------------------------------------------------------

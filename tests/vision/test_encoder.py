@@ -219,18 +219,70 @@ def test_every_option_combination_runs_forward_and_backward(cbam, stn, freeze):
         assert stns[0].regressor[-1].weight.grad.abs().sum() > 0
 
 
-def test_identity_stn_and_cbam_hooks_change_nothing_but_what_they_should():
+@pytest.mark.parametrize(
+    "blocks",
+    [{"cbam": "stages"}, {"cbam": "blocks"}, {"stn": "input"}, {"stn": 1}, {"cbam": "stages", "stn": "input"}],
+    ids=lambda b: "+".join(f"{k}={v}" for k, v in b.items()),
+)
+def test_inserting_cbam_or_stn_leaves_a_pretrained_encoder_unchanged_at_initialisation(blocks):
+    """Inserted into a (here randomly) initialised backbone, CBAM with its zero gate and an
+    identity-initialised STN give the encoder's output without them, before any step."""
     torch.manual_seed(0)
-    plain = ImageEncoder("resnet10t", dim=16, feature_index=2).eval()
-    with_stn = ImageEncoder("resnet10t", dim=16, feature_index=2, stn=1).eval()
-    missing, unexpected = with_stn.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("stage_stn.") for k in missing)
-    image = torch.randn(2, 3, 32, 32)
-    # an identity-initialised STN after stage 1 returns stage 1's output (up to interpolation)
-    torch.testing.assert_close(with_stn(image).features, plain(image).features, atol=1e-4, rtol=1e-4)
-    with_cbam = ImageEncoder("resnet10t", dim=16, feature_index=2, cbam="stages").eval()
-    with_cbam.load_state_dict(plain.state_dict(), strict=False)
-    assert not torch.allclose(with_cbam(image).features, plain(image).features)  # CBAM gates features
+    plain = ImageEncoder("resnet10t", dim=16, feature_index=2, freeze=True).eval()
+    for module in plain.modules():  # as trained weights: timm starts each block's last BN at 0
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.running_var, 0.5, 1.5)
+    inserted = ImageEncoder("resnet10t", dim=16, feature_index=2, freeze=True, **blocks).eval()
+    missing, unexpected = inserted.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(("cbam" in k or "stn" in k or ".se." in k) for k in missing), missing
+    image = torch.randn(2, 3, 48, 48)
+    # CBAM alone: exactly; with an STN, to the float rounding of bilinear resampling on the
+    # identity grid (about 1e-5 on the image itself)
+    tolerance = 1e-5 if "stn" in blocks else 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(inserted(image).features, plain(image).features, atol=tolerance, rtol=0)
+    if "cbam" in blocks:  # the paper's plain block rescales every feature: not the identity
+        torch.manual_seed(0)
+        ungated = ImageEncoder("resnet10t", dim=16, feature_index=2, freeze=True, cbam_gate=None, **blocks)
+        ungated.load_state_dict(plain.state_dict(), strict=False)
+        with torch.no_grad():
+            assert (ungated.eval()(image).features - plain(image).features).abs().max() > 0.1
+
+
+def test_gated_cbam_learns_its_gate_first():
+    from vlkit.vision import CBAM
+
+    torch.manual_seed(0)
+    block = CBAM(8, reduction=2, gate="zero")
+    x = torch.randn(2, 8, 5, 5)
+    torch.testing.assert_close(block(x), x, atol=0, rtol=0)
+    block(x).pow(2).sum().backward()
+    assert block.gate.grad.abs() > 0  # the gate moves first; the maps follow once it is not 0
+    with pytest.raises(ValueError, match="gate must be None"):
+        CBAM(8, gate="one")
+
+
+def test_cbam_and_localisation_networks_get_their_own_learning_rates():
+    from tests.parts import VQA_PARTS
+    from vlkit.tasks import Optimization, VQATask
+    from vlkit.tasks.optimization import parameter_groups
+
+    encoder = {"backbone": "resnet10t", "dim": 32, "feature_index": 2, "freeze": True, "cbam": "stages", "stn": "input"}
+    task = VQATask(
+        **{**VQA_PARTS, "image_encoder": encoder},
+        vocabulary=["<pad>", "<unk>", "what"],
+        answers=["a", "b"],
+        optimization=Optimization(lr=1e-3, attention_lr_ratio=0.5, localization_lr_ratio=0.1),
+    )
+    groups = parameter_groups(task, task.model, task.optimization)
+    rate = {id(p): g["lr"] for g in groups for p in g["params"]}
+    encoder_module = task.model.image_encoder
+    assert {rate[id(p)] for p in encoder_module.stage_cbam.parameters()} == {5e-4}
+    assert {rate[id(p)] for p in encoder_module.input_stn.parameters()} == {1e-4}
+    assert {rate[id(p)] for p in encoder_module.proj.parameters()} == {1e-3}
+    with pytest.raises(ValueError, match="localization_lr_ratio >= 0"):
+        Optimization(localization_lr_ratio=-1)
 
 
 def test_freeze_first_k_stages():

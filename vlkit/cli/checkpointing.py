@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning_fabric.plugins import TorchCheckpointIO
+from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 __all__ = ["AtomicCheckpointIO", "LastCheckpoint", "remove_partial_checkpoints"]

@@ -13,12 +13,18 @@ so ``--ckpt_path last`` resumes from the latest state; every checkpoint is writt
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["progress_bar_choice", "run_defaults"]
+from pytorch_lightning import Callback
+
+__all__ = ["EpochLog", "progress_bar_choice", "run_defaults"]
+
+_log = logging.getLogger(__name__)
 
 
 def run_defaults(
@@ -131,12 +137,37 @@ def progress_bar_choice(
     return "rich" if callable(isatty) and isatty() and not _in_ci() else "off"
 
 
+class EpochLog(Callback):
+    """Logs one line per training epoch (``logging``, logger ``vlkit.cli.runs``): the epoch, its
+    train and validation metrics and its wall time in seconds, e.g.
+    ``epoch 3/8  train/loss 0.052  train/vqa_acc 0.981  val/loss 0.042  val/vqa_acc 0.984  27.1 s``.
+    What a job log shows when there is no progress bar."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        metrics = {
+            name.removesuffix("_epoch"): float(value)
+            for name, value in trainer.callback_metrics.items()
+            if name.startswith(("train/", "val/")) and not name.endswith("_step") and value.numel() == 1
+        }
+        shown = "  ".join(f"{name} {value:.4g}" for name, value in sorted(metrics.items()))
+        seconds = time.perf_counter() - self.start
+        _log.info("epoch %d/%d  %s  %.1f s", trainer.current_epoch, trainer.max_epochs, shown, seconds)
+
+
 def progress_bar_overrides(enable_progress_bar: bool | None, callbacks: Any) -> dict[str, Any]:
     """Trainer keyword arguments that apply :func:`progress_bar_choice` (a new callback list with
     a ``RichProgressBar`` appended, ``enable_progress_bar=False``, or nothing)."""
     choice = progress_bar_choice(enable_progress_bar, callbacks)
-    if choice == "off":
-        return {"enable_progress_bar": False}
+    if choice == "off" or (choice == "user" and enable_progress_bar is False):  # plain logs: a line per epoch
+        return {"callbacks": [*_callback_list(callbacks), EpochLog()], "enable_progress_bar": False}
     if choice == "rich":
         from pytorch_lightning.callbacks import RichProgressBar
 

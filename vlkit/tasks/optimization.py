@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from vlkit.config import dataclass_from
+from vlkit.vision import CBAM, SpatialTransformer
 
 __all__ = ["Optimization", "adamw", "lr_scales", "parameter_groups", "warmup_cosine"]
 
@@ -33,6 +34,12 @@ class Optimization:
         text_lr_ratio: learning rate of the text encoder (``model.text_encoder``) as a fraction of
             ``lr``, in ``[0, 1]`` (e.g. 0.1 to fine-tune a pretrained encoder while the fusion and
             head train at ``lr``).
+        attention_lr_ratio: learning rate of the CBAM blocks of the image encoder (with their
+            gates), as a fraction of ``lr`` (>= 0); it replaces ``backbone_lr_ratio`` for CBAM
+            blocks inside the backbone, so they train even in a frozen or slowly tuned backbone.
+        localization_lr_ratio: learning rate of the spatial transformers' localisation networks
+            (and their regressors) as a fraction of ``lr`` (>= 0); spatial transformers are
+            usually trained with a lower rate than the rest (Jaderberg et al., 2015), e.g. 0.1.
 
     Raises:
         ValueError: a value out of range (the message names it).
@@ -44,6 +51,8 @@ class Optimization:
     min_lr_ratio: float = 0.01
     backbone_lr_ratio: float = 1.0
     text_lr_ratio: float = 1.0
+    attention_lr_ratio: float = 1.0
+    localization_lr_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -53,6 +62,8 @@ class Optimization:
             "0 <= min_lr_ratio <= 1": 0 <= self.min_lr_ratio <= 1,
             "0 <= backbone_lr_ratio <= 1": 0 <= self.backbone_lr_ratio <= 1,
             "0 <= text_lr_ratio <= 1": 0 <= self.text_lr_ratio <= 1,
+            "attention_lr_ratio >= 0": self.attention_lr_ratio >= 0,
+            "localization_lr_ratio >= 0": self.localization_lr_ratio >= 0,
         }
         failed = [rule for rule, ok in checks.items() if not ok]
         if failed:
@@ -75,7 +86,8 @@ def lr_scales(model: nn.Module, optimization: Optimization) -> dict[int, float]:
     """Learning-rate multiplier of each parameter (by ``id``) that does not train at ``lr``.
 
     The image backbone (``model.image_encoder.backbone``) trains at ``backbone_lr_ratio``, the text
-    encoder (``model.text_encoder``) at ``text_lr_ratio``, and any submodule with an
+    encoder (``model.text_encoder``) at ``text_lr_ratio``, the image encoder's CBAM blocks at
+    ``attention_lr_ratio`` and its spatial transformers at ``localization_lr_ratio``, and any submodule with an
     ``lr_scales()`` method (e.g. :class:`vlkit.text.HFTextEncoder` with layer-wise decay)
     multiplies its parameters' rates by the scales it returns (``{parameter name: scale}``).
     """
@@ -88,6 +100,10 @@ def lr_scales(model: nn.Module, optimization: Optimization) -> dict[int, float]:
     image_encoder = getattr(model, "image_encoder", None)
     scale(getattr(image_encoder, "backbone", None), optimization.backbone_lr_ratio)
     scale(getattr(model, "text_encoder", None), optimization.text_lr_ratio)
+    for module in image_encoder.modules() if image_encoder is not None else ():
+        if isinstance(module, CBAM | SpatialTransformer):  # their own rate, whatever the backbone's
+            ratio = optimization.attention_lr_ratio if isinstance(module, CBAM) else optimization.localization_lr_ratio
+            scales.update({id(p): ratio for p in module.parameters()})
     for module in model.modules():
         if callable(getattr(module, "lr_scales", None)):
             named = dict(module.named_parameters())

@@ -135,10 +135,18 @@ class CBAM(nn.Module):
 
     ``F' = M_c(F) ⊙ F``, then ``F'' = M_s(F') ⊙ F'`` (channel attention first).
 
+    Inserted into a pretrained network, the plain block rescales every feature by ``M_c·M_s``
+    (about 0.25 at initialisation, both maps starting near 0.5), which the layers after it were
+    never trained for. With ``gate="zero"`` the block's change is gated by a learned scalar that
+    starts at 0, ``F_out = F + g · (F'' − F)`` (as ReZero, Bachlechner et al., UAI 2021,
+    arXiv:2003.04887), so the network starts exactly as it was and learns how much attention to
+    apply; ``gate=None`` is the paper's plain block.
+
     Args:
         channels: number of channels ``C``.
         reduction: channel-MLP reduction ratio ``r`` (16 in the paper).
         kernel_size: spatial convolution size (7 in the paper).
+        gate: None (the plain block) or ``"zero"`` (the zero-initialised residual gate above).
         device, dtype: where and in which dtype to create the parameters (timm passes them
             when it builds ``attn_layer``).
 
@@ -147,7 +155,8 @@ class CBAM(nn.Module):
         spatial attention ``M_s(F')`` the forward pass applies (for visualisation).
 
     Raises:
-        ValueError: bad sizes or inputs (see :class:`ChannelAttention`, :class:`SpatialAttention`).
+        ValueError: bad sizes or inputs (see :class:`ChannelAttention`, :class:`SpatialAttention`),
+            or an unknown ``gate``.
     """
 
     def __init__(
@@ -155,12 +164,16 @@ class CBAM(nn.Module):
         channels: int,
         reduction: float = 16,
         kernel_size: int = 7,
+        gate: str | None = None,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        if gate not in (None, "zero"):
+            raise ValueError(f"gate must be None (the plain block) or 'zero', got {gate!r}")
         self.channel = ChannelAttention(channels, reduction, device=device, dtype=dtype)
         self.spatial = SpatialAttention(kernel_size, device=device, dtype=dtype)
+        self.gate = nn.Parameter(torch.zeros((), device=device, dtype=dtype)) if gate == "zero" else None
 
     def spatial_map(self, x: Tensor) -> Tensor:
         """``M_s(M_c(x) ⊙ x)``: ``(b, C, H, W) -> (b, 1, H, W)``."""
@@ -168,4 +181,5 @@ class CBAM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # module calls, so forward hooks on .channel / .spatial see each block's input and output
-        return self.spatial(self.channel(x))
+        out = self.spatial(self.channel(x))
+        return out if self.gate is None else x + self.gate * (out - x)

@@ -95,6 +95,11 @@ class ImageEncoder(nn.Module):
             (inside every residual block, on the residual branch before the addition, for
             timm backbones whose blocks take an ``attn_layer``, e.g. ResNets).
         cbam_reduction: CBAM channel-MLP reduction ratio ``r``.
+        cbam_gate: ``"zero"`` (default): each CBAM block's change is gated by a learned scalar
+            that starts at 0, so inserting CBAM leaves the encoder's output unchanged at
+            initialisation (see :class:`vlkit.vision.CBAM`); None: the paper's plain block, which
+            rescales a pretrained backbone's features by about a quarter at initialisation.
+            (A spatial transformer always starts as the identity transform.)
         stn: add a spatial transformer (Jaderberg et al., NeurIPS 2015;
             :class:`vlkit.vision.SpatialTransformer`): ``None``, ``"input"`` (on the image) or
             an integer ``k`` (on the output of feature stage ``k``).
@@ -131,6 +136,7 @@ class ImageEncoder(nn.Module):
         norm: bool = True,
         cbam: str | None = None,
         cbam_reduction: float = 16,
+        cbam_gate: str | None = "zero",
         stn: str | int | None = None,
         stn_transform: str = "affine",
     ) -> None:
@@ -155,7 +161,9 @@ class ImageEncoder(nn.Module):
         self.feature_mode = feature_mode
         _check_options(feature_mode, freeze, cbam, stn)
         if cbam == "blocks":
-            kwargs["block_args"] = {"attn_layer": functools.partial(CBAM, reduction=cbam_reduction)}
+            kwargs["block_args"] = {
+                "attn_layer": functools.partial(CBAM, reduction=cbam_reduction, gate=cbam_gate)
+            }
         stage_names: list[str] = []
         if feature_mode == "features_only":
             probe = timm.create_model(backbone, features_only=True, pretrained=False)
@@ -208,7 +216,7 @@ class ImageEncoder(nn.Module):
         self.stage_cbam = nn.ModuleList()
         if cbam == "stages":
             for name, width in zip(stage_names, stage_channels):
-                block = CBAM(width, cbam_reduction)
+                block = CBAM(width, cbam_reduction, gate=cbam_gate)
                 self.stage_cbam.append(block)
                 self._hook(name, block)
         self.input_stn = SpatialTransformer(3, stn_transform) if stn == "input" else None
