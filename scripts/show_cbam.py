@@ -1,7 +1,7 @@
 """Draw the CBAM spatial attention maps of a trained model over its input images.
 
 Usage:
-    python scripts/show_cbam.py --ckpt runs/<recipe>/checkpoints/last.ckpt --out cbam.png
+    python scripts/show_cbam.py --ckpt runs/<recipe>/version_N/checkpoints/last.ckpt --out cbam.png
         [--images a.png b.png ...]
 
 The checkpoint is a ``VQATask`` whose image encoder has CBAM blocks (``cbam: stages`` or

@@ -1,7 +1,7 @@
 """Draw what a spatial transformer does: input images with the STN's sampling grid, and its outputs.
 
 Usage:
-    python scripts/show_stn.py --out stn.png [--ckpt runs/<recipe>/checkpoints/last.ckpt]
+    python scripts/show_stn.py --out stn.png [--ckpt runs/<recipe>/version_N/checkpoints/last.ckpt]
         [--images a.png b.png ...] [--size 128]
 
 With ``--ckpt`` (a ``VQATask`` checkpoint whose image encoder has ``stn: input``), the trained

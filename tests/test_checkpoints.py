@@ -245,7 +245,7 @@ def test_hyperparameters_that_name_code_are_refused_on_every_path(
 
     monkeypatch.chdir(tmp_path)
     short_fit("vqa/easy_vqa_parallel", tiny_vqa_on_disk, TINY, "--trainer.limit_val_batches", "1")
-    good = next(tmp_path.glob("runs/easy_vqa_parallel/checkpoints/last.ckpt"))
+    good = next(tmp_path.glob("runs/easy_vqa_parallel/version_0/checkpoints/last.ckpt"))
     marker = tmp_path / "pwned.txt"
     forge, named = FORGERIES[where]
     checkpoint = torch.load(good, weights_only=True)

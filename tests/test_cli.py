@@ -109,8 +109,8 @@ def test_fit_writes_one_run_folder_and_predict_answers(tiny_vqa_on_disk, tmp_pat
     with open(run / "metrics.csv") as f:
         assert "val/vqa_acc" in next(csv.reader(f))
     best = Path(cli.trainer.checkpoint_callback.best_model_path).resolve()
-    # every run's checkpoints in one folder, so `--ckpt_path last` finds the latest
-    assert best.parent == run.parent / "checkpoints" and (run.parent / "checkpoints" / "last.ckpt").is_file()
+    # each run's checkpoints in its own version folder, so no run overwrites another's
+    assert best.parent == run / "checkpoints" and (run / "checkpoints" / "last.ckpt").is_file()
     assert run.parent == tmp_path / "runs" / "easy_vqa_parallel" and best.name == "best-epoch=0.ckpt"
 
     image = tmp_path / "red_circle.png"
@@ -347,3 +347,27 @@ def test_without_a_progress_bar_each_epoch_logs_one_line(tiny_vqa_on_disk, tmp_p
             r"val/vqa_acc \S+  \d+\.\d s",
             line,
         ), line
+
+
+def test_runs_never_overwrite_each_other_and_last_resumes_the_newest(
+    tiny_vqa_on_disk, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.chdir(tmp_path)
+    limits = ("--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1")
+    short_fit("vqa/easy_vqa_parallel", tiny_vqa_on_disk, TINY, *limits)
+    first = tmp_path / "runs/easy_vqa_parallel/version_0/checkpoints/last.ckpt"
+    before = first.read_bytes()
+    short_fit("vqa/easy_vqa_parallel", tiny_vqa_on_disk, TINY, *limits, "--trainer.limit_train_batches", "1")
+    second = tmp_path / "runs/easy_vqa_parallel/version_1/checkpoints/last.ckpt"
+    assert first.read_bytes() == before and second.is_file()  # the second run kept the first's
+    assert not (tmp_path / "runs/easy_vqa_parallel/checkpoints").exists()
+    caplog.set_level(logging.INFO, logger="vlkit.cli.train")
+    short_fit("vqa/easy_vqa_parallel", tiny_vqa_on_disk, TINY, *limits, "--trainer.max_epochs", "2", "--ckpt_path", "last")
+    assert f"--ckpt_path last: resuming from {Path('runs/easy_vqa_parallel/version_1/checkpoints/last.ckpt')}" in caplog.text
+    # a run folder names its newest last.ckpt for predict and export
+    image = tmp_path / "red_circle.png"
+    image.write_bytes(shape_png("red", "circle"))
+    prediction = predict_main(["--ckpt", "runs/easy_vqa_parallel", "--image", str(image), "--question", "what color is it?"])
+    assert prediction.answers
+    with pytest.raises(FileNotFoundError, match="neither an export folder"):
+        predict_main(["--ckpt", str(tmp_path), "--image", str(image), "--question", "what color is it?"])

@@ -283,3 +283,13 @@ def test_fit_in_a_terminal_shows_a_rich_bar_then_report_reads_the_run(
     with Image.open(tmp_path / "report" / "learning_curves.png") as figure:
         assert figure.format == "PNG"
     assert "val/vqa_acc" in capsys.readouterr().out
+
+
+def test_a_recipe_folder_reports_its_latest_version_that_trained(tmp_path):
+    recipe = tmp_path / "runs" / "easy_vqa"
+    write_metrics(recipe / "version_0", epochs=[(0.5, 0.7, 0.6, 0.7)])
+    tested_only = recipe / "version_1"  # what `vlkit test` writes: test metrics only
+    tested_only.mkdir(parents=True)
+    (tested_only / "metrics.csv").write_text("epoch,step,test/loss,test/vqa_acc\n0,0,0.3,0.9\n")
+    assert find_run_dir(recipe) == recipe / "version_0"
+    assert find_run_dir(tested_only) == tested_only  # named explicitly: used as given

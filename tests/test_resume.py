@@ -106,14 +106,14 @@ KILLS = {  # where the run is killed; it has then logged the validation metrics 
 def test_sigkill_then_resume_from_last_matches_an_uninterrupted_run(kill, uninterrupted, tmp_path):
     (tmp_path / "data").symlink_to(uninterrupted / "data")
     # one best checkpoint and the one last.ckpt beside it (no last-v1.ckpt, no temporary file)
-    saved = sorted(p.name for p in (uninterrupted / "runs/whole/checkpoints").iterdir())
+    saved = sorted(p.name for p in (uninterrupted / "runs/whole/version_0/checkpoints").iterdir())
     assert len(saved) == 2 and saved[0].startswith("best-epoch=") and saved[1] == "last.ckpt", saved
     write_config(tmp_path, "killed", "killed", KILLS[kill])
     write_config(tmp_path, "resumed", "killed", None)
 
     killed = fit(tmp_path, "killed")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert (tmp_path / "runs/killed/checkpoints/last.ckpt").is_file()
+    assert (tmp_path / "runs/killed/version_0/checkpoints/last.ckpt").is_file()
     assert set(epoch_metrics(tmp_path / "runs/killed/version_0")) == {0}
 
     resumed = fit(tmp_path, "resumed", "--ckpt_path", "last")

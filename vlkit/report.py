@@ -53,7 +53,8 @@ Row = dict[str, float | None]
 
 def find_run_dir(path: str | Path) -> Path:
     """The CSVLogger run folder ``path`` names: ``path`` itself if it holds ``metrics.csv``, else
-    its latest ``version_N`` subfolder (highest ``N``) that holds one (logged at INFO level).
+    its latest ``version_N`` subfolder (highest ``N``) that holds one and trained (a ``vlkit test``
+    run logs only test metrics; logged at INFO level which was chosen).
 
     Raises:
         FileNotFoundError: ``path`` does not exist, or neither it nor any ``version_N`` in it
@@ -77,10 +78,21 @@ def find_run_dir(path: str | Path) -> Path:
             f"no metrics.csv in {str(path)!r} nor in a version_N folder in it; give the folder of a "
             "run logged with a CSVLogger (runs/<recipe>/version_N) or its parent (runs/<recipe>)"
         )
-    latest = max(versions)[1]
+    trained = [(number, child) for number, child in versions if _trained(child / "metrics.csv")]
+    latest = max(trained or versions)[1]
     count = f"{len(versions)} version folders" if len(versions) > 1 else "the only version folder"
-    log.info("%s: reporting %s (latest of %s)", path, latest.name, count)
+    what = "latest that trained" if trained and len(trained) < len(versions) else "latest"
+    log.info("%s: reporting %s (%s of %s)", path, latest.name, what, count)
     return latest
+
+
+def _trained(metrics_csv: Path) -> bool:
+    """Whether a CSV log holds any training or validation value (not only a ``vlkit test`` run's)."""
+    with open(metrics_csv, newline="") as file:
+        for row in csv.DictReader(file):
+            if any(value not in ("", None) and key.startswith(("train/", "val/")) for key, value in row.items()):
+                return True
+    return False
 
 
 def read_metrics(path: str | Path) -> list[Row]:

@@ -4,7 +4,7 @@
   (:mod:`vlkit.cli.train`; every ``--trainer.*``, ``--model.*``, ``--data.*`` option can override
   the recipe). ``fit`` evaluates the best checkpoint on the test split afterwards unless
   ``--test_after_fit false``. Runs write to ``runs/<recipe name>/`` (:mod:`vlkit.cli.runs`).
-- ``vlkit predict --ckpt run/checkpoints/best.ckpt --image img.png [--question ... | --text ...]``
+- ``vlkit predict --ckpt runs/<recipe> --image img.png [--question ... | --text ...]``
   answers with a trained task (:mod:`vlkit.cli.predict`); ``--save-attention out.png`` draws what
   the model attended to.
 - ``vlkit export --ckpt run.ckpt --out folder`` writes a ``save_pretrained`` folder (Hugging

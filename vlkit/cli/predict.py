@@ -15,12 +15,26 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from vlkit.cli.runs import latest_checkpoint
 from vlkit.tasks import CaptionPrediction, TrainingTask, VQAPrediction, load_pretrained, load_task
 
 __all__ = ["export_main", "predict_main"]
 
+log = logging.getLogger(__name__)
+
 
 def _load(path: str) -> TrainingTask:
+    """The task of a checkpoint file, an export folder, or a run folder (``runs/<recipe>`` or one
+    of its ``version_N``: its newest ``last.ckpt``)."""
+    if Path(path).is_dir() and not (Path(path) / "vlkit.json").is_file():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise FileNotFoundError(
+                f"{path!r} is neither an export folder (no vlkit.json) nor a run folder with a "
+                "version_N/checkpoints/last.ckpt; give a checkpoint file, an export folder or runs/<recipe>"
+            )
+        log.info("%s: using %s", path, found)
+        path = str(found)
     if Path(path).is_dir():  # a save_pretrained / vlkit export folder
         return load_pretrained(path)
     return load_task(path)  # weights_only: a checkpoint that holds code is refused
@@ -53,7 +67,8 @@ def predict_main(args: list[str] | None = None) -> Any:
     parser.add_argument(
         "--ckpt",
         required=True,
-        help="a checkpoint written by `vlkit fit`, or a folder written by `vlkit export`",
+        help="a checkpoint written by `vlkit fit`, a run folder (runs/<recipe>: its newest last.ckpt), "
+        "or a folder written by `vlkit export`",
     )
     parser.add_argument(
         "--image", help="an image file (any format Pillow reads); not needed by a text-only sentiment model"
@@ -142,10 +157,12 @@ def export_main(args: list[str] | None = None) -> Path:
         pickle.UnpicklingError: a checkpoint that holds code (refused).
     """
     parser = argparse.ArgumentParser(prog="vlkit export", description=export_main.__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", required=True, help="a checkpoint written by `vlkit fit`")
+    parser.add_argument(
+        "--ckpt", required=True, help="a checkpoint written by `vlkit fit`, or a run folder (its newest last.ckpt)"
+    )
     parser.add_argument("--out", required=True, help="the folder to write")
     opts = parser.parse_args(args)
-    task = load_task(opts.ckpt)
+    task = _load(opts.ckpt)
     task.save_pretrained(opts.out)
-    logging.getLogger(__name__).info("%s task saved to %s", task.task_name, opts.out)
+    log.info("%s task saved to %s", task.task_name, opts.out)
     return Path(opts.out)

@@ -3,10 +3,12 @@ progress display.
 
 A recipe does not spell out its loggers and checkpoint callbacks: ``vlkit fit`` gives every run
 ``runs/<run name>/`` (the run name defaults to the recipe file's name), a CSV and a TensorBoard
-logger writing ``version_N/`` folders there, the best checkpoint by the task's monitored metric
-(``checkpoints/best-epoch=N.ckpt``) and ``checkpoints/last.ckpt``, written at the end of every epoch
+logger writing ``version_N/`` folders there (a new one for each run), the best checkpoint by the
+task's monitored metric (``version_N/checkpoints/best-epoch=N.ckpt``) and
+``version_N/checkpoints/last.ckpt``, so no run overwrites another's; ``last.ckpt`` is written at the end of every epoch
 and every ``checkpoint_every_n_steps`` training steps (:class:`vlkit.cli.checkpointing.LastCheckpoint`),
-so ``--ckpt_path last`` resumes from the latest state; every checkpoint is written atomically
+and ``--ckpt_path last`` resumes from the newest ``last.ckpt`` of the run's versions
+(:func:`latest_checkpoint`); every checkpoint is written atomically
 (:class:`vlkit.cli.checkpointing.AtomicCheckpointIO`). A recipe that lists its own loggers,
 ``ModelCheckpoint`` callbacks or plugins keeps them.
 """
@@ -22,7 +24,7 @@ from typing import Any, Literal
 
 from pytorch_lightning import Callback
 
-__all__ = ["EpochLog", "progress_bar_choice", "run_defaults"]
+__all__ = ["EpochLog", "latest_checkpoint", "progress_bar_choice", "run_defaults"]
 
 _log = logging.getLogger(__name__)
 
@@ -57,17 +59,16 @@ def run_defaults(
     callbacks = _callback_list(trainer_config.get("callbacks"))
     added = []
     if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-        folder = str(run_folder / "checkpoints")
+        # no folder given: Lightning puts them in the first logger's version_N/checkpoints (or
+        # default_root_dir/checkpoints without a logger), so no run overwrites another's
         if monitor is not None:
             metric, mode = monitor
             added.append(
-                ModelCheckpoint(
-                    dirpath=folder, monitor=metric, mode=mode, filename="best-{epoch}", enable_version_counter=False
-                )
+                ModelCheckpoint(monitor=metric, mode=mode, filename="best-{epoch}", enable_version_counter=False)
             )
         # last.ckpt after every epoch and every N steps (a killed run loses at most N steps), by one
         # callback that runs after the best one, so it always holds the latest state
-        added.append(LastCheckpoint(folder, every_n_steps))
+        added.append(LastCheckpoint(None, every_n_steps))
     if trainer_config.get("plugins") is None:
         overrides["plugins"] = [AtomicCheckpointIO()]
     if trainer_config.get("logger") is not False and not any(
@@ -77,6 +78,16 @@ def run_defaults(
     if added:
         overrides["callbacks"] = [*callbacks, *added]
     return overrides
+
+
+def latest_checkpoint(run_folder: str | os.PathLike[str], name: str = "last.ckpt") -> Path | None:
+    """The newest (by modification time) ``name`` among a run's versions,
+    ``<run_folder>/version_N/checkpoints/<name>`` (and ``<run_folder>/checkpoints/<name>``, where
+    runs without a logger write), or in ``<run_folder>/checkpoints`` of a version folder itself;
+    None if there is none."""
+    folder = Path(run_folder)
+    found = [*folder.glob(f"version_*/checkpoints/{name}"), *folder.glob(f"checkpoints/{name}")]
+    return max(found, key=lambda path: path.stat().st_mtime) if found else None
 
 
 def share_run_folder(loggers: list) -> None:

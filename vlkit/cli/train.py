@@ -14,6 +14,7 @@ merged into the part as the recipe and earlier options set it.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -22,9 +23,11 @@ from typing import Any
 import yaml
 from pytorch_lightning.cli import LightningCLI
 
-from vlkit.cli.runs import progress_bar_overrides, run_defaults, share_run_folder
+from vlkit.cli.runs import latest_checkpoint, progress_bar_overrides, run_defaults, share_run_folder
 
 __all__ = ["VLKitCLI", "cli_main", "expand_recipe_bases", "register_config_types"]
+
+log = logging.getLogger(__name__)
 
 #: The task arguments that are part configurations, whose single fields the command line may set.
 PART_ARGUMENTS = ("image_encoder", "text_encoder", "fusion", "head", "decoder")
@@ -124,6 +127,14 @@ class VLKitCLI(LightningCLI):
 
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path == "last":  # the newest last.ckpt of the run's versions (each run writes its own)
+            folder = _run_folder(self.config[subcommand])
+            found = latest_checkpoint(folder)
+            if found is None:
+                log.warning("--ckpt_path last: no last.ckpt under %s; starting from the beginning", folder)
+            else:
+                log.info("--ckpt_path last: resuming from %s", found)
+            path = self.config[subcommand]["ckpt_path"] = None if found is None else str(found)
         if path and Path(path).is_file():
             names = [name for cls in TASKS.values() for name in cls.class_names()]
             try:
@@ -148,18 +159,13 @@ class VLKitCLI(LightningCLI):
     def _run_settings(self) -> tuple[Path, tuple[str, str] | None, int]:
         """The run folder, the monitored metric and the checkpoint interval of this run."""
         config = self.config[self.subcommand] if self.subcommand else self.config
-        name = config.get("run_name")
-        if not name:
-            files = [Path(str(p)) for p in config.get("config") or []]
-            name = files[-1].stem if files else "vlkit"
         metric = config.get("monitor")
         monitor = (
             (metric, "min" if metric.endswith("loss") else "max")
             if metric
             else getattr(self.model, "monitor", None)
         )
-        folder = Path(config.get("runs_dir") or "runs") / name
-        return folder, monitor, int(config.get("checkpoint_every_n_steps", 100))
+        return _run_folder(config), monitor, int(config.get("checkpoint_every_n_steps", 100))
 
     def instantiate_trainer(self, **kwargs):
         """Build the trainer with the run's folder, loggers and checkpoints
@@ -185,6 +191,16 @@ class VLKitCLI(LightningCLI):
         callback = self.trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None else ""
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+
+
+def _run_folder(config: Any) -> Path:
+    """``<runs_dir>/<run_name>`` of a subcommand's configuration (the run name defaults to the last
+    recipe file's name)."""
+    name = config.get("run_name")
+    if not name:
+        files = [Path(str(p)) for p in config.get("config") or []]
+        name = files[-1].stem if files else "vlkit"
+    return Path(config.get("runs_dir") or "runs") / name
 
 
 def register_config_types() -> None:
