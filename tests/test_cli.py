@@ -371,3 +371,39 @@ def test_runs_never_overwrite_each_other_and_last_resumes_the_newest(
     assert prediction.answers
     with pytest.raises(FileNotFoundError, match="neither an export folder"):
         predict_main(["--ckpt", str(tmp_path), "--image", str(image), "--question", "what color is it?"])
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--data.init_args.batch_size", "0"], "batch_size, image_size and min_word_freq must be >= 1"),
+        (["--model.init_args.optimization.lr", "-1"], "optimization needs lr > 0"),
+        (["--data.init_args.dataset", "./no/such/folder"], "looks like a local path but does not exist"),
+    ],
+)
+def test_a_users_mistake_is_one_line_and_exit_code_2(option, message, tmp_path, monkeypatch, capsys):
+    from vlkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    recipe = str(Path(__file__).parents[1] / "recipes/vqa/easy_vqa_parallel.yaml")
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", recipe, *option, "--trainer.fast_dev_run", "true"])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("vlkit fit: error: ") and message in error and error.endswith("(--debug shows where)")
+    # --debug (or VLKIT_DEBUG=1) shows the exception itself, with its traceback
+    with pytest.raises(Exception, match=r"batch_size|lr > 0|local path|Union") as raised:
+        main(["--debug", "fit", "--config", recipe, *option, "--trainer.fast_dev_run", "true"])
+    assert not isinstance(raised.value, SystemExit)
+
+
+def test_an_error_raised_outside_vlkit_keeps_its_traceback(monkeypatch):
+    import vlkit.cli as cli
+
+    def broken(args):
+        return {}["missing"]  # a bug, not a user's mistake: KeyError raised here, in the tests
+
+    monkeypatch.setattr(cli, "export_main", broken)
+    with pytest.raises(KeyError):
+        cli.main(["export", "--ckpt", "x"])
+    assert cli.user_error(ValueError("made here, in the tests")) is None

@@ -19,7 +19,11 @@ Progress: a Rich progress bar when stdout is a terminal, plain logs when it is n
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 import sys
+import traceback
+from pathlib import Path
 
 # Lightning before Rich (which vlkit.cli.predict imports): Python's typing caches Optional[Union[...]]
 # by equality, and with Rich imported first Lightning's own imports cache lightning_fabric's
@@ -45,20 +49,49 @@ __all__ = [
 ]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point ``vlkit``."""
-    argv = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if argv and argv[0] in ("predict", "export"):
-        command = predict_main if argv[0] == "predict" else export_main
-        try:
-            command(argv[1:])
-        except (ValueError, FileNotFoundError) as err:  # a user's mistake: the message, no traceback
-            print(f"vlkit {argv[0]}: error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
-    elif argv and argv[0] == "report":
-        from vlkit.report import report_main
+#: The kinds of error that vlkit raises for a user's mistake (bad option, data, file, checkpoint).
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, RuntimeError, pickle.UnpicklingError)
+_PACKAGE = Path(__file__).resolve().parents[1]
 
-        report_main(argv[1:])
-    else:
-        cli_main(argv)
+
+def user_error(error: BaseException) -> BaseException | None:
+    """The user's mistake behind ``error``: the innermost exception of its chain (``__cause__`` /
+    ``__context__``) that vlkit's own code raised (its raise site is in the ``vlkit`` package) and
+    is one of :data:`USER_ERRORS`; None if there is none (a bug, shown with its traceback)."""
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    for candidate in reversed(chain):  # innermost first
+        frames = traceback.extract_tb(candidate.__traceback__)
+        if frames and isinstance(candidate, USER_ERRORS) and Path(frames[-1].filename).resolve().is_relative_to(_PACKAGE):
+            return candidate
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point ``vlkit``. A user's mistake ends the command with one line, ``vlkit
+    <command>: error: <what and how to fix it>`` and exit code 2 (:func:`user_error`); ``--debug``
+    (first argument) or ``VLKIT_DEBUG=1`` shows the traceback instead."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = os.environ.get("VLKIT_DEBUG", "").strip().lower() not in ("", "0", "false")
+    if argv[:1] == ["--debug"]:
+        debug, argv = True, argv[1:]
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    command = argv[0] if argv else ""
+    try:
+        if command in ("predict", "export"):
+            (predict_main if command == "predict" else export_main)(argv[1:])
+        elif command == "report":
+            from vlkit.report import report_main
+
+            report_main(argv[1:])
+        else:
+            cli_main(argv)
+    except Exception as err:  # noqa: BLE001 — a user's mistake gets one line, anything else its traceback
+        mistake = None if debug else user_error(err)
+        if mistake is None:
+            raise
+        print(f"vlkit {command}: error: {mistake} (--debug shows where)", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -99,6 +99,8 @@ def load_dataset_dict(dataset: Any, config_name: str | None = None) -> Any:
     is the source's split of that name, or its only split if it has just one.
 
     Raises:
+        FileNotFoundError: ``dataset`` is a path (starts with ``/``, ``./``, ``../`` or ``~``) that
+            does not exist.
         ValueError: if the result is not a ``DatasetDict`` (e.g. a single split was saved), or a
             mapping is empty or names a source that has neither the split nor a single split.
         RuntimeError: if ``datasets.load_dataset`` fails; the message says what was tried.
@@ -111,7 +113,13 @@ def load_dataset_dict(dataset: Any, config_name: str | None = None) -> Any:
         return _splits_from_sources(dataset, config_name)
     if isinstance(dataset, str) and dataset in SOURCES:
         return SOURCES[dataset]()
-    path = Path(str(dataset))
+    path = Path(str(dataset)).expanduser()
+    if str(dataset).startswith(("/", "./", "../", "~", ".\\")) and not path.exists():
+        # a path, not a Hub id: say so at once instead of asking the Hub
+        raise FileNotFoundError(
+            f"dataset {str(dataset)!r} looks like a local path but does not exist; give a folder written "
+            f"by DatasetDict.save_to_disk, a data folder or file, a Hub id, or one of {sorted(SOURCES)}"
+        )
     if path.is_dir() and (path / "dataset_dict.json").is_file():
         result = datasets.load_from_disk(str(path))
     else:
