@@ -407,3 +407,14 @@ def test_an_error_raised_outside_vlkit_keeps_its_traceback(monkeypatch):
     with pytest.raises(KeyError):
         cli.main(["export", "--ckpt", "x"])
     assert cli.user_error(ValueError("made here, in the tests")) is None
+
+
+def test_vlkit_help_lists_every_command(capsys):
+    from vlkit.cli import VLKitCLI, main
+
+    for argv in ([], ["--help"]):
+        main(argv)
+        shown = capsys.readouterr().out
+        for command in ("fit", "validate", "test", "predict", "export", "report"):
+            assert f"\n  {command} " in shown, command
+    assert set(VLKitCLI.subcommands()) == {"fit", "validate", "test"}  # predict is vlkit's own

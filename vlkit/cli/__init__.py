@@ -70,6 +70,24 @@ def user_error(error: BaseException) -> BaseException | None:
     return None
 
 
+#: ``vlkit --help``: every command with what it does.
+HELP = """usage: vlkit [--debug] <command> [options]
+
+Attention and fusion layers, models and training recipes for vision-language learning.
+
+commands:
+  fit        train a task from a recipe, then test its best checkpoint
+             (vlkit fit --config recipes/vqa/easy_vqa_parallel.yaml)
+  validate   evaluate a checkpoint on the validation split (--config RECIPE --ckpt_path CKPT|last)
+  test       evaluate a checkpoint on the test split (--config RECIPE --ckpt_path CKPT|last)
+  predict    answer, caption or classify an image with a trained task (--ckpt CKPT|runs/<recipe>|EXPORT)
+  export     write a checkpoint as a save_pretrained folder (--ckpt CKPT --out FOLDER)
+  report     learning curves and the best epoch's metrics of a run (vlkit report runs/<recipe>)
+
+Run "vlkit <command> --help" for a command's options. A mistake ends with one line
+"vlkit <command>: error: ..."; --debug (before the command) or VLKIT_DEBUG=1 shows its traceback."""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point ``vlkit``. A user's mistake ends the command with one line, ``vlkit
     <command>: error: <what and how to fix it>`` and exit code 2 (:func:`user_error`); ``--debug``
@@ -78,8 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     debug = os.environ.get("VLKIT_DEBUG", "").strip().lower() not in ("", "0", "false")
     if argv[:1] == ["--debug"]:
         debug, argv = True, argv[1:]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(HELP)
+        return
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    command = argv[0] if argv else ""
+    command = argv[0]
     try:
         if command in ("predict", "export"):
             (predict_main if command == "predict" else export_main)(argv[1:])

@@ -54,7 +54,7 @@ def run_defaults(
     if not trainer_config.get("default_root_dir"):
         overrides["default_root_dir"] = str(run_folder)
     if trainer_config.get("logger") in (None, True):
-        root, name = str(run_folder.parent), run_folder.name
+        root, name = str(run_folder.parent.absolute()), run_folder.name  # absolute: checkpoint paths too
         overrides["logger"] = [CSVLogger(root, name=name), TensorBoardLogger(root, name=name)]
     callbacks = _callback_list(trainer_config.get("callbacks"))
     added = []

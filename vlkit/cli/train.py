@@ -53,6 +53,12 @@ class VLKitCLI(LightningCLI):
     carry them.
     """
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's subcommands but ``predict``, which is vlkit's own command
+        (:func:`vlkit.cli.predict.predict_main`)."""
+        return {name: keys for name, keys in LightningCLI.subcommands().items() if name != "predict"}
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument(
             "--test_after_fit",
@@ -321,4 +327,5 @@ def cli_main(args: list[str] | None = None) -> VLKitCLI:
             args=args,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
+            parser_kwargs={"description": "vlkit fit | validate | test: train or evaluate a task from a recipe"},
         )
