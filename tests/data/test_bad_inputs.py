@@ -302,7 +302,7 @@ def prepared_ids(task: Task, dm, split: str, row: int) -> list[int]:
     return getattr(prepared, task.ids_field)[prepared.rows.index(row)]
 
 
-EMPTY_TEXTS = {"empty": "", "whitespace": " \t\n ", "none": None}
+EMPTY_TEXTS = {"empty": "", "whitespace": " \t\n ", "none": None, "control characters": "\x00\x07\x1b\x7f"}
 
 
 @every_task
@@ -454,3 +454,41 @@ def test_split_left_empty_by_skipping_is_an_error_naming_it(task):
     data = table(task, {(row, "text"): task.text("") for row in range(N)}, split="test")
     with pytest.raises(ValueError, match="split 'test' has no usable row"):
         module(task, data, on_bad_sample="skip").setup()
+
+
+def test_float_images_are_read_in_their_range_and_non_finite_ones_refused():
+    import numpy as np
+
+    from vlkit.data.images import load_image
+
+    unit = Image.fromarray(np.full((4, 4), 0.5, dtype=np.float32), mode="F")  # a [0, 1] float image
+    assert load_image(unit).getpixel((0, 0)) == (128, 128, 128)  # not 0 (near-black), as convert gives
+    wide = Image.fromarray(np.full((4, 4), 200.0, dtype=np.float32), mode="F")
+    assert load_image(wide).getpixel((0, 0)) == (200, 200, 200)
+    for bad, message in ((float("nan"), "NaN or infinite"), (float("inf"), "NaN or infinite"), (300.0, r"\[0, 1\] or \[0, 255\]")):
+        values = np.full((4, 4), 0.5, dtype=np.float32)
+        values[1, 2] = bad
+        with pytest.raises(ValueError, match=message):
+            load_image(Image.fromarray(values, mode="F"))
+
+
+def test_predict_refuses_an_image_tensor_with_nan():
+    from vlkit.data import Preprocessing
+    from vlkit.tasks.inference import image_batch
+
+    image = torch.rand(3, 8, 8)
+    image[0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        image_batch(image, Preprocessing(image_size=8))
+
+
+@pytest.mark.parametrize("task", [TASKS["vqa"], TASKS["sentiment"]], ids=["vqa", "sentiment"])
+def test_a_text_cell_that_is_not_a_string_is_an_error_naming_it(task):
+    data = table(task)
+    rows = data["validation"].to_dict()
+    rows["text"] = list(range(len(rows["text"])))  # numbers where the questions or texts should be
+    features = datasets.Features({**task.features, "text": datasets.Value("int64")})
+    data["validation"] = datasets.Dataset.from_dict(rows, features=features)
+    with pytest.raises(ValueError, match=r"must be (text|a string), got int 0") as err:
+        module(task, data).setup()
+    check_names(err, "validation", 0, "text")

@@ -153,8 +153,14 @@ def test_unreadable_images_are_an_error_or_skipped_when_caching():
     assert batch.num_skipped == 1 and batch.image.feature_map.shape[0] == 7
 
 
-def test_image_key_uses_the_path_or_the_bytes():
-    assert image_key({"path": "a/b.png", "bytes": None}) == "a/b.png" == image_key("a/b.png")
+def test_image_key_uses_the_bytes_or_the_file_as_it_is_now(tmp_path):
+    assert image_key({"path": "a/b.png", "bytes": None}) == "a/b.png" == image_key("a/b.png")  # missing
+    image = tmp_path / "b.png"
+    image.write_bytes(b"first")
+    before = image_key(str(image))
+    assert before == image_key({"path": str(image), "bytes": None}) != str(image)
+    image.write_bytes(b"second image")  # replaced under the same name: another key
+    assert image_key(str(image)) != before
     assert image_key({"path": None, "bytes": b"x"}) == image_key({"path": "other", "bytes": b"x"})
     assert image_key({"path": None, "bytes": b"x"}) != image_key({"path": None, "bytes": b"y"})
 

@@ -233,7 +233,12 @@ class SentimentDataModule(SplitDataModule):
         policy, known = self.on_bad_sample, set(self._classes)
         empty, missing, unknown = [], [], []
         for row, (text, label) in enumerate(zip(texts, labels)):
-            if not isinstance(text, str) or not self._has_tokens(text):
+            if text is not None and not isinstance(text, str):
+                raise ValueError(
+                    f"split {name!r}, row {row}, column {self.text_column!r}: a text must be a string, "
+                    f"got {type(text).__name__} {text!r}; is text_column the right column?"
+                )
+            if text is None or not self._has_tokens(text):
                 empty.append(row)
             elif label is None:
                 missing.append(row)

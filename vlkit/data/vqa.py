@@ -257,7 +257,12 @@ class VQADataModule(SplitDataModule):
         """
         rows, questions, answers, empty, unanswered = [], [], [], [], []
         for row, (question, cell) in enumerate(zip(split[self.question_column], split[self.answer_column])):
-            if question is None or not WordTokenizer.split(str(question)):
+            if question is not None and not isinstance(question, str):
+                raise ValueError(
+                    f"split {name!r}, row {row}, column {self.question_column!r}: a question must be text, "
+                    f"got {type(question).__name__} {question!r}; is question_column the right column?"
+                )
+            if question is None or not WordTokenizer.split(question):
                 empty.append(row)
                 continue
             try:
@@ -268,7 +273,7 @@ class VQADataModule(SplitDataModule):
                 unanswered.append(row)
                 continue
             rows.append(row)
-            questions.append(str(question))
+            questions.append(question)
             answers.append(given)
         policy = self.on_bad_sample
         report_bad_rows(name, self.question_column, "an empty or missing question", empty, policy)

@@ -55,6 +55,8 @@ def _image(value: ImageInput, preprocessing: Preprocessing) -> Tensor:
     if isinstance(value, Tensor):
         if value.dim() != 3 or value.shape[0] != 3:
             raise ValueError(f"an image tensor must be (3, H, W) RGB, got shape {tuple(value.shape)}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError("the image tensor has NaN or infinite values")
         if value.is_floating_point() and (value.min() < 0 or value.max() > 1):
             raise ValueError(
                 "a float image tensor must hold values in [0, 1] (not normalised; predict normalises it), "

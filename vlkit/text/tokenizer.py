@@ -14,7 +14,8 @@ PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
 BOS_TOKEN = "<bos>"  # begin of sequence (caption decoders)
 EOS_TOKEN = "<eos>"  # end of sequence
-_WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+# words, and single punctuation marks or symbols; control characters (C0 and C1) are neither
+_WORD_RE = re.compile(r"\w+|[^\w\s\x00-\x1f\x7f-\x9f]", re.UNICODE)
 
 
 class WordTokenizer:
