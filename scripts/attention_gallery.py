@@ -1,4 +1,4 @@
-"""Draw the README's attention pictures with ``vlkit predict --save-attention`` and ``vlkit.viz``.
+"""Draw the README's attention pictures with ``vlkit predict --save_attention`` and ``vlkit.viz``.
 
 Usage:
     python scripts/attention_gallery.py [--out docs/images] [--workdir runs/attention_gallery]
@@ -7,7 +7,7 @@ Usage:
 
 Writes, into ``--out``:
 
-- ``vqa_attention.png``: ``vlkit predict --save-attention`` of a parallel co-attention VQA model
+- ``vqa_attention.png``: ``vlkit predict --save_attention`` of a parallel co-attention VQA model
   (``recipes/vqa/easy_vqa_parallel.yaml``) on an easy-VQA test image and question: the region
   attention over the image, the word attention, the co-attention affinity ``C``;
 - ``sentiment_attention.png``: the same for the cross-modal sentiment model
@@ -172,11 +172,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
         sentiment_image, name = _emoji_example(workdir, SENTIMENT_EMOJI)
         text = opts.text or name
 
-    vqa_args = ["--ckpt", str(vqa_ckpt), "--image", vqa_image, "--question", question]
-    sentiment_args = ["--ckpt", str(sentiment_ckpt), "--image", sentiment_image, "--text", text]
+    vqa_args = ["--ckpt_path", str(vqa_ckpt), "--image", vqa_image, "--question", question]
+    sentiment_args = ["--ckpt_path", str(sentiment_ckpt), "--image", sentiment_image, "--text", text]
     written = []
     for name, args in (("vqa_attention.png", vqa_args), ("sentiment_attention.png", sentiment_args)):
-        predict_main([*args, "--save-attention", str(out / name)])  # as `vlkit predict` draws it
+        predict_main([*args, "--save_attention", str(out / name)])  # as `vlkit predict` draws it
         written.append(out / name)
     written.append(stn_picture(stn_ckpt, opts.stn_image or vqa_image, out / "stn_grid.png"))
     for path in written:

@@ -62,7 +62,7 @@ def test_predict_needs_nothing_but_the_checkpoint(
     calls, expected = [], []
     for recipe, (data, overrides, extra) in runs.items():
         cli = short_fit(recipe, data, overrides)
-        args = ["--ckpt", cli.trainer.checkpoint_callback.best_model_path, "--image", str(image), *extra]
+        args = ["--ckpt_path", cli.trainer.checkpoint_callback.best_model_path, "--image", str(image), *extra]
         checkpoint = load_checkpoint(args[1])
         assert checkpoint["vlkit_task"] == recipe.split("/")[0]
         if recipe.startswith("sentiment"):  # the MiniLM configuration and tokenizer travel in the file
@@ -73,9 +73,9 @@ def test_predict_needs_nothing_but_the_checkpoint(
         prediction = predict_main(args)
         ranked = getattr(prediction, "answers", None) or getattr(prediction, "probabilities", None)
         expected.append(prediction.caption if ranked is None else ranked)
-        folder = export_main(["--ckpt", args[1], "--out", str(tmp_path / "exported" / recipe)])
+        folder = export_main(["--ckpt_path", args[1], "--out", str(tmp_path / "exported" / recipe)])
         assert {"model.safetensors", "config.json", "vlkit.json"} <= {p.name for p in folder.iterdir()}
-        calls.append(["--ckpt", str(folder), *args[2:]])  # save_pretrained folder, read in the new process
+        calls.append(["--ckpt_path", str(folder), *args[2:]])  # save_pretrained folder, read in the new process
         expected.append(expected[-1])
     done = run_python(["-c", OFFLINE_PREDICT, json.dumps(calls)], tmp_path, HF_HUB_OFFLINE="1")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -101,7 +101,7 @@ def test_a_checkpoint_holding_code_is_refused_not_run(tiny_vqa_on_disk, tmp_path
     with pytest.raises(pickle.UnpicklingError):
         load_task(evil)
     with pytest.raises(pickle.UnpicklingError):
-        predict_main(["--ckpt", str(evil), "--image", str(image), "--question", "what color?"])
+        predict_main(["--ckpt_path", str(evil), "--image", str(image), "--question", "what color?"])
     recipe = str(ROOT / "recipes/vqa/easy_vqa_parallel.yaml")
     with pytest.raises(SystemExit) as stop:  # resuming training from it: a one-line error
         cli_main(
@@ -261,8 +261,8 @@ def test_hyperparameters_that_name_code_are_refused_on_every_path(
     with pytest.raises(ValueError, match=refused):
         VQATask.load_from_checkpoint(evil)
     for argv in (
-        ["predict", "--ckpt", str(evil), "--image", str(image), "--question", "what color?"],
-        ["export", "--ckpt", str(evil), "--out", str(tmp_path / "export")],
+        ["predict", "--ckpt_path", str(evil), "--image", str(image), "--question", "what color?"],
+        ["export", "--ckpt_path", str(evil), "--out", str(tmp_path / "export")],
         ["test", "--config", str(ROOT / "recipes/vqa/easy_vqa_parallel.yaml"), "--ckpt_path", str(evil)]
         + ["--data.init_args.dataset", str(tiny_vqa_on_disk), *TINY],
     ):
@@ -274,7 +274,7 @@ def test_hyperparameters_that_name_code_are_refused_on_every_path(
         assert error.startswith(f"vlkit {argv[0]}: error:") and len(error.splitlines()) == 1, error
         assert "Traceback" not in error
     # an export folder whose config.json was edited the same way
-    main(["export", "--ckpt", str(good), "--out", str(tmp_path / "folder")])
+    main(["export", "--ckpt_path", str(good), "--out", str(tmp_path / "folder")])
     config_path = tmp_path / "folder" / "config.json"
     config = json.loads(config_path.read_text())
     if where != "the model class":  # config.json has no _class_path: any class_path key is refused

@@ -116,7 +116,7 @@ def test_fit_writes_one_run_folder_and_predict_answers(tiny_vqa_on_disk, tmp_pat
     image = tmp_path / "red_circle.png"
     image.write_bytes(shape_png("red", "circle"))
     prediction = predict_main(
-        ["--ckpt", str(best), "--image", str(image), "--question", "what color is the shape?", "--top_k", "3"]
+        ["--ckpt_path", str(best), "--image", str(image), "--question", "what color is the shape?", "--top_k", "3"]
     )
     answers = prediction.answers
     assert len(answers) == 3 and prediction.answer == answers[0][0]
@@ -127,11 +127,11 @@ def test_fit_writes_one_run_folder_and_predict_answers(tiny_vqa_on_disk, tmp_pat
     assert "what color is the shape?" in out and answers[0][0] in out
 
     with pytest.raises(ValueError, match="non-empty string"):
-        predict_main(["--ckpt", str(best), "--image", str(image), "--question", "  "])
+        predict_main(["--ckpt_path", str(best), "--image", str(image), "--question", "  "])
     with pytest.raises(ValueError, match="--question"):
-        predict_main(["--ckpt", str(best), "--image", str(image)])
+        predict_main(["--ckpt_path", str(best), "--image", str(image)])
     with pytest.raises(FileNotFoundError, match="image"):
-        predict_main(["--ckpt", str(best), "--image", str(tmp_path / "nope.png"), "--question", "what?"])
+        predict_main(["--ckpt_path", str(best), "--image", str(tmp_path / "nope.png"), "--question", "what?"])
 
 
 def test_fit_then_predict_a_caption_with_attention_maps(tiny_captions_on_disk, tmp_path, monkeypatch, capsys):
@@ -150,7 +150,7 @@ def test_fit_then_predict_a_caption_with_attention_maps(tiny_captions_on_disk, t
     image = tmp_path / "red_circle.png"
     image.write_bytes(shape_png("red", "circle"))
     picture = tmp_path / "out" / "attention.png"
-    caption = predict_main(["--ckpt", best, "--image", str(image), "--save_attention", str(picture)]).caption
+    caption = predict_main(["--ckpt_path", best, "--image", str(image), "--save_attention", str(picture)]).caption
     assert isinstance(caption, str) and caption in capsys.readouterr().out
     assert all(word in cli.datamodule.vocabulary for word in caption.split())
     from PIL import Image
@@ -178,7 +178,7 @@ def test_fit_then_predict_sentiment_class_probabilities(
     image = tmp_path / "green_circle.png"
     image.write_bytes(shape_png("green", "circle"))
     capsys.readouterr()
-    ranked = predict_main(["--ckpt", best, "--image", str(image), "--text", "a lovely circle"]).probabilities
+    ranked = predict_main(["--ckpt_path", best, "--image", str(image), "--text", "a lovely circle"]).probabilities
     assert sorted(c for c, _ in ranked) == ["negative", "neutral", "positive"]
     probs = [p for _, p in ranked]
     assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0)
@@ -197,16 +197,16 @@ def test_fit_then_predict_sentiment_class_probabilities(
         expected = model(image_tensor[None], ids, ids >= 0).logits.softmax(-1)[0]
     assert dict(ranked) == pytest.approx(dict(zip(model.classes, expected.tolist())), abs=1e-6)
     if modality == "image":  # reads no text: --text may be left out
-        alone = predict_main(["--ckpt", best, "--image", str(image)]).probabilities
+        alone = predict_main(["--ckpt_path", best, "--image", str(image)]).probabilities
         assert dict(alone) == pytest.approx(dict(ranked))
     else:
         with pytest.raises(ValueError, match="--text"):
-            predict_main(["--ckpt", best, "--image", str(image)])
+            predict_main(["--ckpt_path", best, "--image", str(image)])
 
 
 def test_main_routes_predict_and_reports_a_missing_checkpoint_without_a_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
-        main(["predict", "--ckpt", str(tmp_path / "x.ckpt"), "--image", "y.png", "--question", "what?"])
+        main(["predict", "--ckpt_path", str(tmp_path / "x.ckpt"), "--image", "y.png", "--question", "what?"])
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert "vlkit predict: error: checkpoint" in err and "does not exist" in err and "Traceback" not in err
@@ -367,10 +367,10 @@ def test_runs_never_overwrite_each_other_and_last_resumes_the_newest(
     # a run folder names its newest last.ckpt for predict and export
     image = tmp_path / "red_circle.png"
     image.write_bytes(shape_png("red", "circle"))
-    prediction = predict_main(["--ckpt", "runs/easy_vqa_parallel", "--image", str(image), "--question", "what color is it?"])
+    prediction = predict_main(["--ckpt_path", "runs/easy_vqa_parallel", "--image", str(image), "--question", "what color is it?"])
     assert prediction.answers
     with pytest.raises(FileNotFoundError, match="neither an export folder"):
-        predict_main(["--ckpt", str(tmp_path), "--image", str(image), "--question", "what color is it?"])
+        predict_main(["--ckpt_path", str(tmp_path), "--image", str(image), "--question", "what color is it?"])
 
 
 @pytest.mark.parametrize(
@@ -405,7 +405,7 @@ def test_an_error_raised_outside_vlkit_keeps_its_traceback(monkeypatch):
 
     monkeypatch.setattr(cli, "export_main", broken)
     with pytest.raises(KeyError):
-        cli.main(["export", "--ckpt", "x"])
+        cli.main(["export", "--ckpt_path", "x"])
     assert cli.user_error(ValueError("made here, in the tests")) is None
 
 
@@ -418,3 +418,11 @@ def test_vlkit_help_lists_every_command(capsys):
         for command in ("fit", "validate", "test", "predict", "export", "report"):
             assert f"\n  {command} " in shown, command
     assert set(VLKitCLI.subcommands()) == {"fit", "validate", "test"}  # predict is vlkit's own
+
+
+@pytest.mark.parametrize("option", ["--top_k", "--beam_size", "--max_length"])
+def test_predict_options_below_one_are_refused_before_loading(option, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:  # the checkpoint does not even exist: the option comes first
+        main(["predict", "--ckpt_path", str(tmp_path / "x.ckpt"), "--image", "y.png", option, "0"])
+    assert stop.value.code == 2
+    assert f"vlkit predict: error: {option} must be >= 1, got 0" in capsys.readouterr().err

@@ -1,5 +1,5 @@
 """Tests for the matplotlib figures of vlkit.viz, the attention recorder, and ``vlkit predict
---save-attention`` for every task (VQA, sentiment, captioning) on briefly trained checkpoints."""
+--save_attention`` for every task (VQA, sentiment, captioning) on briefly trained checkpoints."""
 
 from __future__ import annotations
 
@@ -400,7 +400,7 @@ def test_token_labels_show_words_subwords_and_unknown_words():
     assert token_labels(Decoder(), "", [7, 8]) == ["seven", "8"]
 
 
-# vlkit predict --save-attention, end to end on briefly trained checkpoints
+# vlkit predict --save_attention, end to end on briefly trained checkpoints
 
 
 def read_png(path: Path) -> tuple[int, int]:
@@ -467,10 +467,10 @@ def sentiment_ckpt(tmp_path_factory) -> str:
 def test_predict_vqa_save_attention_draws_coattention_and_stn(vqa_stn_ckpt, tmp_path, capsys):
     image = tmp_path / "red_circle.png"
     image.write_bytes(shape_png("red", "circle"))
-    question = ["--ckpt", str(vqa_stn_ckpt), "--image", str(image), "--question", "what color is the shape?"]
+    question = ["--ckpt_path", str(vqa_stn_ckpt), "--image", str(image), "--question", "what color is the shape?"]
     plain = predict_main(question)
     picture = tmp_path / "out" / "vqa.png"
-    answers = predict_main([*question, "--save-attention", str(picture)])
+    answers = predict_main([*question, "--save_attention", str(picture)])
     assert answers.answers == plain.answers  # recording changes nothing
     assert f"attention written to {picture}" in capsys.readouterr().out.replace("\n", "")
     # 8 inches wide at 100 dpi; rows: image + words, the 6 words × 4 regions affinity, the STN, a title
@@ -484,7 +484,7 @@ def test_predict_sentiment_save_attention_and_a_fusion_without_attention(
     image.write_bytes(shape_png("green", "circle"))
     picture = tmp_path / "sentiment.png"
     text = ["--text", "a lovely circle"]
-    predict_main(["--ckpt", sentiment_ckpt, "--image", str(image), *text, "--save_attention", str(picture)])
+    predict_main(["--ckpt_path", sentiment_ckpt, "--image", str(image), *text, "--save_attention", str(picture)])
     # cross-modal attention (image_to_text) has word weights and a words × regions map, no region
     # weights: rows image + words, the 3 words × 4 regions map, a title
     assert read_png(picture) == (800, round(100 * (3.4 + 0.28 * 3 + 1.2 + 0.5)))
@@ -502,7 +502,7 @@ def test_predict_sentiment_save_attention_and_a_fusion_without_attention(
     )
     nothing = tmp_path / "nothing.png"
     ckpt = image_only.trainer.checkpoint_callback.best_model_path
-    ranked = predict_main(["--ckpt", ckpt, "--image", str(image), "--save-attention", str(nothing)])
+    ranked = predict_main(["--ckpt_path", ckpt, "--image", str(image), "--save_attention", str(nothing)])
     assert len(ranked.probabilities) == 3 and not nothing.exists()
     out = capsys.readouterr().out.replace("\n", " ")
     assert "UnimodalPooling fusion has no attention to draw; no picture written" in out
@@ -524,8 +524,8 @@ def test_predict_caption_save_attention_both_spellings(tiny_captions_on_disk, tm
     image = tmp_path / "blue_rectangle.png"
     image.write_bytes(shape_png("blue", "rectangle"))
     dashed, underscored = tmp_path / "dashed.png", tmp_path / "underscored.png"
-    caption = predict_main(["--ckpt", ckpt, "--image", str(image), "--save-attention", str(dashed)])
-    again = predict_main(["--ckpt", ckpt, "--image", str(image), "--save_attention", str(underscored)])
+    caption = predict_main(["--ckpt_path", ckpt, "--image", str(image), "--save_attention", str(dashed)])
+    again = predict_main(["--ckpt_path", ckpt, "--image", str(image), "--save_attention", str(underscored)])
     assert again.caption == caption.caption
     assert dashed.read_bytes() == underscored.read_bytes()
     width, height = read_png(dashed)

@@ -4,11 +4,11 @@
   (:mod:`vlkit.cli.train`; every ``--trainer.*``, ``--model.*``, ``--data.*`` option can override
   the recipe). ``fit`` evaluates the best checkpoint on the test split afterwards unless
   ``--test_after_fit false``. Runs write to ``runs/<recipe name>/`` (:mod:`vlkit.cli.runs`).
-- ``vlkit predict --ckpt runs/<recipe> --image img.png [--question ... | --text ...]``
-  answers with a trained task (:mod:`vlkit.cli.predict`); ``--save-attention out.png`` draws what
+- ``vlkit predict --ckpt_path runs/<recipe> --image img.png [--question ... | --text ...]``
+  answers with a trained task (:mod:`vlkit.cli.predict`); ``--save_attention out.png`` draws what
   the model attended to.
-- ``vlkit export --ckpt run.ckpt --out folder`` writes a ``save_pretrained`` folder (Hugging
-  Face conventions: ``model.safetensors`` + ``config.json``), which ``--ckpt`` also accepts.
+- ``vlkit export --ckpt_path run.ckpt --out folder`` writes a ``save_pretrained`` folder (Hugging
+  Face conventions: ``model.safetensors`` + ``config.json``), which ``--ckpt_path`` also accepts.
 - ``vlkit report runs/<recipe>[/version_N] [--out DIR]`` draws the learning curves of a run and
   tabulates the best epoch's metrics (:mod:`vlkit.report`).
 
@@ -80,8 +80,8 @@ commands:
              (vlkit fit --config recipes/vqa/easy_vqa_parallel.yaml)
   validate   evaluate a checkpoint on the validation split (--config RECIPE --ckpt_path CKPT|last)
   test       evaluate a checkpoint on the test split (--config RECIPE --ckpt_path CKPT|last)
-  predict    answer, caption or classify an image with a trained task (--ckpt CKPT|runs/<recipe>|EXPORT)
-  export     write a checkpoint as a save_pretrained folder (--ckpt CKPT --out FOLDER)
+  predict    answer, caption or classify an image with a trained task (--ckpt_path CKPT|runs/<recipe>|EXPORT)
+  export     write a checkpoint as a save_pretrained folder (--ckpt_path CKPT --out FOLDER)
   report     learning curves and the best epoch's metrics of a run (vlkit report runs/<recipe>)
 
 Run "vlkit <command> --help" for a command's options. A mistake ends with one line

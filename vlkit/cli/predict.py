@@ -1,7 +1,7 @@
 """``vlkit predict`` and ``vlkit export``: a trained task from a checkpoint or an exported folder.
 
 ``vlkit predict`` only reads its options and calls the task's ``predict`` (:mod:`vlkit.tasks`),
-then prints the prediction and, with ``--save-attention``, draws it (:mod:`vlkit.viz`).
+then prints the prediction and, with ``--save_attention``, draws it (:mod:`vlkit.viz`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def predict_main(args: list[str] | None = None) -> Any:
     a text) through the task's :meth:`predict`, print its answer and return the prediction.
 
     VQA prints the top answers with their probabilities; captioning the caption and its
-    log-probability; sentiment every class's probability. ``--save-attention out.png`` draws what
+    log-probability; sentiment every class's probability. ``--save_attention out.png`` draws what
     the model attended to (:mod:`vlkit.viz`).
 
     Raises:
@@ -65,7 +65,7 @@ def predict_main(args: list[str] | None = None) -> Any:
     """
     parser = argparse.ArgumentParser(prog="vlkit predict", description=predict_main.__doc__.splitlines()[0])
     parser.add_argument(
-        "--ckpt",
+        "--ckpt_path",
         required=True,
         help="a checkpoint written by `vlkit fit`, a run folder (runs/<recipe>: its newest last.ckpt), "
         "or a folder written by `vlkit export`",
@@ -81,20 +81,22 @@ def predict_main(args: list[str] | None = None) -> Any:
     parser.add_argument("--beam_size", type=int, help="captioning: beam size (default: the checkpoint's)")
     parser.add_argument("--max_length", type=int, help="captioning: most tokens (default: the checkpoint's)")
     parser.add_argument(
-        "--save-attention",
         "--save_attention",
-        dest="save_attention",
         metavar="PNG",
         help="write a PNG of what the model attended to: captioning, the region attention of each word; "
         "VQA and sentiment, the region and word attention, the words x regions matrix (co-attention "
         "affinity or cross-modal attention) and the spatial transformer's grid, those the model has",
     )
     opts = parser.parse_args(args)
-    if not Path(opts.ckpt).exists():
-        raise FileNotFoundError(f"checkpoint {opts.ckpt!r} does not exist")
+    for name in ("top_k", "beam_size", "max_length"):  # checked before anything is loaded
+        value = getattr(opts, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be >= 1, got {value}")
+    if not Path(opts.ckpt_path).exists():
+        raise FileNotFoundError(f"checkpoint {opts.ckpt_path!r} does not exist")
     if opts.image is not None and not Path(opts.image).is_file():
         raise FileNotFoundError(f"image {opts.image!r} does not exist")
-    task = _load(opts.ckpt)
+    task = _load(opts.ckpt_path)
     if opts.image is None and getattr(task.model, "image_encoder", None) is not None:
         raise ValueError(f"this is a {task.task_name} checkpoint: give the image with --image")
     option = _TEXT_OPTIONS.get(task.task_name)
@@ -147,10 +149,10 @@ def _print_prediction(prediction: Any, inputs: dict[str, Any]) -> None:
 
 
 def export_main(args: list[str] | None = None) -> Path:
-    """``vlkit export --ckpt run.ckpt --out folder``: a checkpoint as a ``save_pretrained`` folder
+    """``vlkit export --ckpt_path run.ckpt --out folder``: a checkpoint as a ``save_pretrained`` folder
     (``model.safetensors``, ``config.json``, ``vlkit.json``, the Hugging Face parts' files),
     which ``vlkit.tasks.load_pretrained``, ``<Task>.from_pretrained`` and ``vlkit predict
-    --ckpt folder`` read, and ``push_to_hub`` publishes.
+    --ckpt_path folder`` read, and ``push_to_hub`` publishes.
 
     Raises:
         FileNotFoundError: missing checkpoint.
@@ -158,11 +160,11 @@ def export_main(args: list[str] | None = None) -> Path:
     """
     parser = argparse.ArgumentParser(prog="vlkit export", description=export_main.__doc__.splitlines()[0])
     parser.add_argument(
-        "--ckpt", required=True, help="a checkpoint written by `vlkit fit`, or a run folder (its newest last.ckpt)"
+        "--ckpt_path", required=True, help="a checkpoint written by `vlkit fit`, or a run folder (its newest last.ckpt)"
     )
     parser.add_argument("--out", required=True, help="the folder to write")
     opts = parser.parse_args(args)
-    task = _load(opts.ckpt)
+    task = _load(opts.ckpt_path)
     task.save_pretrained(opts.out)
     log.info("%s task saved to %s", task.task_name, opts.out)
     return Path(opts.out)

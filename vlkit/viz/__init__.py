@@ -2,7 +2,7 @@
 
 Pillow (no matplotlib; :mod:`vlkit.viz.overlays`): :func:`heatmap_colors`,
 :func:`overlay_attention`, :func:`caption_attention_figure` and :func:`save_caption_attention`,
-used by ``vlkit predict --save-attention`` for image captioning (one panel per generated word).
+used by ``vlkit predict --save_attention`` for image captioning (one panel per generated word).
 
 matplotlib (the Agg backend through :class:`matplotlib.figure.Figure`; pyplot's global state is
 never touched, so this is safe in scripts, tests and servers; :mod:`vlkit.viz.figures`):

@@ -2,7 +2,7 @@
 
 :func:`overlay_attention` draws one attention map over an image; :func:`caption_attention_figure`
 and :func:`save_caption_attention` draw one panel per generated word of a captioning model (used
-by ``vlkit predict --save-attention``).
+by ``vlkit predict --save_attention``).
 """
 
 from __future__ import annotations

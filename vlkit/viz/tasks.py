@@ -1,7 +1,7 @@
 """Per-task attention figures: every attention map a VQA or sentiment model returned for one
 example, in one figure (:func:`vqa_attention_figure`, :func:`sentiment_attention_figure`), fed by
 :func:`vlkit.viz.record_attention`; :func:`save_prediction_figure` draws what a task's ``predict``
-returned (``vlkit predict --save-attention``).
+returned (``vlkit predict --save_attention``).
 """
 
 from __future__ import annotations
