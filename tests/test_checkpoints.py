@@ -283,3 +283,26 @@ def test_hyperparameters_that_name_code_are_refused_on_every_path(
         with pytest.raises(ValueError, match=refused):
             VQATask.from_pretrained(str(tmp_path / "folder"))
     assert not marker.exists()
+
+
+def test_export_writes_a_model_card_with_the_runs_test_metrics_and_normal_file_modes(
+    tiny_vqa_on_disk, tmp_path, monkeypatch
+):
+    import csv
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    short_fit("vqa/easy_vqa_parallel", tiny_vqa_on_disk, TINY, "--trainer.limit_val_batches", "1")
+    export_main(["--ckpt_path", "runs/easy_vqa_parallel", "--out", str(tmp_path / "export")])
+    card = (tmp_path / "export" / "README.md").read_text()
+    with open(tmp_path / "runs/easy_vqa_parallel/version_0/metrics.csv", newline="") as file:
+        tested = [row["test/vqa_acc"] for row in csv.DictReader(file) if row.get("test/vqa_acc")]
+    assert "More Information Needed" not in card and "# VQATask (vqa), trained with vlkit" in card
+    assert "- fusion: `parallel_coattention`" in card and "load_pretrained(" in card
+    assert f"| test/vqa_acc | {float(tested[-1]):.4f} |" in card
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "export").rglob("*") if p.is_file()}
+    assert set(modes.values()) == {0o666 & ~mask}, modes  # model.safetensors too (safetensors writes 0o600)
+    with pytest.raises(ValueError, match="--out must name a folder"):
+        export_main(["--ckpt_path", "runs/easy_vqa_parallel", "--out", ""])

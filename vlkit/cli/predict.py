@@ -17,6 +17,7 @@ from rich.table import Table
 
 from vlkit.cli.runs import latest_checkpoint
 from vlkit.tasks import CaptionPrediction, TrainingTask, VQAPrediction, load_pretrained, load_task
+from vlkit.tasks.saving import write_model_card
 
 __all__ = ["export_main", "predict_main"]
 
@@ -148,6 +149,26 @@ def _print_prediction(prediction: Any, inputs: dict[str, Any]) -> None:
     console.print(table)
 
 
+def _run_test_metrics(ckpt_path: Path) -> dict[str, float]:
+    """The last ``test/*`` values in the ``metrics.csv`` of the run that wrote ``ckpt_path``
+    (``version_N/checkpoints/x.ckpt`` → ``version_N/metrics.csv``; a run folder: its newest
+    version's); empty when there is none."""
+    import csv
+
+    if ckpt_path.is_dir():
+        found = latest_checkpoint(ckpt_path)
+        if found is None:
+            return {}
+        ckpt_path = found
+    metrics_csv = ckpt_path.parent.parent / "metrics.csv"
+    values: dict[str, float] = {}
+    if metrics_csv.is_file():
+        with open(metrics_csv, newline="") as file:
+            for row in csv.DictReader(file):
+                values.update({k: float(v) for k, v in row.items() if k.startswith("test/") and v not in ("", None)})
+    return values
+
+
 def export_main(args: list[str] | None = None) -> Path:
     """``vlkit export --ckpt_path run.ckpt --out folder``: a checkpoint as a ``save_pretrained`` folder
     (``model.safetensors``, ``config.json``, ``vlkit.json``, the Hugging Face parts' files),
@@ -164,7 +185,12 @@ def export_main(args: list[str] | None = None) -> Path:
     )
     parser.add_argument("--out", required=True, help="the folder to write")
     opts = parser.parse_args(args)
+    if not opts.out.strip():
+        raise ValueError("--out must name a folder, got an empty string")
     task = _load(opts.ckpt_path)
     task.save_pretrained(opts.out)
+    metrics = _run_test_metrics(Path(opts.ckpt_path))
+    if metrics:  # the model card also gives the test metrics of the run that wrote the checkpoint
+        write_model_card(opts.out, task, metrics)
     log.info("%s task saved to %s", task.task_name, opts.out)
     return Path(opts.out)

@@ -33,7 +33,7 @@ from vlkit.tasks.checkpoint import (
 )
 from vlkit.text.hf import HFTextEncoder
 
-__all__ = ["REBUILD_ARGUMENTS", "SelfContainedTask"]
+__all__ = ["REBUILD_ARGUMENTS", "SelfContainedTask", "write_model_card"]
 
 #: Task arguments that say how to build the task now (where its weights come from), not what it
 #: is: never saved as hyper-parameters.
@@ -151,6 +151,18 @@ class SelfContainedTask:
         return task.to(location) if isinstance(location, str | torch.device) else task
 
     # -- save_pretrained / from_pretrained (Hugging Face conventions) ---------------------------
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> Any:
+        """``PyTorchModelHubMixin.save_pretrained``, with vlkit's model card (``README.md``, see
+        :func:`write_model_card`) and every file readable as any other file the user writes
+        (mode ``0o666`` less the umask; safetensors writes ``0o600``)."""
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        umask = os.umask(0)
+        os.umask(umask)
+        for path in Path(save_directory).rglob("*"):
+            if path.is_file():
+                path.chmod(0o666 & ~umask)
+        return result
+
     def _save_pretrained(self, save_directory: Path) -> None:
         """``model.safetensors`` (the weights, by the mixin), ``config.json`` (the hyper-parameters:
         part configurations, preprocessing, vocabularies), ``vlkit.json`` (the task, the format and
@@ -166,6 +178,7 @@ class SelfContainedTask:
             },
         }
         (save_directory / "vlkit.json").write_text(json.dumps(info, indent=1))
+        write_model_card(save_directory, self)
         config = {k: v for k, v in self.hparams.items() if not k.startswith("_")}
         (save_directory / "config.json").write_text(json.dumps(config, indent=1))
 
@@ -228,3 +241,61 @@ class SelfContainedTask:
         task.local_files = {}
         task._hf_files_cache = files  # saved again as they came, without fetching anything
         return task.eval()
+
+
+def _part_line(name: str, value: Any) -> str:
+    if isinstance(value, Mapping) and "name" in value:
+        options = ", ".join(f"{k}={v}" for k, v in value.items() if k != "name" and v is not None)
+        return f"- {name}: `{value['name']}` ({options})"
+    return f"- {name}: `{value}`"
+
+
+def write_model_card(folder: str | os.PathLike[str], task: Any, metrics: Mapping[str, float] | None = None) -> Path:
+    """Write ``folder/README.md``: what the model is (task, parts, preprocessing, labels), how to
+    load it and, when given, the metrics of the run that trained it (e.g. ``test/vqa_acc``)."""
+    hparams = {k: v for k, v in task.hparams.items() if not k.startswith("_")}
+    parts = [_part_line(name, hparams[name]) for name in ("image_encoder", "text_encoder", "decoder", "fusion", "head") if hparams.get(name)]
+    labels = hparams.get("answers") or hparams.get("classes") or []
+    preprocessing = hparams.get("preprocessing") or {}
+    example = {
+        "vqa": 'task.predict("image.png", questions="what color is the shape?")',
+        "captioning": 'task.predict("image.png")',
+        "sentiment": 'task.predict("image.png", texts="what a day")',
+    }.get(task.task_name, 'task.predict("image.png")')
+    lines = [
+        "---",
+        "library_name: vlkit",
+        f"tags: [vlkit, {task.task_name}, vision-language]",
+        "---",
+        f"# {type(task).__name__} ({task.task_name}), trained with vlkit",
+        "",
+        "## Model",
+        *parts,
+        f"- images: resized to {preprocessing.get('image_size', '?')} × {preprocessing.get('image_size', '?')} pixels, "
+        f"normalised with mean {preprocessing.get('mean')} and std {preprocessing.get('std')}",
+    ]
+    if labels:
+        shown = ", ".join(map(str, labels[:20])) + (", ..." if len(labels) > 20 else "")
+        lines.append(f"- {len(labels)} {'answers' if task.task_name == 'vqa' else 'classes'}: {shown}")
+    if metrics:
+        lines += ["", "## Metrics of the run that trained it", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items())]
+    lines += [
+        "",
+        "## How to load",
+        "",
+        "```python",
+        "from vlkit.tasks import load_pretrained",
+        "",
+        'task = load_pretrained("<this folder or Hub repository>")',
+        example,
+        "```",
+        "",
+        "or `vlkit predict --ckpt_path <this folder> --image image.png ...`. The folder holds the weights",
+        "(`model.safetensors`), the configuration (`config.json`, `vlkit.json`) and any Hugging Face",
+        "part's configuration and tokenizer files (`hf/`); nothing else is downloaded.",
+        "",
+    ]
+    path = Path(folder) / "README.md"
+    path.write_text("\n".join(lines))
+    return path
