@@ -186,3 +186,18 @@ def test_reinforce_counts_the_steps_that_predict_a_caption_token(monkeypatch):
     assert (log_prob[~target_mask] == 0).all() and (entropy[~target_mask] == 0).all()
     assert (log_prob[target_mask] < 0).all() and (entropy[target_mask] > 0).all()
     assert (~target_mask).sum() == 1  # the <eos> input of "a circle", which predicts padding
+
+
+def test_a_decode_of_empty_captions_is_warned_about(monkeypatch, caplog):
+    t = task().eval()
+    Logged(t)
+    monkeypatch.setattr(t, "decode", lambda tokens: ["", "", "a red circle"])  # two empty captions
+    with torch.no_grad(), caplog.at_level("WARNING", logger="vlkit.tasks.captioning"):
+        t._evaluate(batch(), "val")
+        t._log_metrics("val")
+    assert "2 of 3 validation captions are empty" in caplog.text
+    caplog.clear()
+    with torch.no_grad(), caplog.at_level("WARNING", logger="vlkit.tasks.captioning"):
+        t._evaluate(batch(), "val")  # counted afresh for the next evaluation
+        t._log_metrics("val")
+    assert "2 of 3 validation captions are empty" in caplog.text

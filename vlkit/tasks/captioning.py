@@ -128,6 +128,7 @@ class CaptioningTask(TrainingTask):
         )
         self.caption_metrics = torch.nn.ModuleDict({s: CaptionMetrics() for s in _EVAL_SPLITS})
         self._test_examples: list[dict] = []
+        self._caption_counts: dict[str, list[int]] = {}  # split -> [empty captions, captions]
 
     def forward(self, image: Tensor, caption_ids: Tensor, caption_mask: Tensor | None = None):
         return self.model(image, caption_ids, caption_mask)
@@ -169,6 +170,9 @@ class CaptioningTask(TrainingTask):
         loss = self._step(batch, split, encoded)
         beam = self.hparams.val_beam_size if split == "val" else self.hparams.beam_size
         captions = self.decode(self.search(*encoded, beam_size=beam).tokens)
+        counts = self._caption_counts.setdefault(split, [0, 0])  # [empty, all]
+        counts[0] += sum(not caption.strip() for caption in captions)
+        counts[1] += len(captions)
         self.caption_metrics[split].update(captions, batch.references)
         if split == "test":
             self._test_examples += [
@@ -177,6 +181,16 @@ class CaptioningTask(TrainingTask):
         return loss
 
     def _log_metrics(self, split: str) -> dict[str, float]:
+        empty, total = self._caption_counts.pop(split, [0, 0])
+        if empty and (self._trainer is None or self.trainer.is_global_zero):
+            log.warning(
+                "%d of %d %s captions are empty (the decoder gave <eos> first): they score 0 on every "
+                "metric%s",
+                empty,
+                total,
+                {"val": "validation"}.get(split, split),
+                "; the model has not learned to caption yet, or max_length is too small" if empty == total else "",
+            )
         scores = self.caption_metrics[split].compute()  # over every process's captions (state gathered)
         for name, value in scores.items():
             # equal on every process already: syncing averages equal values (and keeps Lightning quiet)
