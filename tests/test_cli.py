@@ -426,3 +426,17 @@ def test_predict_options_below_one_are_refused_before_loading(option, tmp_path, 
         main(["predict", "--ckpt_path", str(tmp_path / "x.ckpt"), "--image", "y.png", option, "0"])
     assert stop.value.code == 2
     assert f"vlkit predict: error: {option} must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_fit_without_a_test_split_says_so_before_training_and_does_not_fail(tmp_path, monkeypatch, caplog):
+    import datasets
+
+    from tests.conftest import make_dataset_dict
+
+    monkeypatch.chdir(tmp_path)
+    full = make_dataset_dict(multi=False)
+    datasets.DatasetDict({"train": full["train"], "validation": full["validation"]}).save_to_disk("no_test")
+    caplog.set_level(logging.WARNING, logger="vlkit.cli.train")
+    cli = short_fit("vqa/easy_vqa_parallel", tmp_path / "no_test", TINY, "--trainer.limit_val_batches", "1")
+    assert "the dataset has no test split 'test': fit will not test afterwards" in caplog.text
+    assert cli.trainer.state.finished and not any(k.startswith("test/") for k in cli.trainer.callback_metrics)

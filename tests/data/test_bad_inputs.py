@@ -492,3 +492,12 @@ def test_a_text_cell_that_is_not_a_string_is_an_error_naming_it(task):
     with pytest.raises(ValueError, match=r"must be (text|a string), got int 0") as err:
         module(task, data).setup()
     check_names(err, "validation", 0, "text")
+
+
+def test_every_missing_column_is_named_in_one_message():
+    task = TASKS["vqa"]
+    with pytest.raises(ValueError) as err:
+        module(task, table(task), question_column="nope", answer_column="nada").setup()
+    message = str(err.value)
+    assert "'nope' (set by question_column), 'nada' (set by answer_column)" in message, message
+    assert "Set question_column and answer_column in the data section" in message

@@ -188,8 +188,25 @@ class VLKitCLI(LightningCLI):
         share_run_folder(trainer.loggers)
         return trainer
 
-    def after_fit(self) -> None:
+    def _tests_after_fit(self) -> bool:
+        """Whether ``fit`` tests afterwards: ``--test_after_fit`` and the data has a test split."""
         if not self.config_init[self.subcommand].get("test_after_fit", True):
+            return False
+        has_split = getattr(self.datamodule, "has_split", None)
+        return not callable(has_split) or has_split("test")
+
+    def before_fit(self) -> None:
+        """Say before training, not after it, that there will be no test (the data has no test
+        split)."""
+        if self.config_init[self.subcommand].get("test_after_fit", True) and not self._tests_after_fit():
+            log.warning(
+                "the dataset has no test split %r: fit will not test afterwards (set data.test_split "
+                "to the test split's name, or --test_after_fit false to silence this)",
+                getattr(self.datamodule, "test_split", "test"),
+            )
+
+    def after_fit(self) -> None:
+        if not self._tests_after_fit():
             return
         if self.trainer.fast_dev_run:
             self.trainer.test(self.model, datamodule=self.datamodule)

@@ -131,6 +131,12 @@ class SplitDataModule(pl.LightningDataModule, ABC):
     def setup(self, stage: str | None = None) -> None:
         self._prepare()
 
+    def has_split(self, role: str) -> bool:
+        """Whether the data has the split of ``role`` (``"train"``, ``"validation"`` or ``"test"``;
+        a validation split is held out of training when the dataset has none)."""
+        self._prepare()
+        return role in self._splits
+
     def cache_image_features(self, encoder: Any, device: Any = "cpu") -> None:
         """Compute (or load from disk) the frozen backbone's features of every split's images,
         which the loaders then serve instead of images (:mod:`vlkit.data.features`). Done once;

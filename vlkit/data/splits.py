@@ -69,12 +69,14 @@ def load_splits(
     for name, split in hf.items():
         if len(split) == 0:
             raise ValueError(f"split {name!r} is empty")
-        for role, column in columns.items():
-            if column not in split.column_names:
-                raise ValueError(
-                    f"split {name!r} has no column {column!r} (set by {role}); its columns are "
-                    f"{split.column_names}. Set {role} in the data section of the recipe."
-                )
+        missing = [(role, column) for role, column in columns.items() if column not in split.column_names]
+        if missing:
+            named = ", ".join(f"{column!r} (set by {role})" for role, column in missing)
+            roles = " and ".join(role for role, _ in missing)
+            raise ValueError(
+                f"split {name!r} has no column {named}; its columns are {split.column_names}. "
+                f"Set {roles} in the data section of the recipe."
+            )
         if image_column is not None and isinstance(split.features.get(image_column), datasets.Image):
             hf[name] = split.cast_column(image_column, datasets.Image(decode=False))
     return hf
