@@ -440,3 +440,18 @@ def test_fit_without_a_test_split_says_so_before_training_and_does_not_fail(tmp_
     cli = short_fit("vqa/easy_vqa_parallel", tmp_path / "no_test", TINY, "--trainer.limit_val_batches", "1")
     assert "the dataset has no test split 'test': fit will not test afterwards" in caplog.text
     assert cli.trainer.state.finished and not any(k.startswith("test/") for k in cli.trainer.callback_metrics)
+
+
+def test_recipes_ship_with_the_package_and_are_found_outside_a_checkout(tmp_path, monkeypatch, capsys):
+    from vlkit.cli import main
+    from vlkit.cli.train import RECIPES, expand_recipe_bases, list_recipes
+
+    monkeypatch.chdir(tmp_path)  # no recipes/ folder here
+    names = list_recipes()
+    assert "recipes/vqa/easy_vqa_parallel.yaml" in names and len(names) == len(ALL_RECIPES)
+    expanded = expand_recipe_bases(["fit", "--config", "recipes/vqa/easy_vqa_mcan.yaml"])
+    assert str(RECIPES / "vqa/easy_vqa_parallel.yaml") in expanded  # its base, from the package
+    assert expanded[expanded.index("--run_name") + 1] == "easy_vqa_mcan"
+    assert expand_recipe_bases(["--config", "recipes/vqa/missing.yaml"]) == ["--config", "recipes/vqa/missing.yaml"]
+    main(["recipes"])
+    assert "  recipes/vqa/easy_vqa_mcan.yaml" in capsys.readouterr().out

@@ -83,6 +83,7 @@ commands:
   predict    answer, caption or classify an image with a trained task (--ckpt_path CKPT|runs/<recipe>|EXPORT)
   export     write a checkpoint as a save_pretrained folder (--ckpt_path CKPT --out FOLDER)
   report     learning curves and the best epoch's metrics of a run (vlkit report runs/<recipe>)
+  recipes    list the recipes that ship with vlkit (--config takes their names outside a checkout)
 
 Run "vlkit <command> --help" for a command's options. A mistake ends with one line
 "vlkit <command>: error: ..."; --debug (before the command) or VLKIT_DEBUG=1 shows its traceback."""
@@ -104,6 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if command in ("predict", "export"):
             (predict_main if command == "predict" else export_main)(argv[1:])
+        elif command == "recipes":
+            from vlkit.cli.train import RECIPES, list_recipes
+
+            print(f"recipes that ship with vlkit ({RECIPES}); vlkit fit --config takes these names anywhere:")
+            print("\n".join(f"  {name}" for name in list_recipes()))
         elif command == "report":
             from vlkit.report import report_main
 

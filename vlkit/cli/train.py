@@ -25,7 +25,7 @@ from pytorch_lightning.cli import LightningCLI
 
 from vlkit.cli.runs import latest_checkpoint, progress_bar_overrides, run_defaults, share_run_folder
 
-__all__ = ["VLKitCLI", "cli_main", "expand_recipe_bases", "register_config_types"]
+__all__ = ["RECIPES", "VLKitCLI", "cli_main", "expand_recipe_bases", "list_recipes", "packaged_recipe", "register_config_types"]
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +277,31 @@ def _read_recipe(path: Path) -> dict[str, Any] | None:
     return content if isinstance(content, dict) else None
 
 
+#: The recipes that ship with vlkit (``recipes/`` at the top of a checkout links here).
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def packaged_recipe(value: str) -> Path:
+    """``value`` as a recipe path: itself when that file exists, else the packaged recipe it names
+    (``recipes/vqa/easy_vqa_parallel.yaml`` or ``vqa/easy_vqa_parallel.yaml``, from
+    :data:`RECIPES`), so the README's commands also work outside a checkout; else itself (a YAML
+    string, or a missing file that LightningCLI reports)."""
+    path = Path(value)
+    if path.is_file() or "\n" in value or not value.endswith((".yaml", ".yml")):
+        return path
+    relative = Path(*path.parts[1:]) if path.parts[:1] == ("recipes",) else path
+    packaged = RECIPES / relative
+    if not relative.is_absolute() and packaged.is_file():
+        log.info("%s: using the recipe that ships with vlkit, %s", value, packaged)
+        return packaged
+    return path
+
+
+def list_recipes() -> list[str]:
+    """The packaged recipes, as ``recipes/<task>/<name>.yaml`` (what ``--config`` accepts anywhere)."""
+    return sorted(f"recipes/{p.relative_to(RECIPES).as_posix()}" for p in RECIPES.glob("*/*.yaml"))
+
+
 def expand_recipe_bases(args: list[str]) -> list[str]:
     """``args`` with every ``--config RECIPE`` (or ``-c``) whose recipe has ``base: BASE`` turned into
     ``--config BASE`` (recursively, the base's own base first) and the recipe's text without its
@@ -301,7 +326,8 @@ def expand_recipe_bases(args: list[str]) -> list[str]:
             i += 1
             continue
         chain: list[tuple[Path, dict[str, Any] | None]] = []  # each recipe with its content, read once
-        path: Path | None = Path(value)
+        path: Path | None = packaged_recipe(value)
+        value = str(path)
         while path is not None and path.is_file():
             if path.resolve() in [p.resolve() for p, _ in chain]:
                 raise ValueError(f"recipes extend each other in a circle: {[str(p) for p, _ in chain]}")
