@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import logging
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -398,7 +398,7 @@ def test_a_users_mistake_is_one_line_and_exit_code_2(option, message, tmp_path, 
 
 
 def test_an_error_raised_outside_vlkit_keeps_its_traceback(monkeypatch):
-    import vlkit.cli as cli
+    from vlkit import cli
 
     def broken(args):
         return {}["missing"]  # a bug, not a user's mistake: KeyError raised here, in the tests

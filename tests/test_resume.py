@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import pytorch_lightning as pl
+import torch
 import yaml
 
 from tests.conftest import make_dataset_dict

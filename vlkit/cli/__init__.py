@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
             report_main(argv[1:])
         else:
             cli_main(argv)
-    except Exception as err:  # noqa: BLE001 — a user's mistake gets one line, anything else its traceback
+    except Exception as err:
         mistake = None if debug else user_error(err)
         if mistake is None:
             raise

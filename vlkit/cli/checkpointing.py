@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins import TorchCheckpointIO
 
 __all__ = ["AtomicCheckpointIO", "LastCheckpoint", "remove_partial_checkpoints"]
 

@@ -3,6 +3,7 @@
 from vlkit.data.bad_samples import BAD_SAMPLE_POLICIES, BadSampleError
 from vlkit.data.base import SplitDataModule
 from vlkit.data.captioning import CaptionBatch, CaptionDataModule, caption_list
+from vlkit.data.cluttered import build_cluttered_easy_vqa
 from vlkit.data.emoji import build_emoji_captions
 from vlkit.data.emoji_sentiment import SENTIMENT_CLASSES, build_emoji_sentiment
 from vlkit.data.images import load_image
@@ -38,6 +39,7 @@ __all__ = [
     "answer_accuracies",
     "answer_list",
     "balanced_class_weights",
+    "build_cluttered_easy_vqa",
     "build_easy_vqa",
     "build_emoji_captions",
     "build_emoji_sentiment",

@@ -94,7 +94,9 @@ def check_plain_hyperparameters(
     """
     allowed_top = {"_class_path", "_instantiator"} if task_classes else set()
     if not isinstance(hparams, Mapping):
-        raise ValueError(f"{source}: its hyper-parameters are a {type(hparams).__name__}, not a mapping")
+        raise ValueError(  # noqa: TRY004 — bad data in a file, not a programming error
+            f"{source}: its hyper-parameters are a {type(hparams).__name__}, not a mapping"
+        )
     if "_class_path" in hparams and hparams["_class_path"] not in set(task_classes):
         raise ValueError(
             f"{source} names the model class {hparams['_class_path']!r}; a vlkit checkpoint names one of "
@@ -108,7 +110,9 @@ def check_plain_hyperparameters(
             for key, item in value.items():
                 path = f"{where}.{key}" if where else str(key)
                 if not isinstance(key, str):
-                    raise ValueError(f"{source}: the hyper-parameter key {path!r} is not a string: refusing it")
+                    raise ValueError(  # noqa: TRY004 — bad data in a file
+                        f"{source}: the hyper-parameter key {path!r} is not a string: refusing it"
+                    )
                 if key in CODE_KEYS and not (where == "" and key in allowed_top):
                     raise ValueError(
                         f"{source} holds {key!r} at {path!r}: saved hyper-parameters are plain data, and "
@@ -120,7 +124,7 @@ def check_plain_hyperparameters(
             for i, item in enumerate(value):
                 walk(item, f"{where}[{i}]")
         elif not isinstance(value, _PLAIN_TYPES):
-            raise ValueError(
+            raise ValueError(  # noqa: TRY004 — bad data in a file
                 f"{source}: the hyper-parameter {where!r} is a {type(value).__name__}, not plain data "
                 "(strings, numbers, booleans, lists, mappings): refusing it"
             )

@@ -271,8 +271,10 @@ def write_model_card(folder: str | os.PathLike[str], task: Any, metrics: Mapping
         "",
         "## Model",
         *parts,
-        f"- images: resized to {preprocessing.get('image_size', '?')} × {preprocessing.get('image_size', '?')} pixels, "
-        f"normalised with mean {preprocessing.get('mean')} and std {preprocessing.get('std')}",
+        (
+            f"- images: resized to {preprocessing.get('image_size', '?')} × {preprocessing.get('image_size', '?')} "
+            f"pixels, normalised with mean {preprocessing.get('mean')} and std {preprocessing.get('std')}"
+        ),
     ]
     if labels:
         shown = ", ".join(map(str, labels[:20])) + (", ..." if len(labels) > 20 else "")
