@@ -78,10 +78,15 @@ def test_recipe_runs_one_fast_step(
             *overrides,
         ]
     )
-    config = yaml.safe_load(recipe.read_text())
-    base = yaml.safe_load((recipe.parent / config["base"]).read_text()) if "base" in config else config
-    assert type(cli.model).__name__ == base["model"]["class_path"].rsplit(".", 1)[1]
-    for part, value in {**base["model"]["init_args"], **config["model"]["init_args"]}.items():
+    chain, path = [], recipe  # the recipe and its bases, root last
+    while path is not None:
+        chain.append(yaml.safe_load(path.read_text()))
+        path = path.parent / chain[-1]["base"] if "base" in chain[-1] else None
+    model_args = {}
+    for config in reversed(chain):
+        model_args.update(config.get("model", {}).get("init_args", {}))
+    assert type(cli.model).__name__ == chain[-1]["model"]["class_path"].rsplit(".", 1)[1]
+    for part, value in model_args.items():
         if part in ("image_encoder", "text_encoder", "fusion", "head", "decoder"):  # as the recipe says
             saved = cli.model.hparams[part]
             assert {k: saved[k] for k in value} == value or value.get("name") == "hf", (part, saved)
