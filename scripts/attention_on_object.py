@@ -70,16 +70,11 @@ def attention_on_object(weights: Tensor, cover: Tensor) -> dict[str, Tensor]:
 
 
 def measure(ckpt: str, limit: int | None, threshold: float, batch_size: int) -> dict:
-    from vlkit.cli.runs import latest_checkpoint
+    from vlkit.cli.runs import resolve_checkpoint
     from vlkit.data import VQADataModule
     from vlkit.tasks import load_task
 
-    path = Path(ckpt)
-    if path.is_dir():
-        found = latest_checkpoint(path)
-        if found is None:
-            raise SystemExit(f"{ckpt}: no version_N/checkpoints/last.ckpt in this run folder")
-        path = found
+    path = resolve_checkpoint(ckpt)
     task = load_task(path)
     pre = task.preprocessing
     data = VQADataModule(

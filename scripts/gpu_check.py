@@ -94,7 +94,13 @@ def _run(command: list[str], env: dict[str, str] | None = None, timeout: int = 9
     """Run ``command`` in the repository; its wall seconds and output (raises on failure)."""
     start = time.perf_counter()
     done = subprocess.run(
-        command, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+        command,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,  # a failure raises below, with the command's output
     )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:6])} ... failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
@@ -218,8 +224,11 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| image size | batch | images / s | median step | peak memory | TFLOP/s | share of bf16 peak |",
         "|---|---|---|---|---|---|---|",
-        f"| {hub['image_size']} | {hub['batch_size']} | {_fmt(hub['images_per_s'])} | {_fmt(hub['median_step_s'])} s "
-        f"| {_fmt(hub['peak_memory_gib'])} GiB | {_fmt(hub.get('tflops'))} | {_fmt(hub.get('share_of_peak'))} |",
+        (
+            f"| {hub['image_size']} | {hub['batch_size']} | {_fmt(hub['images_per_s'])} | "
+            f"{_fmt(hub['median_step_s'])} s | {_fmt(hub['peak_memory_gib'])} GiB | {_fmt(hub.get('tflops'))} | "
+            f"{_fmt(hub.get('share_of_peak'))} |"
+        ),
         "",
     ]
     for name, table in result["layers"].items():

@@ -26,7 +26,7 @@ def test_the_shape_box_is_what_differs_from_the_background():
 
 def test_a_cluttered_image_has_its_shape_inside_and_the_fragments_beside_it():
     source = shape_image("red", (10, 10, 49, 29))  # 40 x 20
-    others = [shape_image("blue", (4, 4, 58, 58)), shape_image("green", (6, 6, 60, 60))]
+    others = [(image, shape_box(image)) for image in (shape_image("blue", (4, 4, 58, 58)), shape_image("green", (6, 6, 60, 60)))]
     image, box = _clutter_image(source, others, random.Random(3), 128, (28, 44), clutter=8, fragment=10)
     x0, y0, x1, y1 = box
     assert image.size == (128, 128) and 0 <= x0 < x1 <= 128 and 0 <= y0 < y1 <= 128

@@ -25,6 +25,8 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins import TorchCheckpointIO
 
+from vlkit.tasks.checkpoint import default_file_mode
+
 __all__ = ["AtomicCheckpointIO", "LastCheckpoint", "remove_partial_checkpoints"]
 
 _TEMPORARY_SUFFIX = ".partial"
@@ -57,9 +59,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, file)
                 file.flush()
                 os.fsync(file.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)
+            os.chmod(temporary, default_file_mode())
             os.replace(temporary, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -131,7 +131,7 @@ class LastCheckpoint(ModelCheckpoint):
         step counters to zero (the epoch loop resets them only after this hook; a resumed run would
         take the epoch for done)."""
         state = super().on_save_checkpoint(trainer, pl_module, checkpoint)
-        if getattr(self, "_at_epoch_start", False):
+        if self._at_epoch_start:
             fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
             fit_loop.get("state_dict", {}).pop("combined_loader", None)
             for key, progress in fit_loop.items():  # the new epoch's counters, as its loop resets them

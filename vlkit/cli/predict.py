@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from vlkit.cli.runs import latest_checkpoint
+from vlkit.cli.runs import resolve_checkpoint
 from vlkit.tasks import CaptionPrediction, TrainingTask, VQAPrediction, load_pretrained, load_task
 from vlkit.tasks.saving import write_model_card
 
@@ -24,19 +24,11 @@ __all__ = ["export_main", "predict_main"]
 log = logging.getLogger(__name__)
 
 
-def _load(path: str) -> TrainingTask:
+def _load(path: str | Path) -> TrainingTask:
     """The task of a checkpoint file, an export folder, or a run folder (``runs/<recipe>`` or one
-    of its ``version_N``: its newest ``last.ckpt``)."""
-    if Path(path).is_dir() and not (Path(path) / "vlkit.json").is_file():
-        found = latest_checkpoint(path)
-        if found is None:
-            raise FileNotFoundError(
-                f"{path!r} is neither an export folder (no vlkit.json) nor a run folder with a "
-                "version_N/checkpoints/last.ckpt; give a checkpoint file, an export folder or runs/<recipe>"
-            )
-        log.info("%s: using %s", path, found)
-        path = str(found)
-    if Path(path).is_dir():  # a save_pretrained / vlkit export folder
+    of its ``version_N``: its newest ``last.ckpt``; see :func:`vlkit.cli.runs.resolve_checkpoint`)."""
+    path = resolve_checkpoint(path)
+    if path.is_dir():  # a save_pretrained / vlkit export folder
         return load_pretrained(path)
     return load_task(path)  # weights_only: a checkpoint that holds code is refused
 
@@ -150,16 +142,11 @@ def _print_prediction(prediction: Any, inputs: dict[str, Any]) -> None:
 
 
 def _run_test_metrics(ckpt_path: Path) -> dict[str, float]:
-    """The last ``test/*`` values in the ``metrics.csv`` of the run that wrote ``ckpt_path``
-    (``version_N/checkpoints/x.ckpt`` → ``version_N/metrics.csv``; a run folder: its newest
-    version's); empty when there is none."""
+    """The last ``test/*`` values in the ``metrics.csv`` of the run that wrote the checkpoint file
+    ``ckpt_path`` (``version_N/checkpoints/x.ckpt`` → ``version_N/metrics.csv``); empty when
+    there is none."""
     import csv
 
-    if ckpt_path.is_dir():
-        found = latest_checkpoint(ckpt_path)
-        if found is None:
-            return {}
-        ckpt_path = found
     metrics_csv = ckpt_path.parent.parent / "metrics.csv"
     values: dict[str, float] = {}
     if metrics_csv.is_file():
@@ -187,9 +174,10 @@ def export_main(args: list[str] | None = None) -> Path:
     opts = parser.parse_args(args)
     if not opts.out.strip():
         raise ValueError("--out must name a folder, got an empty string")
-    task = _load(opts.ckpt_path)
+    checkpoint = resolve_checkpoint(opts.ckpt_path)  # a run folder: its newest last.ckpt, once
+    task = _load(checkpoint)
     task.save_pretrained(opts.out)
-    metrics = _run_test_metrics(Path(opts.ckpt_path))
+    metrics = _run_test_metrics(checkpoint) if checkpoint.is_file() else {}
     if metrics:  # the model card also gives the test metrics of the run that wrote the checkpoint
         write_model_card(opts.out, task, metrics)
     log.info("%s task saved to %s", task.task_name, opts.out)

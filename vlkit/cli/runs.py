@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pytorch_lightning import Callback
 
-__all__ = ["EpochLog", "latest_checkpoint", "progress_bar_choice", "run_defaults"]
+__all__ = ["EpochLog", "latest_checkpoint", "progress_bar_choice", "resolve_checkpoint", "run_defaults"]
 
 _log = logging.getLogger(__name__)
 
@@ -88,6 +88,27 @@ def latest_checkpoint(run_folder: str | os.PathLike[str], name: str = "last.ckpt
     folder = Path(run_folder)
     found = [*folder.glob(f"version_*/checkpoints/{name}"), *folder.glob(f"checkpoints/{name}")]
     return max(found, key=lambda path: path.stat().st_mtime) if found else None
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """What a ``--ckpt_path`` of predict or export names: a checkpoint file or an export folder (one
+    with ``vlkit.json``) as given, a run folder (``runs/<recipe>`` or one of its ``version_N``) as
+    its newest ``last.ckpt`` (:func:`latest_checkpoint`).
+
+    Raises:
+        FileNotFoundError: a folder that is neither an export nor a run with a ``last.ckpt``.
+    """
+    path = Path(path)
+    if not path.is_dir() or (path / "vlkit.json").is_file():
+        return path
+    found = latest_checkpoint(path)
+    if found is None:
+        raise FileNotFoundError(
+            f"{str(path)!r} is neither an export folder (no vlkit.json) nor a run folder with a "
+            "version_N/checkpoints/last.ckpt; give a checkpoint file, an export folder or runs/<recipe>"
+        )
+    _log.info("%s: using %s", path, found)
+    return found
 
 
 def share_run_folder(loggers: list) -> None:

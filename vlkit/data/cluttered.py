@@ -47,11 +47,23 @@ def shape_box(image: Image.Image) -> tuple[int, int, int, int]:
         ValueError: the image is plain (no pixel differs).
     """
     pixels = np.asarray(image.convert("RGB"), dtype=np.int32)
-    mask = np.abs(pixels - pixels[0, 0]).sum(-1) > _BACKGROUND_THRESHOLD
+    mask = _foreground(pixels, pixels[0, 0])
     if not mask.any():
         raise ValueError("the image is plain: no shape to cut out")
     rows, columns = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
     return int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1
+
+
+def _foreground(pixels: np.ndarray, background: Any) -> np.ndarray:
+    """``(H, W)`` bool: the pixels of ``(H, W, 3)`` int ``pixels`` whose colour differs from
+    ``background`` (RGB) by more than :data:`_BACKGROUND_THRESHOLD`."""
+    return np.abs(pixels - np.asarray(background, dtype=np.int32)).sum(-1) > _BACKGROUND_THRESHOLD
+
+
+def _mask(image: Image.Image, background: Any) -> Image.Image:
+    """The foreground of ``image`` against ``background`` as a paste mask (mode ``L``, 255 = keep)."""
+    keep = _foreground(np.asarray(image, dtype=np.int32), background)
+    return Image.fromarray((keep * 255).astype(np.uint8), mode="L")
 
 
 def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
@@ -60,14 +72,15 @@ def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> boo
 
 def _clutter_image(
     source: Image.Image,
-    others: list[Image.Image],
+    others: list[tuple[Image.Image, tuple[int, int, int, int]]],
     rng: random.Random,
     canvas: int,
     shape_size: tuple[int, int],
     clutter: int,
     fragment: int,
 ) -> tuple[Image.Image, list[int]]:
-    """One cluttered image and the shape's box on it (see the module's docstring)."""
+    """One cluttered image and the shape's box on it (see the module's docstring); ``others`` are
+    the images the fragments come from, each with its :func:`shape_box`."""
     source = source.convert("RGB")
     background = source.getpixel((0, 0))
     result = Image.new("RGB", (canvas, canvas), background)
@@ -80,8 +93,7 @@ def _clutter_image(
     box = (left, top, left + width, top + height)
     # fragments of other shapes first, off the shape's box, so the shape is never covered
     for _ in range(clutter):
-        other = others[rng.randrange(len(others))]
-        ox0, oy0, ox1, oy1 = shape_box(other)
+        other, (ox0, oy0, ox1, oy1) = others[rng.randrange(len(others))]
         fx = rng.randint(ox0, max(ox0, ox1 - fragment))
         fy = rng.randint(oy0, max(oy0, oy1 - fragment))
         part = other.crop((fx, fy, fx + fragment, fy + fragment))
@@ -89,19 +101,9 @@ def _clutter_image(
             px, py = rng.randint(0, canvas - fragment), rng.randint(0, canvas - fragment)
             if not _overlaps((px, py, px + fragment, py + fragment), box):
                 # the other image's background in the fragment becomes this image's background
-                pixels = np.asarray(part, dtype=np.int32)
-                keep = np.abs(pixels - np.array(other.getpixel((0, 0)))).sum(-1) > _BACKGROUND_THRESHOLD
-                mask = Image.fromarray((keep * 255).astype(np.uint8), mode="L")
-                result.paste(part, (px, py), mask)
+                result.paste(part, (px, py), _mask(part, other.getpixel((0, 0))))
                 break
-    mask = Image.fromarray(
-        (
-            (np.abs(np.asarray(piece, dtype=np.int32) - np.array(background)).sum(-1) > _BACKGROUND_THRESHOLD)
-            * 255
-        ).astype(np.uint8),
-        mode="L",
-    )
-    result.paste(piece, (left, top), mask)
+    result.paste(piece, (left, top), _mask(piece, background))
     return result, list(box)
 
 
@@ -116,7 +118,7 @@ def _build(
         paths = split.cast_column("image", datasets.Image(decode=False))["image"]
         distinct = sorted({cell["path"] for cell in paths})
         images = {path: load_image(path) for path in distinct}
-        pool = [images[path] for path in distinct]
+        pool = [(images[path], shape_box(images[path])) for path in distinct]  # boxes once per image
         made: dict[str, tuple[dict[str, Any], list[int]]] = {}
         for index, path in enumerate(distinct):
             rng = random.Random(f"{seed}:{name}:{index}")

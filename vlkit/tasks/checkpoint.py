@@ -27,6 +27,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "check_format",
     "check_plain_hyperparameters",
+    "default_file_mode",
     "hf_files",
     "load_checkpoint",
     "rng_states",
@@ -36,6 +37,14 @@ __all__ = [
 
 #: ``vlkit_format`` of the checkpoints this version writes: models configured as parts.
 CHECKPOINT_FORMAT = 2
+
+
+def default_file_mode() -> int:
+    """The mode a new file gets from ``open``: ``0o666`` less the process's umask (read without
+    changing it for good)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

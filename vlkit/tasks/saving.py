@@ -23,6 +23,7 @@ from vlkit.tasks.checkpoint import (
     CHECKPOINT_FORMAT,
     check_format,
     check_plain_hyperparameters,
+    default_file_mode,
     hf_files,
     load_checkpoint,
     read_hf_folders,
@@ -156,11 +157,10 @@ class SelfContainedTask:
         :func:`write_model_card`) and every file readable as any other file the user writes
         (mode ``0o666`` less the umask; safetensors writes ``0o600``)."""
         result = super().save_pretrained(save_directory, *args, **kwargs)
-        umask = os.umask(0)
-        os.umask(umask)
+        mode = default_file_mode()
         for path in Path(save_directory).rglob("*"):
             if path.is_file():
-                path.chmod(0o666 & ~umask)
+                path.chmod(mode)
         return result
 
     def _save_pretrained(self, save_directory: Path) -> None:
