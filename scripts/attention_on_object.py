@@ -84,7 +84,6 @@ def measure(ckpt: str, limit: int | None, threshold: float, batch_size: int) -> 
         answer_column="answer",
         image_size=pre.image_size,
         batch_size=batch_size,
-        max_samples=limit,
     )
     data.setup("test")
     if list(data.vocabulary) != list(task.hparams["vocabulary"]):
@@ -99,6 +98,8 @@ def measure(ckpt: str, limit: int | None, threshold: float, batch_size: int) -> 
             result = attention_on_object(output.image_weights, region_cover(masks, output.grid_size))
             for key, values in result.items():
                 parts[key].append(values)
+            if limit is not None and sum(len(v) for v in parts["share"]) >= limit:
+                break  # the vocabulary stays the whole training split's: only the test split is cut
     values = {key: torch.cat(items) for key, items in parts.items()}
     share, baseline = values["share"].mean().item(), values["baseline"].mean().item()
     return {
@@ -115,7 +116,7 @@ def measure(ckpt: str, limit: int | None, threshold: float, batch_size: int) -> 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", nargs="+", required=True, help="checkpoints or run folders")
-    parser.add_argument("--limit", type=int, default=None, help="at most this many questions per split")
+    parser.add_argument("--limit", type=int, default=None, help="stop after about this many test questions")
     parser.add_argument("--threshold", type=float, default=60.0, help="colour difference of a shape pixel")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--out", default=None, help="also write the rows as JSON here")
