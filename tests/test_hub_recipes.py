@@ -190,6 +190,57 @@ def test_split_sources_mapping_takes_the_named_split_or_the_only_one(tmp_path):
         load_dataset_dict({})
 
 
+def _write_arrow_stream(path: str, table) -> None:
+    import pyarrow as pa
+
+    with pa.ipc.new_stream(path, table.schema) as writer:
+        writer.write_table(table)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".json", ".jsonl", ".arrow", "saved"])
+def test_a_single_data_file_or_saved_dataset_is_one_split(tmp_path, suffix):
+    import datasets
+
+    table = datasets.Dataset.from_dict({"q": ["what shape?", "what colour?"], "n": [1, 2]})
+    path = tmp_path / f"part{suffix}"
+    write = {
+        ".parquet": table.to_parquet,
+        ".csv": table.to_csv,
+        ".json": lambda p: table.to_json(p, lines=False),
+        ".jsonl": table.to_json,
+        ".arrow": lambda p: _write_arrow_stream(p, table.data.table),
+        "saved": table.save_to_disk,
+    }[suffix]
+    write(str(path))
+    alone = load_dataset_dict(str(path))
+    assert list(alone) == ["train"] and alone["train"]["q"] == table["q"] and alone["train"]["n"] == [1, 2]
+    mapped = load_dataset_dict({"test": str(path)})
+    assert list(mapped) == ["test"] and mapped["test"]["q"] == table["q"]
+
+
+def test_vqa_trains_from_parquet_files_with_images(tmp_path):
+    from tests.conftest import make_dataset_dict
+    from vlkit.data import VQADataModule
+
+    data = make_dataset_dict()
+    files = {name: str(tmp_path / f"{name}.parquet") for name in data}
+    for name, split in data.items():
+        split.to_parquet(files[name])
+    dm = VQADataModule(
+        files, image_column="img", question_column="q", answer_column="answers", image_size=32, batch_size=4
+    )
+    dm.setup("fit")
+    batch = next(iter(dm.test_dataloader()))
+    assert batch.image.shape == (4, 3, 32, 32) and dm.has_split("test")
+
+
+def test_an_unreadable_data_file_names_the_file(tmp_path):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(ValueError, match=r"could not read the parquet file '.*broken\.parquet'"):
+        load_dataset_dict(str(path))
+
+
 # -- VQA v2 ---------------------------------------------------------------------------------------------
 def _vqa_rows(layout: str, n: int, seed: int) -> dict[str, list]:
     """``n`` questions with ten human answers each, in the ``layout`` of ``_features``."""

@@ -242,31 +242,26 @@ UNREADABLE = {
         lambda tmp: {"bytes": None, "path": str(tmp / "nowhere.png")},
         "No such file",
     ),
-    # with MAX_IMAGE_PIXELS = 1000: Pillow itself only warns up to 2000 pixels, and raises above
+    # with max_image_pixels = 1000 (SMALL_LIMIT)
     "above_the_decompression_bomb_limit": (
         lambda tmp: {"bytes": png(Image.new("RGB", (40, 40))), "path": None},
-        "MAX_IMAGE_PIXELS",
+        "max_image_pixels = 1000",
     ),
-    "above_twice_the_decompression_bomb_limit": (
+    "far_above_the_decompression_bomb_limit": (
         lambda tmp: {"bytes": png(Image.new("RGB", (100, 100))), "path": None},
-        "MAX_IMAGE_PIXELS",
+        "max_image_pixels = 1000",
     ),
 }
-
-
-@pytest.fixture
-def small_bomb_limit(monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+SMALL_LIMIT = {"max_image_pixels": 1000}
 
 
 @every_task
 @pytest.mark.parametrize("case", UNREADABLE)
-@pytest.mark.usefixtures("small_bomb_limit")
 def test_unreadable_image_is_an_error_naming_split_row_and_column(task, case, tmp_path):
     cell, reason = UNREADABLE[case]
     data = table(task, {(1, "img"): cell(tmp_path), (4, "img"): cell(tmp_path)})
     with pytest.raises(BadSampleError, match="cannot read the image") as err:
-        for _ in module(task, data).test_dataloader():
+        for _ in module(task, data, **SMALL_LIMIT).test_dataloader():
             pass
     check_names(err, "test", 1, "img")
     assert reason in str(err.value)
@@ -274,16 +269,37 @@ def test_unreadable_image_is_an_error_naming_split_row_and_column(task, case, tm
 
 @every_task
 @pytest.mark.parametrize("case", UNREADABLE)
-@pytest.mark.usefixtures("small_bomb_limit")
 def test_unreadable_image_is_skipped_counted_and_reported(task, case, tmp_path, caplog):
     cell, _ = UNREADABLE[case]
     data = table(task, {(1, "img"): cell(tmp_path), (4, "img"): cell(tmp_path)})
     with caplog.at_level(logging.WARNING):
-        batches = list(module(task, data, on_bad_sample="skip").test_dataloader())
+        batches = list(module(task, data, on_bad_sample="skip", **SMALL_LIMIT).test_dataloader())
     assert [b.num_skipped for b in batches] == [1, 1]  # rows 0-2 and 3-5
     assert [b.image.shape[0] for b in batches] == [2, 2]
     for row in (1, 4):
         assert f"skipping split 'test', row {row}, column 'img': unreadable image" in caplog.text
+
+
+def test_max_image_pixels_is_the_limit_and_leaves_pillows_global_alone(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # e.g. set by another library
+    cell = {"bytes": png(Image.new("RGB", (100, 100))), "path": None}  # 10,000 pixels
+    assert load_image(cell, max_pixels=None).size == (100, 100)  # Pillow alone would raise here
+    assert load_image(cell, max_pixels=20_000).size == (100, 100)
+    assert Image.MAX_IMAGE_PIXELS == 1000
+    with pytest.raises(ValueError, match=r"100x100 = 10000 pixels\) exceeds max_image_pixels = 9999"):
+        load_image(cell, max_pixels=9999)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    with pytest.raises(ValueError, match="exceeds max_image_pixels = 9999"):
+        load_image(cell, max_pixels=9999)
+
+
+@every_task
+@pytest.mark.parametrize("limit", [0, -5])
+def test_max_image_pixels_below_one_is_refused(task, limit):
+    with pytest.raises(
+        ValueError, match=f"max_image_pixels must be None \\(no limit\\) or >= 1, got {limit}"
+    ):
+        module(task, table(task), max_image_pixels=limit)
 
 
 @every_task
@@ -465,7 +481,11 @@ def test_float_images_are_read_in_their_range_and_non_finite_ones_refused():
     assert load_image(unit).getpixel((0, 0)) == (128, 128, 128)  # not 0 (near-black), as convert gives
     wide = Image.fromarray(np.full((4, 4), 200.0, dtype=np.float32), mode="F")
     assert load_image(wide).getpixel((0, 0)) == (200, 200, 200)
-    for bad, message in ((float("nan"), "NaN or infinite"), (float("inf"), "NaN or infinite"), (300.0, r"\[0, 1\] or \[0, 255\]")):
+    for bad, message in (
+        (float("nan"), "NaN or infinite"),
+        (float("inf"), "NaN or infinite"),
+        (300.0, r"\[0, 1\] or \[0, 255\]"),
+    ):
         values = np.full((4, 4), 0.5, dtype=np.float32)
         values[1, 2] = bad
         with pytest.raises(ValueError, match=message):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import datasets
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from PIL import Image
 
 import vlkit.data.features as features_module
 from tests.conftest import make_dataset_dict, make_sentiment_dataset_dict
@@ -153,6 +156,22 @@ def test_unreadable_images_are_an_error_or_skipped_when_caching():
     assert batch.num_skipped == 1 and batch.image.feature_map.shape[0] == 7
 
 
+def test_max_image_pixels_applies_when_caching_and_keys_the_cache():
+    data = make_dataset_dict()
+    rows = data["validation"].to_dict()
+    large = io.BytesIO()
+    Image.new("RGB", (100, 100), "red").save(large, format="PNG")
+    rows["img"][3] = {"bytes": large.getvalue(), "path": None}
+    data["validation"] = datasets.Dataset.from_dict(rows).cast_column("img", datasets.Image())
+    encoder = ImageEncoder("resnet10t", 32, feature_index=1, freeze=True)
+    limited = vqa_dm(data, cache_features=True, on_bad_sample="skip", max_image_pixels=5000)
+    limited.cache_image_features(encoder)
+    assert limited._feature_caches["validation"].index[3] == -1  # 10,000 pixels > 5,000
+    unlimited = vqa_dm(data, cache_features=True, on_bad_sample="skip", max_image_pixels=None)
+    unlimited.cache_image_features(encoder)  # another cache: the limit decides which images are unreadable
+    assert unlimited._feature_caches["validation"].index[3] != -1
+
+
 def test_image_key_uses_the_bytes_or_the_file_as_it_is_now(tmp_path):
     assert image_key({"path": "a/b.png", "bytes": None}) == "a/b.png" == image_key("a/b.png")  # missing
     image = tmp_path / "b.png"
@@ -168,7 +187,9 @@ def test_image_key_uses_the_bytes_or_the_file_as_it_is_now(tmp_path):
 def test_auto_caches_a_frozen_backbone_and_reads_images_otherwise():
     for image_encoder, cached in ((FROZEN, True), ({**FROZEN, "cbam": "stages"}, False)):
         dm = vqa_dm(cache_features="auto")
-        task = VQATask(**{**SMALL, "image_encoder": image_encoder}, vocabulary=dm.vocabulary, answers=dm.answers)
+        task = VQATask(
+            **{**SMALL, "image_encoder": image_encoder}, vocabulary=dm.vocabulary, answers=dm.answers
+        )
         quiet_trainer(max_steps=1, limit_val_batches=1).fit(task, dm)
         assert bool(dm._feature_caches) == cached
         assert isinstance(next(iter(dm.train_dataloader())).image, BackboneFeatures) == cached

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vlkit.data.bad_samples import check_bad_sample_policy
 from vlkit.data.batching import make_loader
+from vlkit.data.images import DEFAULT_MAX_IMAGE_PIXELS
 from vlkit.data.preprocessing import Preprocessing
 
 __all__ = ["SplitDataModule"]
@@ -56,6 +57,9 @@ class SplitDataModule(pl.LightningDataModule, ABC):
             when the backbone is so, else read images. ``False``: read images. The task gives its
             image encoder when training starts (or call :meth:`cache_image_features` yourself).
         max_samples: if set, use only the first ``max_samples`` rows of each split (smoke runs).
+        max_image_pixels: images of more pixels (width × height) are unreadable, refused before
+            decoding as a guard against decompression bombs (and so follow ``on_bad_sample``);
+            default: Pillow's limit, about 89.5 megapixels; ``null``/None: no limit (trusted data).
         seed: seed of the held-out validation split and, with the epoch, of the training order
             and of the flips (see :func:`vlkit.data.batching.make_loader`).
 
@@ -81,6 +85,7 @@ class SplitDataModule(pl.LightningDataModule, ABC):
     on_bad_sample: str = "error"
     cache_features: bool | Literal["auto"] = False
     max_samples: int | None = None
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -98,6 +103,8 @@ class SplitDataModule(pl.LightningDataModule, ABC):
             raise ValueError(f"cache_features must be true, false or 'auto', got {self.cache_features!r}")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"max_samples must be None or >= 1, got {self.max_samples}")
+        if self.max_image_pixels is not None and self.max_image_pixels < 1:
+            raise ValueError(f"max_image_pixels must be None (no limit) or >= 1, got {self.max_image_pixels}")
         self.save_hyperparameters(ignore=None if isinstance(self.dataset, str | dict) else ["dataset"])
         self.split_names = {"train": self.train_split, "validation": self.val_split, "test": self.test_split}
         self._prepared = False
@@ -168,6 +175,7 @@ class SplitDataModule(pl.LightningDataModule, ABC):
                 device=device,
                 batch_size=self.batch_size,
                 num_workers=self.num_workers,
+                max_image_pixels=self.max_image_pixels,
             )
 
     def _loader(self, name: str) -> DataLoader:
@@ -181,6 +189,7 @@ class SplitDataModule(pl.LightningDataModule, ABC):
             )
         train = name == "train"
         dataset = self._dataset(name, self.preprocessing.image_transform())  # flips: by the dataset
+        dataset.limit_image_pixels(self.max_image_pixels)
         if name in self._feature_caches:
             dataset.use_feature_cache(self._feature_caches[name])
         if train and self.augment:

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset, DistributedSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from vlkit.data.bad_samples import report_unreadable_image
-from vlkit.data.images import load_image
+from vlkit.data.images import DEFAULT_MAX_IMAGE_PIXELS, load_image
 from vlkit.vision.encoder import BackboneFeatures
 
 __all__ = [
@@ -55,11 +55,17 @@ class ImageRows(Dataset, ABC):
         self.image_column, self.transform, self.on_bad_sample = image_column, transform, on_bad_sample
         self.feature_cache: Any = None
         self.flip_seed: int | None = None
+        self.max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
 
     def use_feature_cache(self, cache: Any) -> None:
         """Serve the cached backbone features of each image (a :class:`vlkit.data.features.FeatureCache`)
         instead of the image."""
         self.feature_cache = cache
+
+    def limit_image_pixels(self, max_pixels: int | None) -> None:
+        """Refuse (as unreadable) images of more than ``max_pixels`` pixels; None: no limit
+        (see :func:`vlkit.data.images.load_image`)."""
+        self.max_image_pixels = max_pixels
 
     def flip_at_random(self, seed: int | None) -> None:
         """Flip training images horizontally with probability 0.5, drawn from ``(seed, epoch,
@@ -91,7 +97,7 @@ class ImageRows(Dataset, ABC):
         if self.feature_cache is not None:  # unreadable images were found (and reported) when cached
             return self.feature_cache.sample(row, flip)
         try:
-            image = self.transform(load_image(self.images[row][self.image_column]))
+            image = self.transform(load_image(self.images[row][self.image_column], self.max_image_pixels))
             return image.flip(-1) if flip else image
         except Exception as err:  # noqa: BLE001 — any decoding failure makes the sample unusable (reported)
             report_unreadable_image(self.split_name, row, self.image_column, err, self.on_bad_sample)

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vlkit.cache import cache_root
 from vlkit.data.bad_samples import BadSampleError, report_unreadable_image
-from vlkit.data.images import image_key, load_image
+from vlkit.data.images import DEFAULT_MAX_IMAGE_PIXELS, image_key, load_image
 from vlkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from vlkit.vision.encoder import BackboneFeatures
 
@@ -85,15 +85,15 @@ def encoder_fingerprint(encoder: nn.Module) -> str:
 class _Images(Dataset):
     """The evaluation-transformed image of each distinct cell (None when unreadable)."""
 
-    def __init__(self, cells: list, transform) -> None:
-        self.cells, self.transform = cells, transform
+    def __init__(self, cells: list, transform, max_pixels: int | None) -> None:
+        self.cells, self.transform, self.max_pixels = cells, transform, max_pixels
 
     def __len__(self) -> int:
         return len(self.cells)
 
     def __getitem__(self, i: int) -> tuple[int, Tensor | None, Exception | None]:
         try:
-            return i, self.transform(load_image(self.cells[i])), None
+            return i, self.transform(load_image(self.cells[i], self.max_pixels)), None
         except Exception as err:  # noqa: BLE001 — any decoding failure is reported by the caller
             return i, None, err
 
@@ -124,6 +124,7 @@ def build_feature_cache(
     batch_size: int = 64,
     num_workers: int = 0,
     root: str | Path | None = None,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> FeatureCache:
     """Compute (or load) the backbone features of the distinct images of ``rows``.
 
@@ -139,6 +140,7 @@ def build_feature_cache(
         device: where the backbone runs (the trainer's accelerator).
         batch_size, num_workers: of the image loader.
         root: cache folder; None uses ``$VLKIT_CACHE/features``.
+        max_image_pixels: larger images are unreadable (see :func:`vlkit.data.images.load_image`).
 
     Returns:
         The :class:`FeatureCache` of the split, its array memory-mapped from disk.
@@ -162,11 +164,16 @@ def build_feature_cache(
             keys[key] = len(first_row)
             first_row.append(row)
         index[row] = keys[key]
-    digest = hashlib.sha1(
-        repr(
-            (_CACHE_VERSION, encoder_fingerprint(encoder), _transform_key(preprocessing), flips, sorted(keys))
-        ).encode()
-    ).hexdigest()[:20]
+    identity = (
+        _CACHE_VERSION,
+        encoder_fingerprint(encoder),
+        _transform_key(preprocessing),
+        flips,
+        sorted(keys),
+    )
+    if max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS:  # it decides which images are unreadable
+        identity += (max_image_pixels,)
+    digest = hashlib.sha1(repr(identity).encode()).hexdigest()[:20]
     folder = Path(root) if root is not None else cache_root() / "features"
     path = folder / f"{split_name}-{digest}.npy"
     bad_path = path.with_suffix(".bad.npy")
@@ -175,9 +182,13 @@ def build_feature_cache(
     else:
         cells = [cells_column[r] for r in first_row]
         where = (split_name, first_row, image_column, on_bad_sample)
-        bad = _compute(
-            path, bad_path, cells, encoder, preprocessing, flips, device, batch_size, num_workers, where
+        loader = DataLoader(
+            _Images(cells, preprocessing.image_transform(), max_image_pixels),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            collate_fn=_collate,
         )
+        bad = _compute(path, bad_path, len(cells), loader, encoder, flips, device, where)
     features = np.load(path, mmap_mode="r")
     for row, j in index.items():
         if j in bad:
@@ -188,25 +199,18 @@ def build_feature_cache(
 def _compute(
     path: Path,
     bad_path: Path,
-    cells: list,
+    num_cells: int,
+    loader: DataLoader,
     encoder: nn.Module,
-    preprocessing: Preprocessing,
     flips: bool,
     device: torch.device | str,
-    batch_size: int,
-    num_workers: int,
     where: tuple[str, list[int], str, str],
 ) -> set[int]:
-    """Compute and save the features of ``cells``; return the indices of unreadable ones.
-    ``where`` is ``(split name, row of each cell, image column, on_bad_sample)``."""
+    """Compute and save the features of the ``num_cells`` images of ``loader`` (of :class:`_Images`);
+    return the indices of unreadable ones. ``where`` is ``(split name, row of each cell, image
+    column, on_bad_sample)``."""
     split_name, first_row, image_column, on_bad_sample = where
     start = time.perf_counter()
-    loader = DataLoader(
-        _Images(cells, preprocessing.image_transform()),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=_collate,
-    )
     encoder = encoder.to(device)
     was_training = encoder.training
     encoder.eval()
@@ -227,7 +231,7 @@ def _compute(
                 variants = [images, images.flip(-1)] if flips else [images]
                 outs = [encoder.backbone_features(v).feature_map.float().cpu().numpy() for v in variants]
                 if array is None:
-                    array = np.zeros((len(variants), len(cells), *outs[0].shape[1:]), dtype=np.float32)
+                    array = np.zeros((len(variants), num_cells, *outs[0].shape[1:]), dtype=np.float32)
                 for v, out in enumerate(outs):
                     array[v, [i for i, _ in good]] = out
         finally:
@@ -242,7 +246,7 @@ def _compute(
         os.replace(scratch, target)  # atomic: a parallel process sees the whole file or none
     log.info(
         "cached backbone features of %d %s images%s in %.1f s: %s, %.1f MB",
-        len(cells),
+        num_cells,
         split_name,
         " (and their mirror images)" if flips else "",
         time.perf_counter() - start,

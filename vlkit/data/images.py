@@ -5,23 +5,41 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
+import warnings
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["image_key", "load_image"]
+__all__ = ["DEFAULT_MAX_IMAGE_PIXELS", "image_key", "load_image"]
+
+#: The most pixels (width × height) an image may have unless a larger limit is given: Pillow's
+#: default decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``), about 89.5 megapixels.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _INTEGER_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")  # 16-bit (and 32-bit "I") grayscale
 _BOMB_ADVICE = (
-    "Pillow's decompression-bomb guard: shrink the image, or raise PIL.Image.MAX_IMAGE_PIXELS "
-    "if you trust the data"
+    "a guard against decompression bombs: shrink the image, or raise the data option max_image_pixels "
+    "(null: no limit) if you trust the data"
 )
+_PILLOW_LIMIT_LOCK = threading.Lock()
 
 
-def _open_image(value: Any) -> Image.Image:
-    """Open (not decode) an image cell; refuse images above ``PIL.Image.MAX_IMAGE_PIXELS``."""
+def _open_unguarded(source: Any) -> Image.Image:
+    """``Image.open`` without Pillow's own size check (the caller applies its limit): Pillow reads
+    its limit from a module global, so it is lifted for this one call, under a lock."""
+    with _PILLOW_LIMIT_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open_image(value: Any, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Open (not decode) an image cell; refuse images of more than ``max_pixels`` pixels (None: no limit)."""
     if isinstance(value, dict) and value.get("bytes") is not None:
         source = io.BytesIO(value["bytes"])
     elif isinstance(value, dict) and value.get("path"):
@@ -32,16 +50,21 @@ def _open_image(value: Any) -> Image.Image:
         raise ValueError("the image is missing (None)")
     else:
         raise ValueError(f"no image bytes or path in cell {value!r}")
-    try:
-        image = Image.open(source)
-    except Image.DecompressionBombError as err:  # above twice the limit
-        raise ValueError(f"{err} ({_BOMB_ADVICE})") from err
-    limit = Image.MAX_IMAGE_PIXELS  # Pillow itself only warns up to twice the limit
-    if limit is not None and image.width * image.height > limit:
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():  # Pillow warns between its limit and twice it; the check below decides
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        if pillow_limit is None or (max_pixels is not None and max_pixels <= pillow_limit):
+            try:
+                image = Image.open(source)  # Pillow's own check (at twice its limit) is the looser one
+            except Image.DecompressionBombError as err:
+                raise ValueError(f"{err} ({_BOMB_ADVICE})") from err
+        else:
+            image = _open_unguarded(source)
+    if max_pixels is not None and image.width * image.height > max_pixels:
         image.close()
         raise ValueError(
             f"image size ({image.width}x{image.height} = {image.width * image.height} pixels) exceeds "
-            f"PIL.Image.MAX_IMAGE_PIXELS = {limit} ({_BOMB_ADVICE})"
+            f"max_image_pixels = {max_pixels} ({_BOMB_ADVICE})"
         )
     return image
 
@@ -62,9 +85,13 @@ def _float_to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.rint(values * scale).astype(np.uint8), mode="L")
 
 
-def load_image(value: Any) -> Image.Image:
+def load_image(value: Any, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
     """Open an image cell (``{"bytes", "path"}`` dict, path string, or PIL image) as 8-bit RGB,
     as it is displayed.
+
+    ``max_pixels`` (width × height) guards against decompression bombs: a larger file is refused
+    before it is decoded. The default is Pillow's limit (:data:`DEFAULT_MAX_IMAGE_PIXELS`); None
+    lifts it. Pillow's global ``PIL.Image.MAX_IMAGE_PIXELS`` is not changed.
 
     - The EXIF orientation (e.g. of a phone photo) is applied, as image viewers do.
     - Transparent images (RGBA, LA, PA, or a palette / RGB / L image with a transparent colour)
@@ -80,16 +107,15 @@ def load_image(value: Any) -> Image.Image:
 
     Raises:
         ValueError: a missing image (None, or a cell with neither bytes nor path), a float image
-            with non-finite values or values outside ``[0, 255]``, or one larger
-            than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (Pillow's decompression-bomb guard; raise
-            that limit for trusted data).
+            with non-finite values or values outside ``[0, 255]``, or one of more than
+            ``max_pixels`` pixels.
         OSError: bytes or a file that cannot be decoded (corrupt, truncated, not an image), or a
             path that does not exist (``FileNotFoundError``).
     """
     if isinstance(value, Image.Image):
         image = ImageOps.exif_transpose(value)  # a copy: the caller's image is left as it is
     else:
-        image = _open_image(value)
+        image = _open_image(value, max_pixels)
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
     if image.mode == "F":

@@ -21,6 +21,15 @@ __all__ = ["SOURCES", "build_easy_vqa", "load_dataset_dict"]
 log = logging.getLogger(__name__)
 
 
+#: Data file suffixes read as one split, and the ``datasets`` builder of each.
+DATA_FILE_BUILDERS = {
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".arrow": "arrow",
+}
+
 #: Packaged datasets by name, usable as ``dataset: <name>`` in a recipe.
 SOURCES: dict[str, Callable[[], Any]] = {
     "easy_vqa": build_easy_vqa,
@@ -35,7 +44,9 @@ def load_dataset_dict(dataset: Any, config_name: str | None = None) -> Any:
 
     Accepted, in this order: a ``DatasetDict`` (returned as is); a mapping ``{split name:
     source}`` (see below); the name of a packaged source in :data:`SOURCES`; a folder written
-    by ``DatasetDict.save_to_disk``; any other local path or Hugging Face Hub id, given to
+    by ``DatasetDict.save_to_disk``; a single data file (``.parquet``, ``.csv``, ``.json``,
+    ``.jsonl``, ``.arrow``) or a folder written by ``Dataset.save_to_disk``, each read as one
+    split named ``"train"``; any other local path or Hugging Face Hub id, given to
     ``datasets.load_dataset`` (Hub ids need network access).
 
     A mapping builds the splits from different sources, for datasets published as one Hub
@@ -46,12 +57,13 @@ def load_dataset_dict(dataset: Any, config_name: str | None = None) -> Any:
           validation: Multimodal-Fatima/VQAv2_validation
 
     Each source is any of the accepted forms (resolved with ``config_name``); split ``name``
-    is the source's split of that name, or its only split if it has just one.
+    is the source's split of that name, or its only split if it has just one (so a single file
+    can be any split: ``{train: train.parquet, test: test.parquet}``).
 
     Raises:
         FileNotFoundError: ``dataset`` is a path (starts with ``/``, ``./``, ``../`` or ``~``) that
             does not exist.
-        ValueError: if the result is not a ``DatasetDict`` (e.g. a single split was saved), or a
+        ValueError: if the result is not a ``DatasetDict``, a data file cannot be read, or a
             mapping is empty or names a source that has neither the split nor a single split.
         RuntimeError: if ``datasets.load_dataset`` fails; the message says what was tried.
     """
@@ -72,6 +84,15 @@ def load_dataset_dict(dataset: Any, config_name: str | None = None) -> Any:
         )
     if path.is_dir() and (path / "dataset_dict.json").is_file():
         result = datasets.load_from_disk(str(path))
+    elif path.is_dir() and (path / "state.json").is_file():  # one Dataset saved with save_to_disk
+        result = datasets.DatasetDict({"train": datasets.load_from_disk(str(path))})
+    elif path.is_file() and path.suffix.lower() in DATA_FILE_BUILDERS:
+        # datasets.load_dataset(<file>) would look for a dataset repository of that name
+        builder = DATA_FILE_BUILDERS[path.suffix.lower()]
+        try:
+            result = datasets.load_dataset(builder, data_files={"train": str(path)})
+        except Exception as err:  # a malformed file: re-raised with the file named
+            raise ValueError(f"could not read the {builder} file {str(dataset)!r}: {err}") from err
     else:
         try:
             result = datasets.load_dataset(str(dataset), config_name)
