@@ -14,7 +14,7 @@ import torch
 from tests.conftest import shape_png
 from tests.subprocess_runs import ROOT, run_python
 from tests.test_cli import TINY, TINY_CAPTIONS, TINY_SENTIMENT, short_fit
-from vlkit.cli import cli_main, export_main, predict_main
+from vlkit.cli import cli_main, export_main, main, predict_main
 from vlkit.tasks import load_checkpoint, load_task
 
 # In a fresh process, with every way to fetch weights or tokenizer files from outside the
@@ -75,7 +75,9 @@ def test_predict_needs_nothing_but_the_checkpoint(
         expected.append(prediction.caption if ranked is None else ranked)
         folder = export_main(["--ckpt_path", args[1], "--out", str(tmp_path / "exported" / recipe)])
         assert {"model.safetensors", "config.json", "vlkit.json"} <= {p.name for p in folder.iterdir()}
-        calls.append(["--ckpt_path", str(folder), *args[2:]])  # save_pretrained folder, read in the new process
+        calls.append(
+            ["--ckpt_path", str(folder), *args[2:]]
+        )  # save_pretrained folder, read in the new process
         expected.append(expected[-1])
     done = run_python(["-c", OFFLINE_PREDICT, json.dumps(calls)], tmp_path, HF_HUB_OFFLINE="1")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -96,7 +98,9 @@ def test_a_checkpoint_holding_code_is_refused_not_run(tiny_vqa_on_disk, tmp_path
     image = tmp_path / "image.png"
     image.write_bytes(shape_png("red", "circle"))
 
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    with pytest.raises(
+        pickle.UnpicklingError, match="is refused: it holds objects other than tensors and plain data"
+    ):
         load_checkpoint(evil)
     with pytest.raises(pickle.UnpicklingError):
         load_task(evil)
@@ -104,16 +108,45 @@ def test_a_checkpoint_holding_code_is_refused_not_run(tiny_vqa_on_disk, tmp_path
         predict_main(["--ckpt_path", str(evil), "--image", str(image), "--question", "what color?"])
     recipe = str(ROOT / "recipes/vqa/easy_vqa_parallel.yaml")
     with pytest.raises(SystemExit) as stop:  # resuming training from it: a one-line error
-        cli_main(
+        main(
             ["fit", "--config", recipe, "--data.init_args.dataset", str(tiny_vqa_on_disk), *TINY]
             + ["--trainer.max_epochs", "1", "--ckpt_path", str(evil)]
         )
     assert stop.value.code == 2
-    assert "vlkit fit: error: --ckpt_path" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"vlkit fit: error: checkpoint '{evil}' is refused: it holds objects other than tensors" in err
+    assert "Traceback" not in err
     assert not marker.exists()
     # the same file does run its code when loaded without weights_only: the test would catch it
     torch.load(evil, weights_only=False)
     assert marker.read_text() == "pwned"
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", b"plain text, not a checkpoint"])
+def test_an_empty_or_truncated_checkpoint_is_one_clear_error(
+    tiny_vqa_on_disk, tmp_path, monkeypatch, capsys, content
+):
+    monkeypatch.chdir(tmp_path)
+    broken = tmp_path / "last.ckpt"
+    broken.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"\({len(content)} bytes\) cannot be read: it is empty, truncated"):
+        load_checkpoint(broken)
+    recipe = str(ROOT / "recipes/vqa/easy_vqa_parallel.yaml")
+    with pytest.raises(SystemExit) as stop:
+        main(
+            [
+                "fit",
+                "--config",
+                recipe,
+                "--data.init_args.dataset",
+                str(tiny_vqa_on_disk),
+                *TINY,
+                "--ckpt_path",
+                str(broken),
+            ]
+        )
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "vlkit fit: error: checkpoint" in err and "Traceback" not in err
 
 
 def test_load_task_explains_files_that_are_not_vlkit_checkpoints(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import random
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -54,10 +55,31 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         FileNotFoundError: no such file.
         pickle.UnpicklingError: the file holds more than tensors and plain containers (e.g.
             code that would run when unpickled): it is refused, not executed.
+        ValueError: the file is empty, truncated or not a PyTorch checkpoint.
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {os.fspath(path)!r} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        detail = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()
+        reason = detail[0].strip() if detail else type(err).__name__
+        if "Unsupported global" in str(err):  # names a class or function: code that would run
+            raise pickle.UnpicklingError(
+                f"checkpoint {os.fspath(path)!r} is refused: it holds objects other than tensors and "
+                f"plain data, which could run code when read ({reason})"
+            ) from err
+        raise ValueError(_unreadable(path, f"{type(err).__name__}: {reason}")) from err
+    except (EOFError, RuntimeError, OSError) as err:  # empty, truncated or another format
+        raise ValueError(_unreadable(path, f"{type(err).__name__}: {str(err).strip()[:200]}")) from err
+
+
+def _unreadable(path: str | os.PathLike[str], reason: str) -> str:
+    size = Path(path).stat().st_size
+    return (
+        f"checkpoint {os.fspath(path)!r} ({size} bytes) cannot be read: it is empty, truncated or not a "
+        f"PyTorch checkpoint ({reason})"
+    )
 
 
 def check_format(found: Any, source: str) -> None:
