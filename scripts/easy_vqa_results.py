@@ -100,7 +100,12 @@ def main() -> None:
         print_curves(args.curves)
         return
     seeds = args.seeds or [None]
-    results = [run(recipe, seed, extra) for recipe in args.recipes for seed in seeds]
+    results = []
+    for recipe in args.recipes:
+        for seed in seeds:
+            results.append(run(recipe, seed, extra))
+            if args.out:  # after every run, so that an interrupted sweep keeps what it finished
+                Path(args.out).write_text(json.dumps(results, indent=2))
     print("| recipe | seed | test VQA accuracy | test exact match | epochs | wall time |")
     print("|---|---|---|---|---|---|")
     for r in results:
