@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from vlkit.cli.batch import parse_device, prediction_record, read_inputs, write_predictions
 from vlkit.cli.runs import resolve_checkpoint
 from vlkit.tasks import CaptionPrediction, TrainingTask, VQAPrediction, load_pretrained, load_task
 from vlkit.tasks.saving import write_model_card
@@ -44,17 +45,25 @@ _TEXT_OPTIONS = {"vqa": ("--question", "question"), "sentiment": ("--text", "tex
 
 
 def predict_main(args: list[str] | None = None) -> Any:
-    """``vlkit predict``: run a trained checkpoint on one image (VQA: with a question; sentiment: with
-    a text) through the task's :meth:`predict`, print its answer and return the prediction.
+    """``vlkit predict``: run a trained checkpoint through the task's :meth:`predict` on one image
+    (``--image``; VQA: with a question, sentiment: with a text) or on many (``--inputs``: a folder,
+    a glob or a CSV / JSONL table, in batches), print the predictions and return them.
 
     VQA prints the top answers with their probabilities; captioning the caption and its
-    log-probability; sentiment every class's probability. ``--save_attention out.png`` draws what
-    the model attended to (:mod:`vlkit.viz`).
+    log-probability; sentiment every class's probability; many inputs print one line each.
+    ``--output predictions.jsonl`` (or ``.csv``) writes every prediction; ``--device`` picks where
+    the model runs; ``--save_attention out.png`` draws what the model attended to for one image
+    (:mod:`vlkit.viz`). Words of a question that the model does not know are named in a warning.
+
+    Returns:
+        The prediction (one image), or the list of predictions in input order (``--inputs``).
 
     Raises:
-        FileNotFoundError: missing checkpoint or image.
-        ValueError: an empty question or text, or a VQA checkpoint without ``--question``, or a
-            sentiment checkpoint without ``--text`` (image-only baselines need none).
+        FileNotFoundError: missing checkpoint or images.
+        ValueError: an empty question or text, or a VQA checkpoint without questions, or a
+            sentiment checkpoint without texts (image-only baselines need none), an option out of
+            range, ``--image`` with ``--inputs``, an unknown or absent ``--device``, or an
+            ``--output`` that is not ``.jsonl`` / ``.csv``.
     """
     parser = argparse.ArgumentParser(prog="vlkit predict", description=predict_main.__doc__.splitlines()[0])
     parser.add_argument(
@@ -66,6 +75,12 @@ def predict_main(args: list[str] | None = None) -> Any:
     parser.add_argument(
         "--image", help="an image file (any format Pillow reads); not needed by a text-only sentiment model"
     )
+    parser.add_argument(
+        "--inputs",
+        help="many inputs: a folder of images, a quoted glob ('photos/*.jpg'), or a .csv / .jsonl table with an "
+        "'image' column (paths relative to the table) and a 'question' (VQA) or 'text' (sentiment) column; "
+        "--question / --text then go with every image that has none",
+    )
     parser.add_argument("--question", help="VQA: the question, in words")
     parser.add_argument("--top_k", type=int, default=5, help="VQA: how many answers to print")
     parser.add_argument(
@@ -73,27 +88,44 @@ def predict_main(args: list[str] | None = None) -> Any:
     )
     parser.add_argument("--beam_size", type=int, help="captioning: beam size (default: the checkpoint's)")
     parser.add_argument("--max_length", type=int, help="captioning: most tokens (default: the checkpoint's)")
+    parser.add_argument("--batch_size", type=int, default=32, help="inputs per forward pass with --inputs")
+    parser.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, cuda:1, mps, ...")
+    parser.add_argument(
+        "--output",
+        metavar="FILE",
+        help="also write the predictions to a .jsonl (one JSON object per line) or .csv",
+    )
     parser.add_argument(
         "--save_attention",
         metavar="PNG",
-        help="write a PNG of what the model attended to: captioning, the region attention of each word; "
-        "VQA and sentiment, the region and word attention, the words x regions matrix (co-attention "
+        help="write a PNG of what the model attended to (one --image): captioning, the region attention of each "
+        "word; VQA and sentiment, the region and word attention, the words x regions matrix (co-attention "
         "affinity or cross-modal attention) and the spatial transformer's grid, those the model has",
     )
     opts = parser.parse_args(args)
-    for name in ("top_k", "beam_size", "max_length"):  # checked before anything is loaded
-        value = getattr(opts, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name} must be >= 1, got {value}")
+    _check_options(opts)
+    device = parse_device(opts.device)
     if not Path(opts.ckpt_path).exists():
         raise FileNotFoundError(f"checkpoint {opts.ckpt_path!r} does not exist")
     if opts.image is not None and not Path(opts.image).is_file():
         raise FileNotFoundError(f"image {opts.image!r} does not exist")
-    task = _load(opts.ckpt_path)
-    if opts.image is None and getattr(task.model, "image_encoder", None) is not None:
-        raise ValueError(f"this is a {task.task_name} checkpoint: give the image with --image")
+    task = _load(opts.ckpt_path).to(device)
     option = _TEXT_OPTIONS.get(task.task_name)
     reads_text = option is not None and getattr(task.model, "text_encoder", None) is not None
+    reads_image = getattr(task.model, "image_encoder", None) is not None
+    if opts.inputs is not None:
+        if not reads_image:
+            raise ValueError(
+                f"--inputs reads images, and this {task.task_name} model reads only text: call its predict "
+                "from Python with images=None"
+            )
+        text_field = option[1] if reads_text else None
+        rows = read_inputs(opts.inputs, text_field, getattr(opts, option[1]) if text_field else None)
+        return _predict_many(task, rows, text_field, opts)
+    if opts.image is None and reads_image:
+        raise ValueError(
+            f"this is a {task.task_name} checkpoint: give the image with --image (or many with --inputs)"
+        )
     if reads_text and getattr(opts, option[1]) is None:
         raise ValueError(f"this is a {task.task_name} checkpoint: give the {option[1]} with {option[0]}")
     inputs = _PREDICT_INPUTS[task.task_name](opts)
@@ -109,7 +141,73 @@ def predict_main(args: list[str] | None = None) -> Any:
     else:
         prediction = task.predict(opts.image, **inputs)[0]
         _print_prediction(prediction, inputs)
+    if opts.output:
+        row = {"image": opts.image, **({option[1]: getattr(opts, option[1])} if reads_text else {})}
+        log.info(
+            "prediction written to %s", write_predictions(opts.output, [prediction_record(row, prediction)])
+        )
     return prediction
+
+
+def _check_options(opts: argparse.Namespace) -> None:
+    """Refuse out-of-range and conflicting options before anything is loaded."""
+    for name in ("top_k", "beam_size", "max_length", "batch_size"):
+        value = getattr(opts, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be >= 1, got {value}")
+    if opts.image is not None and opts.inputs is not None:
+        raise ValueError("give one image with --image or many with --inputs, not both")
+    if opts.inputs is not None and opts.save_attention:
+        raise ValueError("--save_attention draws one image: use it with --image, not --inputs")
+    if opts.output and Path(opts.output).suffix.lower() not in (".jsonl", ".csv"):
+        raise ValueError(f"--output {opts.output!r}: write predictions to a .jsonl or .csv file")
+
+
+def _predict_many(
+    task: TrainingTask, rows: list[dict], text_field: str | None, opts: argparse.Namespace
+) -> list:
+    """Predict ``rows`` (from :func:`vlkit.cli.batch.read_inputs`) in batches of ``--batch_size``;
+    print one line per input (the first 20 when there are more and ``--output`` is given), name the
+    unknown words of VQA questions, and write ``--output``."""
+    predictions = []
+    for start in range(0, len(rows), opts.batch_size):
+        chunk = rows[start : start + opts.batch_size]
+        inputs = _PREDICT_INPUTS[task.task_name](opts)
+        if text_field is not None:
+            inputs[{"question": "questions", "text": "texts"}[text_field]] = [
+                row[text_field] for row in chunk
+            ]
+        predictions.extend(task.predict([row["image"] for row in chunk], **inputs))
+    records = [prediction_record(row, prediction) for row, prediction in zip(rows, predictions)]
+    _print_records(records, text_field, shown=20 if opts.output else len(records))
+    unknown = sorted({word for record in records for word in record.get("unknown_words", [])})
+    if unknown:
+        count = sum(bool(record.get("unknown_words")) for record in records)
+        Console(stderr=True).print(
+            f"warning: {count} of {len(records)} questions have words that are not in the model's vocabulary "
+            f"(read as <unk>): {', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}",
+            style="yellow",
+            markup=False,
+        )
+    if opts.output:
+        log.info("%d predictions written to %s", len(records), write_predictions(opts.output, records))
+    return predictions
+
+
+def _print_records(records: list[dict], text_field: str | None, shown: int) -> None:
+    """A table of the first ``shown`` records: image, text, prediction and score."""
+    table = Table()
+    columns = ["image", *([text_field] if text_field else []), "prediction", "score"]
+    for name in columns:
+        table.add_column(name, justify="right" if name == "score" else "left")
+    for record in records[:shown]:
+        predicted = record.get("answer", record.get("caption", record.get("label")))
+        cells = [Path(record["image"]).name, *([record[text_field]] if text_field else [])]
+        table.add_row(*cells, str(predicted), f"{record['score']:.4f}")
+    console = Console()
+    console.print(table)
+    if len(records) > shown:
+        console.print(f"... and {len(records) - shown} more (all in --output)", style="dim")
 
 
 def _print_prediction(prediction: Any, inputs: dict[str, Any]) -> None:
@@ -152,7 +250,9 @@ def _run_test_metrics(ckpt_path: Path) -> dict[str, float]:
     if metrics_csv.is_file():
         with open(metrics_csv, newline="") as file:
             for row in csv.DictReader(file):
-                values.update({k: float(v) for k, v in row.items() if k.startswith("test/") and v not in ("", None)})
+                values.update(
+                    {k: float(v) for k, v in row.items() if k.startswith("test/") and v not in ("", None)}
+                )
     return values
 
 
@@ -168,7 +268,9 @@ def export_main(args: list[str] | None = None) -> Path:
     """
     parser = argparse.ArgumentParser(prog="vlkit export", description=export_main.__doc__.splitlines()[0])
     parser.add_argument(
-        "--ckpt_path", required=True, help="a checkpoint written by `vlkit fit`, or a run folder (its newest last.ckpt)"
+        "--ckpt_path",
+        required=True,
+        help="a checkpoint written by `vlkit fit`, or a run folder (its newest last.ckpt)",
     )
     parser.add_argument("--out", required=True, help="the folder to write")
     opts = parser.parse_args(args)
