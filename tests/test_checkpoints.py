@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -339,3 +340,9 @@ def test_export_writes_a_model_card_with_the_runs_test_metrics_and_normal_file_m
     assert set(modes.values()) == {0o666 & ~mask}, modes  # model.safetensors too (safetensors writes 0o600)
     with pytest.raises(ValueError, match="--out must name a folder"):
         export_main(["--ckpt_path", "runs/easy_vqa_parallel", "--out", ""])
+    # with the network as an ONNX graph, checked against PyTorch and described in the card
+    export_main(["--ckpt_path", "runs/easy_vqa_parallel", "--out", str(tmp_path / "onnx"), "--format", "onnx"])
+    card = (tmp_path / "onnx" / "README.md").read_text()
+    assert "## The network as a graph (onnx)" in card and "- `token_ids`: (b, " in card
+    assert float(re.search(r"within (\S+) of", card).group(1)) < 1e-4
+    assert (tmp_path / "onnx" / "model.onnx").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -18,6 +18,7 @@ from rich.table import Table
 from vlkit.cli.batch import parse_device, prediction_record, read_inputs, write_predictions
 from vlkit.cli.runs import resolve_checkpoint
 from vlkit.tasks import CaptionPrediction, TrainingTask, VQAPrediction, load_pretrained, load_task
+from vlkit.tasks.graph_export import GRAPH_FORMATS, export_graph, graph_difference
 from vlkit.tasks.saving import write_model_card
 
 __all__ = ["export_main", "predict_main"]
@@ -273,6 +274,13 @@ def export_main(args: list[str] | None = None) -> Path:
         help="a checkpoint written by `vlkit fit`, or a run folder (its newest last.ckpt)",
     )
     parser.add_argument("--out", required=True, help="the folder to write")
+    parser.add_argument(
+        "--format",
+        default="pytorch",
+        choices=["pytorch", *GRAPH_FORMATS],
+        help="pytorch: the save_pretrained folder only; torch.export / onnx: also the network as a graph that "
+        "runs without vlkit (model.pt2 / model.onnx; onnx needs the onnx extra), checked against PyTorch",
+    )
     opts = parser.parse_args(args)
     if not opts.out.strip():
         raise ValueError("--out must name a folder, got an empty string")
@@ -280,7 +288,13 @@ def export_main(args: list[str] | None = None) -> Path:
     task = _load(checkpoint)
     task.save_pretrained(opts.out)
     metrics = _run_test_metrics(checkpoint) if checkpoint.is_file() else {}
-    if metrics:  # the model card also gives the test metrics of the run that wrote the checkpoint
-        write_model_card(opts.out, task, metrics)
+    graph = None
+    if opts.format != "pytorch":
+        path = export_graph(task, opts.out, opts.format)
+        difference = graph_difference(task, path)
+        graph = {"file": path.name, "format": opts.format, "max_abs_difference": difference}
+        log.info("%s written: outputs within %.2g of PyTorch's", path, difference)
+    if metrics or graph:  # the model card gives the run's test metrics and the graph file
+        write_model_card(opts.out, task, metrics, graph)
     log.info("%s task saved to %s", task.task_name, opts.out)
     return Path(opts.out)

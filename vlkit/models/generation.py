@@ -107,7 +107,7 @@ def greedy_search(
         tokens.append(token)
         weights.append(step_weights.masked_fill(done[:, None], 0.0))
         done = done | (token == eos_id)
-        if bool(done.all()):
+        if not torch.compiler.is_exporting() and bool(done.all()):  # an exported graph runs every step
             break
     return GenerationOutput(
         torch.stack(tokens, 1),

@@ -250,11 +250,22 @@ def _part_line(name: str, value: Any) -> str:
     return f"- {name}: `{value}`"
 
 
-def write_model_card(folder: str | os.PathLike[str], task: Any, metrics: Mapping[str, float] | None = None) -> Path:
+def write_model_card(
+    folder: str | os.PathLike[str],
+    task: Any,
+    metrics: Mapping[str, float] | None = None,
+    graph: Mapping[str, Any] | None = None,
+) -> Path:
     """Write ``folder/README.md``: what the model is (task, parts, preprocessing, labels), how to
-    load it and, when given, the metrics of the run that trained it (e.g. ``test/vqa_acc``)."""
+    load it and, when given, the metrics of the run that trained it (e.g. ``test/vqa_acc``) and
+    the graph file written beside the weights (``{"file", "format", "max_abs_difference"}``, see
+    :func:`vlkit.tasks.graph_export.export_graph`)."""
     hparams = {k: v for k, v in task.hparams.items() if not k.startswith("_")}
-    parts = [_part_line(name, hparams[name]) for name in ("image_encoder", "text_encoder", "decoder", "fusion", "head") if hparams.get(name)]
+    parts = [
+        _part_line(name, hparams[name])
+        for name in ("image_encoder", "text_encoder", "decoder", "fusion", "head")
+        if hparams.get(name)
+    ]
     labels = hparams.get("answers") or hparams.get("classes") or []
     preprocessing = hparams.get("preprocessing") or {}
     example = {
@@ -298,6 +309,39 @@ def write_model_card(folder: str | os.PathLike[str], task: Any, metrics: Mapping
         "part's configuration and tokenizer files (`hf/`); nothing else is downloaded.",
         "",
     ]
+    if graph:
+        lines += _graph_lines(task, graph)
     path = Path(folder) / "README.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _graph_lines(task: Any, graph: Mapping[str, Any]) -> list[str]:
+    """The model card's section on the exported graph: its inputs, outputs and how to run it."""
+    from vlkit.tasks.graph_export import graph_module, text_length
+
+    _, inputs, outputs = graph_module(task)
+    size = getattr(task.preprocessing, "image_size", "S")
+    shapes = {
+        "image": f"(b, 3, {size}, {size}) float32, normalised as above",
+        "token_ids": f"(b, {text_length(task)}) int64, right-padded with 0",
+        "token_mask": f"(b, {text_length(task)}) bool, True on real tokens",
+    }
+    run = (
+        f'onnxruntime.InferenceSession("{graph["file"]}").run(None, {{"image": ..., ...}})'
+        if graph["format"] == "onnx"
+        else f'torch.export.load("{graph["file"]}").module()(image, ...)'
+    )
+    return [
+        f"## The network as a graph ({graph['format']})",
+        "",
+        f"`{graph['file']}` runs without vlkit; its outputs were within {graph['max_abs_difference']:.2g} of",
+        "PyTorch's when it was written. Inputs (the batch size b is dynamic):",
+        "",
+        *[f"- `{name}`: {shapes[name]}" for name in inputs],
+        f"- outputs: {', '.join(f'`{name}`' for name in outputs)}"
+        + (" (greedy caption: token ids, log-probability, length)" if task.task_name == "captioning" else ""),
+        "",
+        f"Run it with `{run}`.",
+        "",
+    ]

@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from vlkit.text.common import TextEncoderOutput, check_token_ids
 
-__all__ = ["LSTMTextEncoder", "packed_lstm"]
+__all__ = ["LSTMTextEncoder", "packed_lstm", "unpacked_lstm"]
 
 
 class LSTMTextEncoder(nn.Module):
@@ -92,9 +92,14 @@ def packed_lstm(lstm: nn.LSTM, x: Tensor, mask: Tensor) -> Tensor:
     Returns:
         ``(b, l, d)`` hidden states (``d`` = hidden size × directions).
 
+    Under :func:`torch.export.export` (and so ONNX export) the same result comes from
+    :func:`unpacked_lstm`, which has no data-dependent shapes; the mask is then not checked.
+
     Raises:
         ValueError: if the mask is not right-padded.
     """
+    if torch.compiler.is_exporting():
+        return unpacked_lstm(lstm, x, mask)
     lengths = mask.sum(1)  # (b,)
     positions = torch.arange(mask.shape[1], device=mask.device)
     if not torch.equal(mask, positions[None, :] < lengths[:, None]):
@@ -103,3 +108,48 @@ def packed_lstm(lstm: nn.LSTM, x: Tensor, mask: Tensor) -> Tensor:
     out, _ = lstm(packed)
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (b, l, d)
     return out * mask[:, :, None].to(out.dtype)
+
+
+def unpacked_lstm(lstm: nn.LSTM, x: Tensor, mask: Tensor) -> Tensor:
+    """:func:`packed_lstm` without packing, for export: the same hidden states from fixed shapes.
+
+    A right-padded sequence run forward reaches its real positions before its padding, so the
+    forward direction runs on the padded batch as it is; the backward direction runs on each
+    sequence reversed within its length (padding stays at the end) and its output is reversed
+    back. Layers run one at a time (each direction with its own weights, through ``torch.lstm``);
+    dropout between layers is not applied (evaluation).
+
+    Args:
+        lstm: an :class:`torch.nn.LSTM` built with ``batch_first=True`` (no ``proj_size``).
+        x: ``(b, l, e)`` inputs.
+        mask: ``(b, l)`` bool, right-padded; a row with no True position gives zeros.
+
+    Returns:
+        ``(b, l, d)`` hidden states, zero at padded positions.
+
+    Raises:
+        ValueError: an LSTM with ``proj_size`` or without ``batch_first``.
+    """
+    if lstm.proj_size or not lstm.batch_first:
+        raise ValueError("unpacked_lstm needs an nn.LSTM with batch_first=True and no proj_size")
+    lengths = mask.sum(1, keepdim=True)  # (b, 1)
+    positions = torch.arange(mask.shape[1], device=mask.device)[None, :]  # (1, l)
+    # position t of the reversed sequence reads position length - 1 - t; padding stays where it is
+    reverse = torch.where(positions < lengths, lengths - 1 - positions, positions)  # (b, l)
+    hidden = x
+    for layer in range(lstm.num_layers):
+        outputs = []
+        for suffix in ("", "_reverse")[: 1 + int(lstm.bidirectional)]:
+            names = ["weight_ih", "weight_hh", *(["bias_ih", "bias_hh"] if lstm.bias else [])]
+            weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in names]
+            steps = hidden if not suffix else _gather_steps(hidden, reverse)
+            state = steps.new_zeros(1, steps.shape[0], lstm.hidden_size)
+            out, _, _ = torch.lstm(steps, (state, state), weights, lstm.bias, 1, 0.0, False, False, True)
+            outputs.append(out if not suffix else _gather_steps(out, reverse))
+        hidden = torch.cat(outputs, dim=-1)
+    return hidden * mask[:, :, None].to(hidden.dtype)
+
+
+def _gather_steps(x: Tensor, index: Tensor) -> Tensor:
+    """``x[b, index[b, t]]`` for ``(b, l, d)`` ``x`` and ``(b, l)`` ``index``."""
+    return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[-1]))
