@@ -460,3 +460,24 @@ def test_recipes_ship_with_the_package_and_are_found_outside_a_checkout(tmp_path
     assert expand_recipe_bases(["--config", "recipes/vqa/missing.yaml"]) == ["--config", "recipes/vqa/missing.yaml"]
     main(["recipes"])
     assert "  recipes/vqa/easy_vqa_mcan.yaml" in capsys.readouterr().out
+
+
+def test_optimizer_and_lr_scheduler_options_replace_the_tasks_choice(tiny_vqa_on_disk, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    limits = ("--trainer.limit_val_batches", "1", "--test_after_fit", "false")
+    default = short_fit("vqa/easy_vqa_parallel", tiny_vqa_on_disk, TINY, *limits)
+    (adamw,) = default.trainer.optimizers
+    assert type(adamw).__name__ == "AdamW" and len(adamw.param_groups) > 1  # the task's groups
+    with pytest.warns(UserWarning, match="configure_optimizers` will be overridden"):
+        chosen = short_fit(
+            "vqa/easy_vqa_parallel",
+            tiny_vqa_on_disk,
+            TINY,
+            *limits,
+            *("--optimizer", "SGD", "--optimizer.lr", "0.05", "--optimizer.momentum", "0.9"),
+            *("--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "1", "--lr_scheduler.gamma", "0.5"),
+        )
+    (sgd,) = chosen.trainer.optimizers
+    assert type(sgd).__name__ == "SGD" and sgd.param_groups[0]["momentum"] == 0.9
+    assert sgd.param_groups[0]["initial_lr"] == 0.05 and sgd.param_groups[0]["lr"] == pytest.approx(0.025)
+    assert type(chosen.trainer.lr_scheduler_configs[0].scheduler).__name__ == "StepLR"

@@ -373,7 +373,7 @@ def cli_main(args: list[str] | None = None) -> VLKitCLI:
             subclass_mode_data=True,
             args=args,
             save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
+            auto_configure_optimizers=True,  # --optimizer / --lr_scheduler replace the task's own choice
             parser_kwargs={
                 "description": "vlkit fit | validate | test: train or evaluate a task from a recipe"
             },
