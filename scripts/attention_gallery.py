@@ -9,7 +9,7 @@ Writes, into ``--out``:
 
 - ``vqa_attention.png``: ``vlkit predict --save_attention`` of a parallel co-attention VQA model
   (``recipes/vqa/easy_vqa_parallel.yaml``) on an easy-VQA test image and question: the region
-  attention over the image, the word attention, the co-attention affinity ``C``;
+  attention over the image, the word attention, the co-attention affinity before its tanh ``S``;
 - ``sentiment_attention.png``: the same for the cross-modal sentiment model
   (``recipes/sentiment/emoji_crossmodal.yaml``) on a test emoji and its name: the word
   attention and the region → word attention map;

@@ -61,9 +61,25 @@ def test_overlay_keeps_size_and_returns_rgb():
     assert out.mode == "RGB" and out.size == (40, 30)
 
 
+def test_the_spotlight_keeps_the_attended_colours_and_darkens_the_rest():
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    out = pixels(overlay_attention(image, torch.tensor([1.0, 0.0, 0.0, 0.0]), grid_size=(2, 2), alpha=0.75))
+    original = pixels(image)
+    np.testing.assert_array_equal(out[0, 0], original[0, 0])  # the most attended pixel: its exact colour
+    np.testing.assert_array_equal(out[-1, -1], np.rint(0.25 * original[-1, -1]))  # unattended: a quarter
+    # no colour is added: every pixel is its own colour scaled, so a yellow shape stays yellow
+    light = out.sum(-1, keepdims=True) / np.maximum(original.sum(-1, keepdims=True), 1)
+    np.testing.assert_allclose(out, original * light, atol=1.5)
+    with pytest.raises(ValueError, match="style must be 'spotlight' or 'heatmap'"):
+        overlay_attention(image, torch.rand(4), grid_size=(2, 2), style="contour")
+
+
 def test_overlay_highlights_the_attended_region():
     image = grey((64, 64))
-    out = pixels(overlay_attention(image, torch.tensor([1.0, 0.0, 0.0, 0.0]), grid_size=(2, 2)))
+    out = pixels(
+        overlay_attention(image, torch.tensor([1.0, 0.0, 0.0, 0.0]), grid_size=(2, 2), style="heatmap")
+    )
     change = np.abs(out - pixels(image)).sum(-1)  # (H, W)
     top_left, bottom_right = change[:32, :32].mean(), change[32:, 32:].mean()
     assert top_left > 50
@@ -121,19 +137,23 @@ def test_overlay_errors(weights, grid_size, alpha, match):
 # caption_attention_figure
 
 
-def cell_size(panel_size: int = 32) -> tuple[int, int]:
-    """The size of one panel cell: a one-row figure of 5 panels is 5 cells wide."""
-    figure = caption_attention_figure(
+def cell_size(panel_size: int = 32) -> tuple[int, int, int]:
+    """The width and height of one panel cell and the height of the legend under the panels."""
+    one_row = caption_attention_figure(
         grey(), list("abcd"), torch.rand(4, 4), (2, 2), columns=5, panel_size=panel_size
     )
-    assert figure.width % 5 == 0
-    return figure.width // 5, figure.height
+    two_rows = caption_attention_figure(
+        grey(), ["a"], torch.rand(1, 4), (2, 2), columns=1, panel_size=panel_size
+    )
+    assert one_row.width % 5 == 0
+    cell_height = two_rows.height - one_row.height
+    return one_row.width // 5, cell_height, one_row.height - cell_height
 
 
 @pytest.mark.parametrize(("num_words", "columns"), [(4, 5), (5, 5), (9, 3), (2, 5), (3, 1)])
 def test_figure_is_a_grid_of_panels(num_words, columns):
-    cell_width, cell_height = cell_size()
-    assert cell_width >= 32 and cell_height > 32  # the panel plus room for its title
+    cell_width, cell_height, legend = cell_size()
+    assert cell_width >= 32 and cell_height > 32 and legend > 10  # the panel plus its title; the legend
     figure = caption_attention_figure(
         grey(),
         [f"w{i}" for i in range(num_words)],
@@ -143,7 +163,10 @@ def test_figure_is_a_grid_of_panels(num_words, columns):
     )
     panels = num_words + 1
     assert figure.mode == "RGB"
-    assert figure.size == (min(columns, panels) * cell_width, math.ceil(panels / columns) * cell_height)
+    assert figure.size == (
+        min(columns, panels) * cell_width,
+        math.ceil(panels / columns) * cell_height + legend,
+    )
 
 
 def test_figure_panels_follow_the_weights_and_words():
@@ -153,17 +176,21 @@ def test_figure_panels_follow_the_weights_and_words():
     figure = pixels(
         caption_attention_figure(image, ["a", "a", "b"], weights, (2, 2), columns=4, panel_size=48)
     )
-    cell_width = figure.shape[1] // 4
-    panels = [figure[:, i * cell_width : (i + 1) * cell_width] for i in range(4)]
+    cell_width, cell_height = figure.shape[1] // 4, cell_size(48)[1]
+    panels = [figure[:cell_height, i * cell_width : (i + 1) * cell_width] for i in range(4)]
     box = (slice(4, 52), slice(4, 52))  # the 48 × 48 panel image inside its cell (4 px padding)
     np.testing.assert_array_equal(panels[0][box], np.full((48, 48, 3), 128.0))  # the plain image
     np.testing.assert_array_equal(panels[1], panels[2])  # same word, same weights
     assert not np.array_equal(panels[1][box], panels[3][box])  # different weights
-    assert np.abs(panels[1][box][:24, :24] - 128).sum() > np.abs(panels[1][box][24:, 24:] - 128).sum()
-    assert np.abs(panels[3][box][24:, 24:] - 128).sum() > np.abs(panels[3][box][:24, :24] - 128).sum()
+    # lit where attended (the image's own grey), dark elsewhere
+    assert (panels[1][box][:4, :4] == 128).all() and panels[1][box][-4:, -4:].max() < 40
+    assert (panels[3][box][-4:, -4:] == 128).all() and panels[3][box][:4, :4].max() < 40
     # the title strip under the panel has dark text on white
     title = panels[1][52:]
     assert (title == 255).all(-1).mean() > 0.5 and (title.sum(-1) < 200).any()
+    # the legend under the panels: a ramp from dark to white, then its explanation
+    legend = figure[cell_height:]
+    assert legend[:, :4].min() == 255 and legend.min() < 70
 
 
 def test_figure_word_titles_differ():
@@ -180,8 +207,8 @@ def test_figure_long_words_and_non_square_images():
     figure = caption_attention_figure(
         Image.new("RGB", (80, 20), GREY), ["a" * 200], torch.rand(1, 3, 3), columns=2, panel_size=32
     )
-    cell_width, cell_height = cell_size()
-    assert figure.size == (2 * cell_width, cell_height)
+    cell_width, cell_height, legend = cell_size()
+    assert figure.size == (2 * cell_width, cell_height + legend)
 
 
 @pytest.mark.parametrize(

@@ -66,36 +66,38 @@ def tick_labels(labels) -> list[str]:
 # attention_map_figure
 
 
-def test_attention_map_overlays_the_upsampled_weights_peaking_in_the_argmax_region():
+def test_attention_map_lights_the_image_by_the_upsampled_weights():
     image = random_image(30, 40)
     logits = torch.zeros(6)
     logits[4] = 4.0  # region 4 = row 1, column 1 of the 2 × 3 grid
     weights = softmax(logits)
     figure = attention_map_figure(image, weights, (2, 3), title="where")
-    assert isinstance(figure, Figure) and len(figure.axes) == 2  # the picture and its colorbar
+    assert isinstance(figure, Figure) and len(figure.axes) == 2  # the picture and its colour bar
     ax, colorbar = figure.axes
-    assert ax.get_title() == "where" and colorbar.get_ylabel() == "attention weight"
-    picture, heat = ax.images
-    np.testing.assert_allclose(picture.get_array(), np.asarray(image) / 255.0)
-    heat = np.asarray(heat.get_array())
-    assert heat.shape == (30, 40)  # upsampled to the image size
-    row, col = np.unravel_index(heat.argmax(), heat.shape)
-    assert (row // 15, col * 3 // 40) == (1, 1)  # the hottest pixel is in the attended region
-    assert heat.max() <= weights.max() + 1e-9 and heat.max() > 0.9 * float(weights.max())
-    assert heat.min() >= float(weights.min()) - 1e-9  # bilinear: no overshoot
-    opacity = ax.images[1].get_alpha()  # per pixel: 0.6 where the attention peaks, less elsewhere
-    np.testing.assert_allclose(opacity, 0.6 * heat / heat.max())
+    assert ax.get_title() == "where" and colorbar.get_ylabel() == "attention weight (brightness)"
+    (picture,) = ax.images
+    lit = np.asarray(picture.get_array())
+    original = np.asarray(image) / 255.0
+    light = lit.sum(-1) / np.maximum(original.sum(-1), 1e-9)  # (H, W): the brightness kept per pixel
+    np.testing.assert_allclose(lit, original * light[..., None], atol=1e-9)  # no colour added
+    row, col = np.unravel_index(light.argmax(), light.shape)
+    assert (row // 15, col * 3 // 40) == (1, 1)  # the brightest pixel is in the attended region
+    assert light.max() == pytest.approx(1.0)  # the most attended pixels keep their exact colours
+    lowest = 1 - 0.6 * (1 - float(weights.min() / weights.max()))
+    assert light.min() >= lowest - 1e-9 and light.min() == pytest.approx(lowest, abs=2e-3)  # no overshoot
+    # the colour bar runs from 0 to the largest (upsampled) weight
+    mappable = colorbar._colorbar.mappable
+    assert mappable.norm.vmin == 0.0 and mappable.norm.vmax == pytest.approx(float(weights.max()), rel=0.1)
 
 
 def test_attention_map_takes_tensors_arrays_and_grid_weights_alike():
     image = random_image(16, 16)
     as_tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255.0  # (3, H, W)
     weights = softmax(torch.arange(4.0))
-    reference = attention_map_figure(image, weights, (2, 2)).axes[0].images[1].get_array()
+    reference = attention_map_figure(image, weights, (2, 2)).axes[0].images[0].get_array()
     for picture in (as_tensor, np.asarray(image), np.asarray(image) / 255.0):
         drawn = attention_map_figure(picture, weights.reshape(2, 2), None).axes[0].images
-        np.testing.assert_allclose(drawn[0].get_array(), np.asarray(image) / 255.0, atol=1e-6)
-        np.testing.assert_allclose(drawn[1].get_array(), reference)
+        np.testing.assert_allclose(drawn[0].get_array(), reference, atol=1e-6)
     grey = attention_map_figure(np.full((8, 10), 0.5), softmax(torch.zeros(4)), (2, 2)).axes[0]
     assert grey.images[0].get_array().shape == (8, 10, 3)
 
@@ -307,10 +309,12 @@ def test_record_attention_keeps_the_fusion_and_encoder_outputs_without_changing_
     assert torch.equal(plain.logits, hooked.logits)
     assert not model.fusion._forward_hooks and not model.image_encoder._forward_hooks  # removed
     attention = recorded.maps(1)
-    assert attention.has_attention and attention.matrix_name == "affinity"
+    assert attention.has_attention and attention.matrix_name == "affinity_scores"
     assert torch.equal(attention.image_weights, hooked.image_weights[1])
     assert torch.equal(attention.text_weights, hooked.text_weights[1])
-    assert torch.equal(attention.matrix, fused.maps["affinity"][1])  # C (l, n), zero at padding
+    # the affinity before its tanh, S (l, n), zero at padding: C = tanh(S) saturates once trained
+    assert torch.equal(attention.matrix, fused.maps["affinity_scores"][1])
+    assert torch.equal(torch.tanh(attention.matrix), fused.maps["affinity"][1])
     assert attention.matrix[2:].abs().sum() == 0
     assert attention.grid_size == tuple(encoded.grid_size) == (8, 8)
     assert torch.equal(attention.theta, torch.eye(2, 3))  # an untrained STN is the identity
@@ -340,6 +344,22 @@ def test_concat_fusion_has_no_attention_and_nothing_to_draw():
     assert not attention.has_attention and attention.theta is None
     with pytest.raises(ValueError, match="nothing to draw"):
         vqa_attention_figure(random_image(), ["a", "b"], attention)
+
+
+def test_the_affinity_before_its_tanh_is_drawn_with_the_share_of_saturated_cells():
+    torch.manual_seed(2)
+    scores = 4 * torch.randn(6, 12)
+    attention = AttentionMaps(matrix=scores, matrix_name="affinity_scores", grid_size=(3, 4))
+    figure = vqa_attention_figure(random_image(30, 40), TOKENS, attention)
+    share = float((torch.tanh(scores).abs() > 0.99).float().mean())
+    (matrix_ax,) = [ax for ax in figure.axes if "affinity" in ax.get_title()]
+    assert matrix_ax.get_title() == (
+        "co-attention affinity before its tanh, S = Qᵀ W_b V (C = tanh S)\n"
+        f"{share:.0%} of the cells have |C| > 0.99"
+    )
+    np.testing.assert_array_equal(matrix_ax.images[0].get_array(), scores.numpy())
+    low, high = matrix_ax.images[0].get_clim()
+    assert high == -low == pytest.approx(float(scores.abs().max()))  # symmetric, white at 0
 
 
 def test_vqa_figure_has_every_panel_the_attention_has():
@@ -467,7 +487,14 @@ def sentiment_ckpt(tmp_path_factory) -> str:
 def test_predict_vqa_save_attention_draws_coattention_and_stn(vqa_stn_ckpt, tmp_path, capsys):
     image = tmp_path / "red_circle.png"
     image.write_bytes(shape_png("red", "circle"))
-    question = ["--ckpt_path", str(vqa_stn_ckpt), "--image", str(image), "--question", "what color is the shape?"]
+    question = [
+        "--ckpt_path",
+        str(vqa_stn_ckpt),
+        "--image",
+        str(image),
+        "--question",
+        "what color is the shape?",
+    ]
     plain = predict_main(question)
     picture = tmp_path / "out" / "vqa.png"
     answers = predict_main([*question, "--save_attention", str(picture)])
@@ -484,7 +511,9 @@ def test_predict_sentiment_save_attention_and_a_fusion_without_attention(
     image.write_bytes(shape_png("green", "circle"))
     picture = tmp_path / "sentiment.png"
     text = ["--text", "a lovely circle"]
-    predict_main(["--ckpt_path", sentiment_ckpt, "--image", str(image), *text, "--save_attention", str(picture)])
+    predict_main(
+        ["--ckpt_path", sentiment_ckpt, "--image", str(image), *text, "--save_attention", str(picture)]
+    )
     # cross-modal attention (image_to_text) has word weights and a words × regions map, no region
     # weights: rows image + words, the 3 words × 4 regions map, a title
     assert read_png(picture) == (800, round(100 * (3.4 + 0.28 * 3 + 1.2 + 0.5)))

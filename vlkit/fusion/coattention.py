@@ -76,7 +76,9 @@ class ParallelCoAttention(nn.Module):
         ``forward(image: (b, n, d_v), image_mask: (b, n) bool | None, text: (b, l, d_q),
         text_mask: (b, l) bool | None) -> FusionOutput`` (True = attend) with ``fused``
         ``(b, output_dim)``, ``image`` = ``v̂``, ``text`` = ``q̂``, ``image_weights`` = ``a_v``,
-        ``text_weights`` = ``a_q`` and ``maps["affinity"]`` = ``C`` ``(b, l, n)``.
+        ``text_weights`` = ``a_q``, ``maps["affinity"]`` = ``C`` ``(b, l, n)`` and
+        ``maps["affinity_scores"]`` = ``Qᵀ W_b V`` ``(b, l, n)`` (``C`` before the tanh, which a
+        trained model often saturates; 0 at masked positions).
 
     Raises:
         ValueError: on wrongly shaped inputs or masks, widths that differ from the
@@ -116,11 +118,12 @@ class ParallelCoAttention(nn.Module):
         self, image: Tensor, image_mask: Tensor | None, text: Tensor, text_mask: Tensor | None
     ) -> FusionOutput:
         check_fusion_inputs(image, image_mask, text, text_mask, self.image_dim, self.text_dim)
-        affinity = torch.tanh(text @ self.affinity @ image.transpose(1, 2))  # C: (b, l, n)
+        scores = text @ self.affinity @ image.transpose(1, 2)  # S = Qᵀ W_b V: (b, l, n)
         if text_mask is not None:
-            affinity = affinity.masked_fill(~text_mask[:, :, None], 0.0)
+            scores = scores.masked_fill(~text_mask[:, :, None], 0.0)
         if image_mask is not None:
-            affinity = affinity.masked_fill(~image_mask[:, None, :], 0.0)
+            scores = scores.masked_fill(~image_mask[:, None, :], 0.0)
+        affinity = torch.tanh(scores)  # C: (b, l, n), 0 where S was masked
         image_h = self.image_proj(image)  # W_v V: (b, n, k)
         text_h = self.text_proj(text)  # W_q Q: (b, l, k)
         hidden_v = self.dropout(torch.tanh(image_h + affinity.transpose(1, 2) @ text_h))  # H_v: (b, n, k)
@@ -135,7 +138,7 @@ class ParallelCoAttention(nn.Module):
             text_vec,
             image_weights,
             text_weights,
-            maps={"affinity": affinity},
+            maps={"affinity": affinity, "affinity_scores": scores},
         )
 
 

@@ -74,6 +74,25 @@ def heatmap_colors(values: ArrayLike) -> np.ndarray:
     return np.rint(rgb).astype(np.uint8)
 
 
+def spotlight(pixels: np.ndarray, attention: np.ndarray, dim: float) -> np.ndarray:
+    """The image lit by its attention: ``pixels · (1 − dim · (1 − a))``.
+
+    The most attended pixels (``a = 1``) keep their colours exactly; unattended ones (``a = 0``)
+    are darkened to ``1 − dim`` of their brightness. Unlike a colour map laid over the image,
+    this cannot hide or fake a colour of the image (a yellow shape under a yellow heat map).
+
+    Args:
+        pixels: ``(H, W, 3)`` RGB values (any scale, e.g. 0–255 or 0–1).
+        attention: ``(H, W)`` attention normalised to ``[0, 1]`` (clipped).
+        dim: how much unattended pixels are darkened, in ``[0, 1]``.
+
+    Returns:
+        ``(H, W, 3)`` float64 array on the scale of ``pixels``.
+    """
+    light = 1.0 - dim * (1.0 - np.clip(attention, 0.0, 1.0))
+    return np.asarray(pixels, dtype=np.float64) * light[..., None]
+
+
 def _weight_grid(weights: ArrayLike, grid_size: tuple[int, int] | None, name: str = "weights") -> np.ndarray:
     """``(n,)`` with ``grid_size`` or ``(h, w)`` weights as a float64 ``(h, w)`` grid."""
     grid = _as_float_array(weights, name)

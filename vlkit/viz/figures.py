@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LinearSegmentedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
@@ -32,6 +34,7 @@ from vlkit.viz.arrays import (
     _token_list,
     _upsample,
     _weight_grid,
+    spotlight,
 )
 
 FIGURE_DPI = 100  # pixels per inch of every figure, and of save_figure unless told otherwise
@@ -44,6 +47,7 @@ FRAME_COLOR = "#FF1744"  # the STN grid's outer frame (where the output's corner
 #: The words × regions maps a fusion may return in ``FusionOutput.maps``, in the order
 #: :meth:`AttentionRecorder.maps` looks for them, with their figure titles.
 MATRIX_TITLES = {
+    "affinity_scores": "co-attention affinity before its tanh, S = Qᵀ W_b V (C = tanh S)",
     "affinity": "co-attention affinity C = tanh(Qᵀ W_b V)",
     "text_to_image": "cross-modal attention: each word over the regions",
     "image_to_text": "cross-modal attention: each region over the words",
@@ -63,16 +67,19 @@ def _bars_height(count: int) -> float:
 
 
 def _draw_attention_map(ax: Axes, rgb: np.ndarray, grid: np.ndarray, alpha: float) -> None:
-    """The image, the ``(h, w)`` weights upsampled bilinearly over it (``alpha``) and a colorbar."""
+    """The image lit by the ``(h, w)`` weights upsampled bilinearly (:func:`spotlight`, unattended
+    pixels darkened by ``alpha``) and a colour bar from 0 to the largest weight, drawn in the
+    brightness it gives."""
     height, width = rgb.shape[:2]
     heat = _upsample(grid, height, width)  # (H, W), within [grid.min(), grid.max()]
     peak = max(float(heat.max()), 1e-12)
-    opacity = alpha * np.clip(heat / peak, 0.0, 1.0)  # (H, W): unattended pixels keep the image
-    ax.imshow(rgb, interpolation="nearest")
-    overlay = ax.imshow(
-        heat, cmap=ATTENTION_CMAP, alpha=opacity, vmin=0.0, vmax=peak, interpolation="nearest"
+    lit = spotlight(rgb, heat / peak, alpha)  # rgb: float in [0, 1]
+    ax.imshow(np.clip(lit, 0.0, 1.0), interpolation="nearest")
+    scale = LinearSegmentedColormap.from_list("brightness", [(1.0 - alpha,) * 3, (1.0, 1.0, 1.0)])
+    bar = ax.figure.colorbar(
+        ScalarMappable(Normalize(0.0, peak), scale), ax=ax, label="attention weight (brightness)", shrink=0.85
     )
-    ax.figure.colorbar(overlay, ax=ax, label="attention weight", shrink=0.85)
+    bar.outline.set_edgecolor("0.3")
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -176,14 +183,14 @@ def attention_map_figure(
     *,
     alpha: float = 0.6,
 ) -> Figure:
-    """The image with its region attention drawn over it as a heat map, and a colorbar.
+    """The image lit by its region attention, and a colour bar.
 
     The weights are upsampled bilinearly (``align_corners=False``) to the image size ``a (H, W)``
-    and drawn with the 'inferno' colormap over the image at a per-pixel opacity of
-    ``alpha · a / max a`` (as :func:`overlay_attention`: unattended pixels keep the image's
-    colours, the most attended are ``alpha``-opaque); the colour scale (the colorbar) runs from
-    0 to ``max a``. Axes: ``figure.axes[0]`` holds two images (``images[0]`` the picture,
-    ``images[1]`` the upsampled weights ``a``), ``figure.axes[1]`` is the colorbar.
+    and the image is drawn lit by them (:func:`vlkit.viz.arrays.spotlight`, as
+    :func:`overlay_attention`'s default): pixels keep ``1 - alpha · (1 - a / max a)`` of their
+    brightness, so the most attended keep their exact colours and no colour is laid over the
+    image. The colour bar runs from 0 to ``max a`` in the brightness each weight gives. Axes:
+    ``figure.axes[0]`` holds the lit picture (``images[0]``), ``figure.axes[1]`` is the colour bar.
 
     Args:
         image: a PIL image (any mode), an ``(H, W)`` / ``(H, W, 3)`` array (uint8, or float in
@@ -193,7 +200,7 @@ def attention_map_figure(
         grid_size: ``(h, w)`` with ``h · w = n`` (e.g. ``ImageEncoderOutput.grid_size``); may be
             None for ``(h, w)`` weights.
         title: the axes' title (default: "image attention (h × w regions)").
-        alpha: opacity of the heat map where the attention is highest, in [0, 1].
+        alpha: how much unattended pixels are darkened, in [0, 1].
 
     Returns:
         A :class:`matplotlib.figure.Figure` (Agg canvas; save it with :func:`save_figure`).

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from vlkit.viz.arrays import ArrayLike, _as_float_array, _upsample, _weight_grid, heatmap_colors
+from vlkit.viz.arrays import ArrayLike, _as_float_array, _upsample, _weight_grid, heatmap_colors, spotlight
 
 PANEL_PADDING = 4  # pixels of white around each panel and between a panel and its title
+CAPTION_DIM = 0.75  # caption panels: unattended pixels at a quarter of their brightness
 IMAGE_TITLE = "image"
 
 
@@ -24,19 +25,23 @@ def overlay_attention(
     weights: ArrayLike,
     grid_size: tuple[int, int] | None = None,
     alpha: float = 0.6,
+    style: str = "spotlight",
 ) -> Image.Image:
-    """Draw an attention map over an image as an 'inferno' heat map.
+    """Draw an attention map over an image.
 
     The weights are divided by their maximum (so the most attended region is 1; negative values
-    are clipped to 0), upsampled bilinearly (``align_corners=False``) to the image size, coloured
-    with :func:`heatmap_colors` and blended over the image with a per-pixel opacity of
-    ``alpha · a`` where ``a`` in [0, 1] is the normalised attention at that pixel::
+    are clipped to 0) and upsampled bilinearly (``align_corners=False``) to the image size, ``a``
+    in [0, 1] at each pixel. Then, by ``style``:
 
-        out = (1 - alpha · a) · image + alpha · a · heatmap_colors(a)
+    - ``"spotlight"`` (default): the image lit by its attention (:func:`spotlight`),
+      ``out = (1 - alpha · (1 - a)) · image``: the most attended pixels keep their exact colours,
+      unattended ones are darkened to ``1 - alpha`` of their brightness. No colour is added, so
+      none of the image's colours can be hidden.
+    - ``"heatmap"``: an 'inferno' heat map (:func:`heatmap_colors`) blended over the image with
+      a per-pixel opacity of ``alpha · a``: ``out = (1 - alpha · a) · image + alpha · a ·
+      heatmap_colors(a)``; unattended pixels keep the image's colours.
 
-    So unattended pixels keep the image's colours and the most attended ones are
-    ``alpha``-opaque. All-zero weights (nothing attended) return the image unchanged, as does
-    ``alpha = 0``.
+    All-zero weights (nothing attended) return the image unchanged, as does ``alpha = 0``.
 
     Args:
         image: any-mode PIL image of size ``W × H`` (converted to RGB).
@@ -45,7 +50,9 @@ def overlay_attention(
             output), any scale.
         grid_size: ``(h, w)`` with ``h · w = n`` for ``(n,)`` weights; optional for ``(h, w)``
             weights (it must then equal their shape).
-        alpha: opacity of the heat map where the attention is highest, in [0, 1].
+        alpha: in [0, 1]: how much unattended pixels are darkened (spotlight), or the heat map's
+            opacity where the attention is highest (heatmap).
+        style: ``"spotlight"`` or ``"heatmap"``.
 
     Returns:
         RGB PIL image of the same size ``W × H`` as ``image``.
@@ -53,10 +60,13 @@ def overlay_attention(
     Raises:
         ValueError: if ``weights`` are not ``(n,)`` or ``(h, w)``, ``(n,)`` weights come without
             ``grid_size`` or with ``h · w ≠ n``, ``grid_size`` disagrees with ``(h, w)`` weights,
-            the weights are empty or not finite, or ``alpha`` is outside [0, 1].
+            the weights are empty or not finite, ``alpha`` is outside [0, 1] or ``style`` is
+            neither ``"spotlight"`` nor ``"heatmap"``.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if style not in ("spotlight", "heatmap"):
+        raise ValueError(f"style must be 'spotlight' or 'heatmap', got {style!r}")
     grid = _weight_grid(weights, grid_size)
     rgb = image.convert("RGB")
     peak = grid.max()
@@ -65,10 +75,13 @@ def overlay_attention(
     grid = np.clip(grid / peak, 0.0, 1.0)  # (h, w) in [0, 1]
     width, height = rgb.size
     upsampled = np.clip(_upsample(grid, height, width), 0.0, 1.0)  # (H, W)
-    colours = heatmap_colors(upsampled).astype(np.float64)  # (H, W, 3)
-    opacity = (alpha * upsampled)[..., None]  # (H, W, 1)
     pixels = np.asarray(rgb, dtype=np.float64)  # (H, W, 3)
-    blended = (1.0 - opacity) * pixels + opacity * colours
+    if style == "spotlight":
+        blended = spotlight(pixels, upsampled, alpha)
+    else:
+        colours = heatmap_colors(upsampled).astype(np.float64)  # (H, W, 3)
+        opacity = (alpha * upsampled)[..., None]  # (H, W, 1)
+        blended = (1.0 - opacity) * pixels + opacity * colours
     return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8), mode="RGB")
 
 
@@ -101,14 +114,16 @@ def caption_attention_figure(
     """A grid of panels showing where a captioning model attended for each generated word.
 
     The first panel is the plain image titled "image"; then one panel per word with
-    :func:`overlay_attention` of that word's weights (each normalised by its own maximum) and
-    the word written under it. Panels are laid out row by row, ``columns`` per row, on a white
-    background. The image is scaled (aspect ratio kept) so that its longer side is
-    ``panel_size`` pixels; titles wider than the panel are shortened with "..".
+    :func:`overlay_attention` of that word's weights (spotlight style, unattended pixels at
+    ``1 - CAPTION_DIM`` of their brightness, each panel normalised by its own maximum) and the
+    word written under it with that maximum weight in brackets. Panels are laid out row by row,
+    ``columns`` per row, on a white background, above a legend: a brightness ramp and what it
+    means. The image is scaled (aspect ratio kept) so that its longer side is ``panel_size``
+    pixels; titles wider than the panel are shortened with "..".
 
     Every panel occupies a cell of ``panel_size + 2 · PANEL_PADDING`` pixels wide and
     ``panel_size`` plus a title strip tall; the figure is ``min(columns, T + 1)`` cells wide
-    and ``ceil((T + 1) / columns)`` cells tall.
+    and ``ceil((T + 1) / columns)`` cells tall, plus the legend's strip (two title lines).
 
     Args:
         image: any-mode PIL image.
@@ -151,12 +166,15 @@ def caption_attention_figure(
     cell_height = panel_size + 2 * PANEL_PADDING + title_height
 
     panels = [(IMAGE_TITLE, thumb.copy())] + [
-        (word, overlay_attention(thumb, grid)) for word, grid in zip(words, grids)
+        (f"{word} ({grid.max():.2f})", overlay_attention(thumb, grid, alpha=CAPTION_DIM))
+        for word, grid in zip(words, grids)
     ]
     num_columns = min(columns, len(panels))
     num_rows = math.ceil(len(panels) / columns)
-    figure = Image.new("RGB", (num_columns * cell_width, num_rows * cell_height), "white")
+    legend_height = 2 * title_height + 2 * PANEL_PADDING
+    figure = Image.new("RGB", (num_columns * cell_width, num_rows * cell_height + legend_height), "white")
     draw = ImageDraw.Draw(figure)
+    _draw_brightness_legend(draw, font, num_rows * cell_height, num_columns * cell_width, title_height)
     for index, (title, panel) in enumerate(panels):
         x0 = (index % columns) * cell_width
         y0 = (index // columns) * cell_height
@@ -172,6 +190,29 @@ def caption_attention_figure(
         text_x = x0 + PANEL_PADDING + (panel_size - draw.textlength(text, font=font)) / 2
         draw.text((text_x, y0 + 2 * PANEL_PADDING + panel_size), text, fill="black", font=font)
     return figure
+
+
+def _draw_brightness_legend(draw: ImageDraw.ImageDraw, font, top: int, width: int, line: int) -> None:
+    """The caption figure's scale: a ramp from the darkest to the full brightness of a panel,
+    and what it means."""
+    ramp_width = max(1, min(width - 2 * PANEL_PADDING, 160))
+    y0 = top + PANEL_PADDING
+    for x in range(ramp_width):  # brightness of a white pixel at attention x / (ramp_width - 1)
+        level = 1.0 - CAPTION_DIM * (1.0 - x / max(ramp_width - 1, 1))
+        draw.line(
+            [(PANEL_PADDING + x, y0), (PANEL_PADDING + x, y0 + line - PANEL_PADDING)],
+            fill=(round(255 * level),) * 3,
+        )
+    draw.rectangle(
+        [PANEL_PADDING, y0, PANEL_PADDING + ramp_width - 1, y0 + line - PANEL_PADDING], outline="black"
+    )
+    text = "brightness: attention weight from 0 to the panel's largest (in brackets)"
+    draw.text(
+        (PANEL_PADDING, y0 + line),
+        _fit_text(draw, text, font, width - 2 * PANEL_PADDING),
+        fill="black",
+        font=font,
+    )
 
 
 def save_caption_attention(

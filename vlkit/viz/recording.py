@@ -62,7 +62,8 @@ class AttentionRecorder:
         """The attention of example ``index`` of the recorded batch (tensors detached, on CPU).
 
         The matrix is the first of :data:`MATRIX_TITLES` found in ``FusionOutput.maps``:
-        ``"affinity"`` and ``"text_to_image"`` ``(b, [heads,] l, n)`` as they are,
+        ``"affinity_scores"`` (the co-attention affinity before its tanh), ``"affinity"`` and
+        ``"text_to_image"`` ``(b, [heads,] l, n)`` as they are,
         ``"image_to_text"`` ``(b, [heads,] n, l)`` transposed; heads are averaged.
 
         Raises:

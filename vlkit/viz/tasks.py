@@ -10,6 +10,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -100,11 +101,17 @@ def _attention_panels(
         axes["tokens"].set_title("word attention")
     if matrix is not None:
         name = attention.matrix_name or "matrix"
-        signed = name == "affinity"
-        _draw_matrix(
-            axes["matrix"], matrix, labels, attention.grid_size, signed, "C" if signed else "attention"
-        )
-        axes["matrix"].set_title(MATRIX_TITLES.get(name, name))
+        signed = name in ("affinity", "affinity_scores")
+        label = {"affinity": "C", "affinity_scores": "S"}.get(name, "attention")
+        _draw_matrix(axes["matrix"], matrix, labels, attention.grid_size, signed, label)
+        matrix_title = MATRIX_TITLES.get(name, name)
+        if (
+            name == "affinity_scores"
+        ):  # how much of C = tanh(S) is saturated, where the colours of S still differ
+            matrix_title += (
+                f"\n{float((np.abs(np.tanh(matrix)) > 0.99).mean()):.0%} of the cells have |C| > 0.99"
+            )
+        axes["matrix"].set_title(matrix_title)
     if theta is not None:
         _draw_stn(axes["stn_grid"], axes["stn_output"], rgb, theta, grid_lines)
         axes["stn_grid"].set_title("spatial transformer: sampling grid")
