@@ -219,3 +219,15 @@ def test_masked_softmax_properties(case):
     sums = weights.sum(-1)
     torch.testing.assert_close(sums[kept], torch.ones(int(kept.sum())), atol=1e-5, rtol=0)
     assert (weights[~kept] == 0).all()  # all-masked rows are all zeros
+
+
+def test_drop_full_mask_drops_only_a_mask_that_keeps_everything():
+    from vlkit.attention.masking import drop_full_mask
+
+    full = torch.ones(2, 5, dtype=torch.bool)
+    partial = full.clone()
+    partial[1, 3:] = False
+    assert drop_full_mask(full) is None and drop_full_mask(None) is None
+    assert drop_full_mask(partial) is partial
+    compiled = torch.compile(lambda m: drop_full_mask(m) is None, fullgraph=True, backend="eager")
+    assert compiled(full) is False  # while tracing, the mask is kept (no host read)

@@ -188,3 +188,21 @@ def test_registry_names_and_errors():
     with pytest.raises(ValueError, match="order"):
         create_fusion("mfb", 4, 4, order=2)  # the name fixes it
     assert create_fusion("mfh", 4, 4, hidden_dim=8, factor=2).output_dim == 16  # order 2 → 2·o
+
+
+@pytest.mark.parametrize("name", ["cross_modal_attention", "parallel_coattention"])
+def test_an_all_true_region_mask_costs_no_masked_fill(name):
+    """An image encoder's region mask is all True: the layer gives the same output as with no
+    mask, without a masked_fill over it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    layer = create_fusion(name, image_dim=16, text_dim=12, hidden_dim=8).eval()
+    image, text = torch.randn(2, 9, 16), torch.randn(2, 4, 12)
+    regions = torch.ones(2, 9, dtype=torch.bool)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        masked = layer(image, regions, text, None)
+    fills = [e for e in prof.key_averages() if e.key in ("aten::masked_fill", "aten::masked_fill_")]
+    assert not fills, [(e.key, e.count) for e in fills]
+    plain = layer(image, None, text, None)
+    assert torch.equal(masked.fused, plain.fused)

@@ -11,7 +11,41 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["broadcast_mask", "check_mask", "lengths_to_mask", "masked_softmax"]
+__all__ = [
+    "broadcast_mask",
+    "check_mask",
+    "drop_full_mask",
+    "host_reads_are_free",
+    "lengths_to_mask",
+    "masked_softmax",
+]
+
+
+def host_reads_are_free(x: Tensor) -> bool:
+    """Whether reading a value of ``x``'s device on the host costs no synchronisation.
+
+    True on the CPU in eager mode; False on accelerators (a read waits for the queued kernels)
+    and while ``torch.compile`` or ``torch.export`` traces (a read would break the graph).
+    """
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def drop_full_mask(mask: Tensor | None) -> Tensor | None:
+    """None for a mask that keeps every position, where that is free to find out; else ``mask``.
+
+    A mask of all True masks nothing, but every ``masked_fill`` over it still copies a tensor
+    (an image encoder's region mask is all True). Checked only where host reads are free
+    (:func:`host_reads_are_free`); elsewhere the mask is kept, which gives the same result.
+
+    Args:
+        mask: ``(b, m)`` bool (True = keep) or None.
+
+    Returns:
+        None when ``mask`` is None or (on the CPU, in eager mode) all True; else ``mask``.
+    """
+    if mask is None or not host_reads_are_free(mask) or not bool(mask.all()):
+        return mask
+    return None
 
 
 def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:

@@ -18,18 +18,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from vlkit.attention.masking import check_mask, masked_softmax
+from vlkit.attention.masking import check_mask, host_reads_are_free, masked_softmax
 
 __all__ = ["MultiHeadAttention", "MultiHeadAttentionOutput"]
-
-
-def _reads_are_free(x: Tensor) -> bool:
-    """Whether reading a value of ``x``'s device on the host costs no synchronisation.
-
-    True on the CPU in eager mode; False on accelerators (a read waits for the queued kernels)
-    and while ``torch.compile`` traces (a read would break the graph).
-    """
-    return x.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 class MultiHeadAttentionOutput(NamedTuple):
@@ -161,7 +152,7 @@ class MultiHeadAttention(nn.Module):
                 # broadcast shape (b, 1, m|1, n); the kernel broadcasts it over heads and rows.
                 empty_rows = ~attn_mask.any(-1, keepdim=True)  # (b, 1, m|1, 1)
                 attn_mask = attn_mask | empty_rows
-                if _reads_are_free(x) and not bool(empty_rows.any()):
+                if host_reads_are_free(x) and not bool(empty_rows.any()):
                     empty_rows = None  # nothing to zero: skip the copy
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
         out = rearrange(out, "b h m dh -> b m (h dh)")

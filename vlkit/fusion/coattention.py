@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from vlkit.attention.hard import HardContext
-from vlkit.attention.masking import masked_softmax
+from vlkit.attention.masking import drop_full_mask, masked_softmax
 from vlkit.fusion.common import COMBINE_MODES, FusionOutput, check_fusion_inputs, combined_dim
 
 __all__ = ["AlternatingCoAttention", "GuidedAttention", "ParallelCoAttention", "hard_context"]
@@ -118,6 +118,8 @@ class ParallelCoAttention(nn.Module):
         self, image: Tensor, image_mask: Tensor | None, text: Tensor, text_mask: Tensor | None
     ) -> FusionOutput:
         check_fusion_inputs(image, image_mask, text, text_mask, self.image_dim, self.text_dim)
+        # all-True masks (an image encoder's regions) mask nothing: no masked_fill copies for them
+        image_mask, text_mask = drop_full_mask(image_mask), drop_full_mask(text_mask)
         scores = text @ self.affinity @ image.transpose(1, 2)  # S = Qᵀ W_b V: (b, l, n)
         if text_mask is not None:
             scores = scores.masked_fill(~text_mask[:, :, None], 0.0)

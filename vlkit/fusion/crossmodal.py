@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from vlkit.attention.masking import drop_full_mask
 from vlkit.attention.multihead import MultiHeadAttentionOutput
 from vlkit.attention.pooling import Attention
 from vlkit.attention.scoring import create_score
@@ -110,6 +111,8 @@ class CrossModalAttention(nn.Module):
         self, image: Tensor, image_mask: Tensor | None, text: Tensor, text_mask: Tensor | None
     ) -> FusionOutput:
         check_fusion_inputs(image, image_mask, text, text_mask, self.image_dim, self.text_dim)
+        # all-True masks (an image encoder's regions) mask nothing: no masked_fill copies for them
+        image_mask, text_mask = drop_full_mask(image_mask), drop_full_mask(text_mask)
         if self.direction == "image_to_text":
             query, query_mask, key, key_mask = image, image_mask, text, text_mask
         else:
