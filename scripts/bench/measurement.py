@@ -7,6 +7,11 @@ from __future__ import annotations
 import math
 import statistics
 import time
+
+try:  # page faults per call (POSIX); None elsewhere
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +91,13 @@ def time_ms(fn: Callable[[], Any], device: torch.device) -> float:
     return (time.perf_counter() - start_s) * 1e3
 
 
+def minor_faults() -> int | None:
+    """Minor page faults of this process so far (memory the OS had to map in), or None where
+    ``resource`` is missing. A call that faults much reuses little memory: glibc returned its
+    freed blocks to the OS (see the allocator setting of ``scripts/benchmark.py``)."""
+    return None if resource is None else resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def median_iqr(values: list[float]) -> tuple[float, float]:
     """Median and interquartile range (0 for fewer than two values)."""
     if len(values) < 2:
@@ -138,6 +150,8 @@ class Measurement:
     peak_mib: float | None = None  # of one forward+backward
     forward_repeats: int = 0  # timed runs actually made (fewer than asked under --max-seconds)
     train_repeats: int = 0
+    forward_faults: float | None = None  # median minor page faults per timed call (CPU, POSIX)
+    train_faults: float | None = None
     note: str | None = None  # why it was skipped, if it was
 
 
@@ -193,8 +207,11 @@ def measure(workloads: list[Workload], bench: Bench, forward: bool = True) -> li
     phases = (("forward", False), ("train", True)) if forward else (("train", True),)
     for phase, train in phases:
         times: dict[int, list[float]] = {i: [] for i in range(len(runners))}
+        faults: dict[int, list[int]] = {i: [] for i in range(len(runners))}
 
-        def run_round(timed: bool, k: int, train: bool = train, times: dict = times) -> float:
+        def run_round(
+            timed: bool, k: int, train: bool = train, times: dict = times, faults: dict = faults
+        ) -> float:
             """Run every workload still alive once, starting with workload ``k mod count``
             (so each goes first as often as the others); the seconds they took together."""
             total = 0.0
@@ -204,14 +221,18 @@ def measure(workloads: list[Workload], bench: Bench, forward: bool = True) -> li
                 if runner.result.note is not None:
                     continue
                 runner.reset(train)
+                before = minor_faults()
                 try:
                     elapsed = time_ms(runner.train_step if train else runner.forward, bench.device)
                 except Exception as err:  # noqa: BLE001 - a layer that fails (to compile) is reported
                     runner.result.note = _failure_note(bench, err)
                     continue
+                after = minor_faults()
                 total += elapsed / 1e3
                 if timed:
                     times[i].append(elapsed)
+                    if before is not None and after is not None:
+                        faults[i].append(after - before)
             return total
 
         spent, compile_rounds = 0.0, 2 if bench.compile else 0
@@ -231,6 +252,8 @@ def measure(workloads: list[Workload], bench: Bench, forward: bool = True) -> li
                 setattr(runner.result, f"{phase}_ms", med)
                 setattr(runner.result, f"{phase}_iqr_ms", iqr)
                 setattr(runner.result, f"{phase}_repeats", len(times[i]))
+                if faults[i]:
+                    setattr(runner.result, f"{phase}_faults", statistics.median(faults[i]))
     for runner in runners:
         if runner.result.note is None:
             runner.reset(True)

@@ -32,6 +32,16 @@ def _runs(m: dict) -> str:
     return f"{forward} / {m['train_repeats']}" if forward else str(m["train_repeats"])
 
 
+def _faults(vl: dict, ref: dict) -> str:
+    """Median minor page faults per call, ``vlkit : reference``, forward then forward+backward."""
+
+    def pair(key: str) -> str:
+        a, b = vl.get(key), ref.get(key)
+        return "n/a" if a is None or b is None else f"{a:,.0f} : {b:,.0f}"
+
+    return f"{pair('forward_faults')}; {pair('train_faults')}"
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table from a header and rows of cell strings."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -70,6 +80,7 @@ def references_markdown(rows: list[dict]) -> str:
         "peak MiB vlkit",
         "peak MiB ref",
         "peak vlkit/ref",
+        "page faults / call vlkit : ref (fwd; fwd+bwd)",
         "max abs diff",
     ]
     body = []
@@ -91,6 +102,7 @@ def references_markdown(rows: list[dict]) -> str:
                 _fmt(vl["peak_mib"]),
                 _fmt(ref["peak_mib"]),
                 _fmt(ratio["peak_mib"]),
+                _faults(vl, ref),
                 f"{r['max_abs_diff']:.1e}",
             ]
         )

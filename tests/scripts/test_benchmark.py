@@ -7,6 +7,8 @@ import importlib
 import importlib.util
 import json
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -238,6 +240,9 @@ def test_main_quick_writes_json_and_markdown(tmp_path, capsys):
     for row in results["references"]:
         assert set(row["ratio"]) == {"forward_ms", "train_ms", "peak_mib"} and row["ratio"]["train_ms"] > 0
         assert row["max_abs_diff"] < 1e-5
+        for side in ("vlkit", "ref"):  # minor page faults per call, beside the times
+            assert row[side]["forward_faults"] >= 0 and row[side]["train_faults"] >= 0
+    assert results["settings"]["allocator"].startswith("default (--allocator tuned applies to a command-line")
     exponents = results["scaling"]["exponents"]
     assert {(e["layer"], e["axis"]) for e in exponents} == {
         ("parallel_coattention", "regions"),
@@ -245,7 +250,34 @@ def test_main_quick_writes_json_and_markdown(tmp_path, capsys):
     }
     text = markdown.read_text()
     assert "| parallel_coattention | quick |" in text and "timm CbamModule" in text and "exponent" in text
+    assert "page faults / call vlkit : ref" in text
     assert text in capsys.readouterr().out
+
+
+def test_the_command_line_run_re_executes_itself_with_the_tuned_allocator(tmp_path):
+    out = tmp_path / "bench.json"
+    command = [
+        sys.executable,
+        str(SCRIPTS / "benchmark.py"),
+        "--quick",
+        "--device",
+        "cpu",
+        "--sections",
+        "references",
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    subprocess.run([*command, "--only", "cbam", "--out", str(out)], check=True, env=env, capture_output=True)
+    assert (
+        json.loads(out.read_text())["settings"]["allocator"]
+        == f"tuned (GLIBC_TUNABLES={benchmark.TUNED_GLIBC})"
+    )
+    subprocess.run(
+        [*command, "--only", "cbam", "--out", str(out), "--allocator", "default"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    assert json.loads(out.read_text())["settings"]["allocator"] == "default (GLIBC_TUNABLES='')"
 
 
 def test_bf16_autocast_and_compile_run_layers_and_references(tmp_path):
