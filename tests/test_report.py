@@ -293,3 +293,17 @@ def test_a_recipe_folder_reports_its_latest_version_that_trained(tmp_path):
     (tested_only / "metrics.csv").write_text("epoch,step,test/loss,test/vqa_acc\n0,0,0.3,0.9\n")
     assert find_run_dir(recipe) == recipe / "version_0"
     assert find_run_dir(tested_only) == tested_only  # named explicitly: used as given
+
+
+def test_the_terminal_bar_updates_at_most_every_half_second_and_at_the_last_batch(monkeypatch):
+    from vlkit.cli.progress import ThrottledRichProgressBar
+
+    clock = iter([0.0, 0.1, 0.2, 0.6, 0.7, 0.8, 1.2, 1.25])
+    monkeypatch.setattr("vlkit.cli.progress.time.monotonic", lambda: next(clock))
+    bar = ThrottledRichProgressBar()
+    due = [bar._due(batch, total=8) for batch in range(8)]
+    assert due == [True, False, False, True, False, False, True, True]  # batch 7 is the last
+    with pytest.raises(ValueError, match="min_interval_s must be > 0"):
+        ThrottledRichProgressBar(min_interval_s=0)
+    overrides = progress_bar_overrides(True, None)
+    assert [type(c).__name__ for c in overrides["callbacks"]] == ["ThrottledRichProgressBar"]

@@ -64,7 +64,9 @@ def run_defaults(
         if monitor is not None:
             metric, mode = monitor
             added.append(
-                ModelCheckpoint(monitor=metric, mode=mode, filename="best-{epoch}", enable_version_counter=False)
+                ModelCheckpoint(
+                    monitor=metric, mode=mode, filename="best-{epoch}", enable_version_counter=False
+                )
             )
         # last.ckpt after every epoch and every N steps (a killed run loses at most N steps), by one
         # callback that runs after the best one, so it always holds the latest state
@@ -196,12 +198,16 @@ class EpochLog(Callback):
 
 def progress_bar_overrides(enable_progress_bar: bool | None, callbacks: Any) -> dict[str, Any]:
     """Trainer keyword arguments that apply :func:`progress_bar_choice` (a new callback list with
-    a ``RichProgressBar`` appended, ``enable_progress_bar=False``, or nothing)."""
+    a :class:`vlkit.cli.progress.ThrottledRichProgressBar` appended, ``enable_progress_bar=False``,
+    or nothing)."""
     choice = progress_bar_choice(enable_progress_bar, callbacks)
     if choice == "off" or (choice == "user" and enable_progress_bar is False):  # plain logs: a line per epoch
         return {"callbacks": [*_callback_list(callbacks), EpochLog()], "enable_progress_bar": False}
     if choice == "rich":
-        from pytorch_lightning.callbacks import RichProgressBar
+        from vlkit.cli.progress import ThrottledRichProgressBar
 
-        return {"callbacks": [*_callback_list(callbacks), RichProgressBar()], "enable_progress_bar": True}
+        return {
+            "callbacks": [*_callback_list(callbacks), ThrottledRichProgressBar()],
+            "enable_progress_bar": True,
+        }
     return {}
