@@ -221,7 +221,13 @@ def test_every_option_combination_runs_forward_and_backward(cbam, stn, freeze):
 
 @pytest.mark.parametrize(
     "blocks",
-    [{"cbam": "stages"}, {"cbam": "blocks"}, {"stn": "input"}, {"stn": 1}, {"cbam": "stages", "stn": "input"}],
+    [
+        {"cbam": "stages"},
+        {"cbam": "blocks"},
+        {"stn": "input"},
+        {"stn": 1},
+        {"cbam": "stages", "stn": "input"},
+    ],
     ids=lambda b: "+".join(f"{k}={v}" for k, v in b.items()),
 )
 def test_inserting_cbam_or_stn_leaves_a_pretrained_encoder_unchanged_at_initialisation(blocks):
@@ -235,7 +241,9 @@ def test_inserting_cbam_or_stn_leaves_a_pretrained_encoder_unchanged_at_initiali
             torch.nn.init.uniform_(module.running_var, 0.5, 1.5)
     inserted = ImageEncoder("resnet10t", dim=16, feature_index=2, freeze=True, **blocks).eval()
     missing, unexpected = inserted.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and missing and all(("cbam" in k or "stn" in k or ".se." in k) for k in missing), missing
+    assert not unexpected and missing and all(("cbam" in k or "stn" in k or ".se." in k) for k in missing), (
+        missing
+    )
     image = torch.randn(2, 3, 48, 48)
     # CBAM alone: exactly; with an STN, to the float rounding of bilinear resampling on the
     # identity grid (about 1e-5 on the image itself)
@@ -268,7 +276,14 @@ def test_cbam_and_localisation_networks_get_their_own_learning_rates():
     from vlkit.tasks import Optimization, VQATask
     from vlkit.tasks.optimization import parameter_groups
 
-    encoder = {"backbone": "resnet10t", "dim": 32, "feature_index": 2, "freeze": True, "cbam": "stages", "stn": "input"}
+    encoder = {
+        "backbone": "resnet10t",
+        "dim": 32,
+        "feature_index": 2,
+        "freeze": True,
+        "cbam": "stages",
+        "stn": "input",
+    }
     task = VQATask(
         **{**VQA_PARTS, "image_encoder": encoder},
         vocabulary=["<pad>", "<unk>", "what"],
@@ -320,3 +335,37 @@ def test_freeze_all_runs_without_autograd_unless_blocks_need_it():
 def test_option_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ImageEncoder(**({"backbone": "resnet10t", "dim": 8} | kwargs))
+
+
+@pytest.mark.parametrize("backbone", ["resnet10t", "efficientnet_lite0"])
+def test_channels_last_memory_gives_the_contiguous_outputs(backbone):
+    torch.manual_seed(0)
+    nhwc = ImageEncoder(backbone, 32, feature_index=2, freeze=True).eval()
+    nchw = ImageEncoder(backbone, 32, feature_index=2, freeze=True, memory_format="contiguous").eval()
+    nchw.load_state_dict(nhwc.state_dict())
+    convs = [
+        m.weight for m in nhwc.backbone.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.dim() == 4
+    ]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    image = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        expected, got = nchw(image).features, nhwc(image).features
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="memory_format must be 'channels_last' or 'contiguous'"):
+        ImageEncoder(backbone, 32, memory_format="nhwc")
+
+
+def test_a_frozen_backbone_in_bfloat16_gives_float32_features_close_to_float32():
+    from vlkit.data.features import encoder_fingerprint
+
+    torch.manual_seed(0)
+    full = ImageEncoder("resnet10t", 32, feature_index=2, freeze=True).eval()
+    half = ImageEncoder("resnet10t", 32, feature_index=2, freeze=True, backbone_precision="bf16").eval()
+    half.load_state_dict(full.state_dict())
+    image = torch.randn(2, 3, 64, 64)
+    expected, got = full.backbone_features(image).feature_map, half.backbone_features(image).feature_map
+    assert got.dtype == torch.float32 and not torch.equal(got, expected)
+    assert (got - expected).abs().max() < 0.05 * expected.abs().max()
+    assert encoder_fingerprint(half) != encoder_fingerprint(full)  # a cache of bfloat16 features is apart
+    with pytest.raises(ValueError, match="backbone_precision 'bf16' is for a frozen backbone"):
+        ImageEncoder("resnet10t", 32, backbone_precision="bf16")

@@ -76,6 +76,8 @@ def encoder_fingerprint(encoder: nn.Module) -> str:
     BatchNorm statistics), so the cache is never reused for other weights."""
     digest = hashlib.sha1()
     digest.update(repr((type(encoder.backbone).__name__, encoder.feature_mode)).encode())
+    if getattr(encoder, "backbone_precision", "32") != "32":  # bfloat16 features are other features
+        digest.update(repr(encoder.backbone_precision).encode())
     for name, tensor in encoder.backbone.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

@@ -104,6 +104,14 @@ class ImageEncoder(nn.Module):
             :class:`vlkit.vision.SpatialTransformer`): ``None``, ``"input"`` (on the image) or
             an integer ``k`` (on the output of feature stage ``k``).
         stn_transform: ``"affine"`` or ``"attention"`` (scale + translation).
+        memory_format: how the backbone's weights and activations lie in memory:
+            ``"channels_last"`` (default; NHWC strides, which oneDNN on CPUs and tensor cores on
+            GPUs convolve faster: EfficientNet-Lite0 at 64 px, batch 64, 87 → 65 ms forward on
+            2 CPU threads, outputs equal to 5e-6) or ``"contiguous"`` (NCHW). Values are the same.
+        backbone_precision: ``"32"`` (default) or ``"bf16"``: run a frozen backbone (``freeze:
+            true``) under bfloat16 autocast, its features returned as float32 (faster where
+            bfloat16 is; features move by up to ~0.1, so measure the accuracy; a feature cache
+            built so is kept apart).
         dropout: dropout on the projected region features, in ``[0, 1)``.
         norm: LayerNorm the projected features (Ba et al., 2016, arXiv:1607.06450). Raw CNN
             activations are unbounded; normalising keeps them on the scale of text features
@@ -139,8 +147,19 @@ class ImageEncoder(nn.Module):
         cbam_gate: str | None = "zero",
         stn: str | int | None = None,
         stn_transform: str = "affine",
+        memory_format: str = "channels_last",
+        backbone_precision: str = "32",
     ) -> None:
         super().__init__()
+        if memory_format not in ("channels_last", "contiguous"):
+            raise ValueError(f"memory_format must be 'channels_last' or 'contiguous', got {memory_format!r}")
+        if backbone_precision not in ("32", "bf16"):
+            raise ValueError(f"backbone_precision must be '32' or 'bf16', got {backbone_precision!r}")
+        if backbone_precision == "bf16" and freeze is not True:
+            raise ValueError(
+                "backbone_precision 'bf16' is for a frozen backbone (freeze: true); a trained backbone "
+                "takes the trainer's precision (--trainer.precision bf16-mixed)"
+            )
         if feature_mode not in _FEATURE_MODES:
             raise ValueError(f"unknown feature_mode {feature_mode!r}; valid: {list(_FEATURE_MODES)}")
         if not timm.is_model(backbone):
@@ -200,6 +219,9 @@ class ImageEncoder(nn.Module):
                 f"timm {backbone!r} ignored attn_layer, so cbam='blocks' cannot be used; use cbam='stages'"
             )
         self.freeze, self.cbam, self.stn = freeze, cbam, stn
+        self.memory_format, self.backbone_precision = memory_format, backbone_precision
+        if memory_format == "channels_last":
+            self.backbone.to(memory_format=torch.channels_last)
         frozen_all = freeze is True
         if frozen_all:
             self.backbone.requires_grad_(False)
@@ -286,7 +308,7 @@ class ImageEncoder(nn.Module):
                 f"can be cached (this encoder has freeze={self.freeze!r}, cbam={self.cbam!r}, stn={self.stn!r}); "
                 "set the image encoder's freeze: true and no cbam / stn, or turn feature caching off"
             )
-        return BackboneFeatures(self._backbone(image))
+        return BackboneFeatures(self._backbone(image).contiguous())  # NCHW strides, as stored
 
     def _backbone(self, image: Tensor) -> Tensor:
         if image.dim() != 4 or image.shape[1] != 3 or not image.is_floating_point():
@@ -295,10 +317,17 @@ class ImageEncoder(nn.Module):
             )
         if self.input_stn is not None:
             image, self._theta = self.input_stn(image)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self._no_grad_backbone):
+        if self.memory_format == "channels_last":
+            image = image.contiguous(memory_format=torch.channels_last)
+        low_precision = torch.autocast(
+            image.device.type, torch.bfloat16, enabled=self.backbone_precision == "bf16"
+        )
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self._no_grad_backbone), low_precision:
             if self.feature_mode == "features_only":
-                return self.backbone(image)[-1]  # (b, C, h, w)
-            return self.backbone.forward_features(image)
+                out = self.backbone(image)[-1]  # (b, C, h, w)
+            else:
+                out = self.backbone.forward_features(image)
+        return out.float() if self.backbone_precision == "bf16" else out
 
     def forward(self, image: Tensor | BackboneFeatures) -> ImageEncoderOutput:
         self._theta = None
