@@ -214,3 +214,18 @@ def test_flips_are_drawn_from_seed_epoch_and_sample():
     first = next(i for i, _ in indices if flip_draw(dm.seed, 3, i))
     image = dataset[(first, 3)][0]
     assert torch.equal(image, dataset[first][0].flip(-1))  # a plain index: never flipped
+
+
+def test_a_float16_cache_halves_the_bytes_and_serves_float32_features_close_to_float32():
+    encoder = ImageEncoder("resnet10t", 32, feature_index=1, freeze=True)
+    full = vqa_dm(cache_features=True)
+    full.cache_image_features(encoder)
+    half = vqa_dm(cache_features=True, feature_cache_dtype="float16")
+    half.cache_image_features(encoder)
+    a, b = full._feature_caches["train"], half._feature_caches["train"]
+    assert b.features.dtype == np.float16 and b.features.nbytes * 2 == a.features.nbytes
+    x, y = a.sample(0).feature_map, b.sample(0).feature_map
+    assert y.dtype == torch.float32 and not torch.equal(x, y)
+    torch.testing.assert_close(y, x, atol=1e-2 * float(x.abs().max()), rtol=1e-2)
+    with pytest.raises(ValueError, match="feature_cache_dtype must be 'float32' or 'float16', got 'int8'"):
+        vqa_dm(feature_cache_dtype="int8")

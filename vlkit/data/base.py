@@ -56,6 +56,8 @@ class SplitDataModule(pl.LightningDataModule, ABC):
             without CBAM or spatial transformer (an error says so otherwise). ``"auto"``: cache
             when the backbone is so, else read images. ``False``: read images. The task gives its
             image encoder when training starts (or call :meth:`cache_image_features` yourself).
+        feature_cache_dtype: how cached features are stored: ``"float32"`` or ``"float16"``
+            (half the disk and page-cache bytes; read back as float32).
         max_samples: if set, use only the first ``max_samples`` rows of each split (smoke runs).
         max_image_pixels: images of more pixels (width × height) are unreadable, refused before
             decoding as a guard against decompression bombs (and so follow ``on_bad_sample``);
@@ -84,6 +86,7 @@ class SplitDataModule(pl.LightningDataModule, ABC):
     num_workers: int = 0
     on_bad_sample: str = "error"
     cache_features: bool | Literal["auto"] = False
+    feature_cache_dtype: Literal["float32", "float16"] = "float32"
     max_samples: int | None = None
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
     seed: int = 0
@@ -98,6 +101,10 @@ class SplitDataModule(pl.LightningDataModule, ABC):
                 "batch_size, image_size and min_word_freq must be >= 1 and num_workers >= 0; got "
                 f"batch_size={self.batch_size}, image_size={self.image_size}, "
                 f"min_word_freq={self.min_word_freq}, num_workers={self.num_workers}"
+            )
+        if self.feature_cache_dtype not in ("float32", "float16"):
+            raise ValueError(
+                f"feature_cache_dtype must be 'float32' or 'float16', got {self.feature_cache_dtype!r}"
             )
         if self.cache_features not in (True, False, "auto"):
             raise ValueError(f"cache_features must be true, false or 'auto', got {self.cache_features!r}")
@@ -176,6 +183,7 @@ class SplitDataModule(pl.LightningDataModule, ABC):
                 batch_size=self.batch_size,
                 num_workers=self.num_workers,
                 max_image_pixels=self.max_image_pixels,
+                storage=self.feature_cache_dtype,
             )
 
     def _loader(self, name: str) -> DataLoader:

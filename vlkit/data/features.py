@@ -40,6 +40,8 @@ __all__ = ["FeatureCache", "build_feature_cache", "encoder_fingerprint", "image_
 
 log = logging.getLogger(__name__)
 _CACHE_VERSION = 1
+#: Storage dtypes of a feature cache.
+STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
 @dataclass
@@ -68,7 +70,10 @@ class FeatureCache:
             return None
         if flip and self.features.shape[0] < 2:
             raise ValueError("this feature cache holds no flipped images: build it with flips=True")
-        return BackboneFeatures(torch.from_numpy(np.array(self.features[1 if flip else 0, j])))
+        # float32 whatever the storage (a float16 cache is read back as float32)
+        return BackboneFeatures(
+            torch.from_numpy(np.array(self.features[1 if flip else 0, j], dtype=np.float32))
+        )
 
 
 def encoder_fingerprint(encoder: nn.Module) -> str:
@@ -127,6 +132,7 @@ def build_feature_cache(
     num_workers: int = 0,
     root: str | Path | None = None,
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    storage: str = "float32",
 ) -> FeatureCache:
     """Compute (or load) the backbone features of the distinct images of ``rows``.
 
@@ -143,14 +149,19 @@ def build_feature_cache(
         batch_size, num_workers: of the image loader.
         root: cache folder; None uses ``$VLKIT_CACHE/features``.
         max_image_pixels: larger images are unreadable (see :func:`vlkit.data.images.load_image`).
+        storage: ``"float32"`` or ``"float16"`` (half the bytes on disk and in the page cache;
+            features are read back as float32; a float16 cache is kept apart from a float32 one).
 
     Returns:
         The :class:`FeatureCache` of the split, its array memory-mapped from disk.
 
     Raises:
-        ValueError: the encoder's backbone is not frozen (see ``ImageEncoder.cacheable``).
+        ValueError: the encoder's backbone is not frozen (see ``ImageEncoder.cacheable``), or an
+            unknown ``storage``.
         BadSampleError: an unreadable image with ``on_bad_sample="error"``.
     """
+    if storage not in STORAGE_DTYPES:
+        raise ValueError(f"feature cache storage must be one of {list(STORAGE_DTYPES)}, got {storage!r}")
     if not getattr(encoder, "cacheable", False):
         raise ValueError(
             "feature caching needs a vlkit.vision.ImageEncoder whose whole backbone is frozen, without "
@@ -175,6 +186,8 @@ def build_feature_cache(
     )
     if max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS:  # it decides which images are unreadable
         identity += (max_image_pixels,)
+    if storage != "float32":
+        identity += (storage,)
     digest = hashlib.sha1(repr(identity).encode()).hexdigest()[:20]
     folder = Path(root) if root is not None else cache_root() / "features"
     path = folder / f"{split_name}-{digest}.npy"
@@ -190,7 +203,9 @@ def build_feature_cache(
             num_workers=num_workers,
             collate_fn=_collate,
         )
-        bad = _compute(path, bad_path, len(cells), loader, encoder, flips, device, where)
+        bad = _compute(
+            path, bad_path, len(cells), loader, encoder, flips, device, where, STORAGE_DTYPES[storage]
+        )
     features = np.load(path, mmap_mode="r")
     for row, j in index.items():
         if j in bad:
@@ -207,6 +222,7 @@ def _compute(
     flips: bool,
     device: torch.device | str,
     where: tuple[str, list[int], str, str],
+    dtype: Any = np.float32,
 ) -> set[int]:
     """Compute and save the features of the ``num_cells`` images of ``loader`` (of :class:`_Images`);
     return the indices of unreadable ones. ``where`` is ``(split name, row of each cell, image
@@ -233,7 +249,7 @@ def _compute(
                 variants = [images, images.flip(-1)] if flips else [images]
                 outs = [encoder.backbone_features(v).feature_map.float().cpu().numpy() for v in variants]
                 if array is None:
-                    array = np.zeros((len(variants), num_cells, *outs[0].shape[1:]), dtype=np.float32)
+                    array = np.zeros((len(variants), num_cells, *outs[0].shape[1:]), dtype=dtype)
                 for v, out in enumerate(outs):
                     array[v, [i for i, _ in good]] = out
         finally:
