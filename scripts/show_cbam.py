@@ -5,7 +5,11 @@ Usage:
         [--images a.png b.png ...]
 
 The checkpoint is a ``VQATask`` whose image encoder has CBAM blocks (``cbam: stages`` or
-``cbam: blocks``). The PNG has one row per image: the image, then the spatial map
+``cbam: blocks``). The script also measures whether the last block's spatial map weighs the
+shape, over the first ``--limit`` test images of ``--dataset`` (default 500 of ``easy_vqa``;
+``easy_vqa_cluttered`` for the cluttered benchmark): the share of the map's mass on the cells
+that overlap the shape's box, against those cells' share of the map (a uniform map's) — both
+printed, mean over the images. The PNG has one row per image: the image, then the spatial map
 ``M_s`` of every CBAM block (from the first to the last), upsampled to the image size and
 shown as a heat map (white = 1, black = 0).
 """
@@ -13,12 +17,15 @@ shown as a heat map (white = 1, black = 0).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/localisation.py
 
 from vlkit.data import IMAGENET_MEAN, IMAGENET_STD
 from vlkit.vision import CBAM
@@ -68,6 +75,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", default="cbam.png")
     parser.add_argument("--images", nargs="+", default=None)
     parser.add_argument("--size", type=int, default=None, help="image size (default: the recipe's)")
+    parser.add_argument("--dataset", default="easy_vqa", help="packaged source of the measured test images")
+    parser.add_argument("--limit", type=int, default=500, help="test images measured")
     args = parser.parse_args(argv)
     task = VQATask.load_from_checkpoint(args.ckpt, map_location="cpu", weights_only=True).eval()
     if args.images is None:
@@ -75,7 +84,7 @@ def main(argv: list[str] | None = None) -> Path:
 
         paths = easy_vqa.get_test_image_paths()
         args.images = [paths[i] for i in range(4)]
-    size = args.size or 64
+    size = args.size or task.preprocessing.image_size
     to_tensor = v2.Compose(
         [v2.ToImage(), v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True)]
     )
@@ -85,6 +94,15 @@ def main(argv: list[str] | None = None) -> Path:
     out = Path(args.out)
     render(images, maps).save(out)
     print(f"wrote {out}: {len(images)} images × {len(maps)} CBAM maps")
+    from localisation import map_share_on_box, test_images_and_boxes
+
+    measured, boxes = test_images_and_boxes(args.dataset, size, args.limit)
+    last = spatial_maps(task.model.image_encoder, v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(measured))[-1]
+    share, uniform = map_share_on_box(last, boxes, size)
+    print(
+        f"{args.dataset} test, {len(measured)} images: the last CBAM spatial map puts {share.mean().item():.3f} of its "
+        f"mass on the shape's cells, which are {uniform.mean().item():.3f} of the map (a uniform map's share)"
+    )
     return out
 
 

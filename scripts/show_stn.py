@@ -2,7 +2,12 @@
 
 Usage:
     python scripts/show_stn.py --out stn.png [--ckpt runs/<recipe>/version_N/checkpoints/last.ckpt]
-        [--images a.png b.png ...] [--size 128]
+        [--images a.png b.png ...] [--size 128] [--dataset easy_vqa_cluttered] [--limit 500]
+
+With ``--ckpt`` the script also measures whether the STN zooms on the shape, over the first
+``--limit`` test images of ``--dataset`` (at the checkpoint's image size): the share of its
+sampling points that read from inside the shape's box, against the box's share of the image
+(what the identity transform gives) — both printed, mean over the images.
 
 With ``--ckpt`` (a ``VQATask`` checkpoint whose image encoder has ``stn: input``), the trained
 STN is shown. Without one, a demonstration θ (rotate 20°, zoom ×1.4 on the upper left) is
@@ -14,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torchvision.transforms import v2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/localisation.py
 
 from vlkit.data import IMAGENET_MEAN, IMAGENET_STD
 from vlkit.vision import SpatialTransformer
@@ -78,6 +86,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--ckpt", default=None)
     parser.add_argument("--images", nargs="+", default=None)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--dataset", default="easy_vqa", help="packaged source of the measured test images")
+    parser.add_argument("--limit", type=int, default=500, help="test images measured (with --ckpt)")
     args = parser.parse_args(argv)
     if args.images is None:
         import easy_vqa
@@ -99,7 +109,27 @@ def main(argv: list[str] | None = None) -> Path:
     out = Path(args.out)
     render(images, outputs, theta).save(out)
     print(f"wrote {out} ({len(images)} images, θ of the first: {theta[0].tolist()})")
+    if args.ckpt:
+        share, baseline = measure_zoom(args.ckpt, stn, args.dataset, args.limit)
+        print(
+            f"{args.dataset} test, {args.limit} images: {share:.3f} of the STN's sampling points read from the "
+            f"shape's box, which is {baseline:.3f} of the image (the identity's share)"
+        )
     return out
+
+
+def measure_zoom(ckpt: str, stn: SpatialTransformer, dataset: str, limit: int) -> tuple[float, float]:
+    """Mean share of the STN's sampling points inside the shape's box, and the box's mean share."""
+    from localisation import box_share, stn_share_on_box, test_images_and_boxes
+
+    from vlkit.tasks import load_task
+
+    size = load_task(ckpt).preprocessing.image_size
+    images, boxes = test_images_and_boxes(dataset, size, limit)
+    with torch.no_grad():
+        theta = stn(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(images)).theta
+    share = stn_share_on_box(theta, boxes, size, align_corners=stn.align_corners)
+    return share.mean().item(), box_share(boxes, size).mean().item()
 
 
 if __name__ == "__main__":

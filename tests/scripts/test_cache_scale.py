@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
-import cache_scale  # noqa: E402
+import cache_scale
 
 
 def test_the_vqav2_cache_is_a_14_by_14_by_2048_grid_per_coco_image():

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
-import fusion_table  # noqa: E402
+import fusion_table
 
 
 def test_epochs_to_a_validation_accuracy():

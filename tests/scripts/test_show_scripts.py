@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,44 @@ def test_show_cbam_maps_and_sheet():
     assert sheet.size == (4 * 36, 2 * 36)
     with pytest.raises(ValueError, match="no CBAM"):
         show_cbam.spatial_maps(ImageEncoder("resnet10t", dim=8, feature_index=2), images)
+
+
+@pytest.fixture(scope="module")
+def stn_cbam_ckpt(tmp_path_factory) -> str:
+    """The main recipe with an input STN and CBAM after each stage, trained 2 steps on tiny data."""
+    import json
+
+    import yaml
+
+    from tests.conftest import make_dataset_dict
+    from tests.test_cli import TINY, short_fit
+
+    work = tmp_path_factory.mktemp("stn_cbam")
+    make_dataset_dict().save_to_disk(str(work / "data"))
+    recipe = yaml.safe_load((SCRIPTS.parent / "recipes/vqa/easy_vqa_parallel.yaml").read_text())
+    encoder = {**recipe["model"]["init_args"]["image_encoder"], "stn": "input", "cbam": "stages"}
+    cwd = Path.cwd()
+    try:
+        os.chdir(work)
+        cli = short_fit(
+            "vqa/easy_vqa_parallel",
+            work / "data",
+            TINY,
+            "--model.init_args.image_encoder",
+            json.dumps(encoder),
+        )
+    finally:
+        os.chdir(cwd)
+    return cli.trainer.checkpoint_callback.best_model_path
+
+
+def test_show_stn_and_cbam_measure_where_they_look(stn_cbam_ckpt, tmp_path, capsys):
+    load("show_stn").main(["--ckpt", stn_cbam_ckpt, "--out", str(tmp_path / "stn.png"), "--limit", "4"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    share, baseline = (float(x) for x in re.findall(r"(\d\.\d{3})", line))
+    assert line.startswith("easy_vqa test, 4 images:") and 0 < baseline < 1
+    assert share == pytest.approx(baseline, abs=0.05)  # 2 steps: the STN is still about the identity
+    load("show_cbam").main(["--ckpt", stn_cbam_ckpt, "--out", str(tmp_path / "cbam.png"), "--limit", "4"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    share, uniform = (float(x) for x in re.findall(r"(\d\.\d{3})", line))
+    assert "the last CBAM spatial map puts" in line and 0 < uniform <= 1 and 0 < share <= 1
