@@ -341,8 +341,22 @@ def test_export_writes_a_model_card_with_the_runs_test_metrics_and_normal_file_m
     with pytest.raises(ValueError, match="--out must name a folder"):
         export_main(["--ckpt_path", "runs/easy_vqa_parallel", "--out", ""])
     # with the network as an ONNX graph, checked against PyTorch and described in the card
-    export_main(["--ckpt_path", "runs/easy_vqa_parallel", "--out", str(tmp_path / "onnx"), "--format", "onnx"])
+    export_main(
+        ["--ckpt_path", "runs/easy_vqa_parallel", "--out", str(tmp_path / "onnx"), "--format", "onnx"]
+    )
     card = (tmp_path / "onnx" / "README.md").read_text()
     assert "## The network as a graph (onnx)" in card and "- `token_ids`: (b, " in card
     assert float(re.search(r"within (\S+) of", card).group(1)) < 1e-4
     assert (tmp_path / "onnx" / "model.onnx").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_mapped_look_at_a_checkpoint_reads_the_same_and_legacy_files_whole(tmp_path):
+    state = {"hyper_parameters": {"lr": 0.1}, "state_dict": {"w": torch.arange(6.0)}}
+    modern, legacy = tmp_path / "modern.ckpt", tmp_path / "legacy.ckpt"
+    torch.save(state, modern)
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    for path in (modern, legacy):
+        loaded = load_checkpoint(path, mmap=True)
+        assert loaded["hyper_parameters"] == {"lr": 0.1} and torch.equal(
+            loaded["state_dict"]["w"], torch.arange(6.0)
+        )

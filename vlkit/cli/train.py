@@ -149,7 +149,7 @@ class VLKitCLI(LightningCLI):
             path = self.config[subcommand]["ckpt_path"] = None if found is None else str(found)
         if path and Path(path).is_file():
             names = [name for cls in TASKS.values() for name in cls.class_names()]
-            checkpoint = load_checkpoint(path)
+            checkpoint = load_checkpoint(path, mmap=True)  # Lightning reads the weights afterwards
             check_plain_hyperparameters(
                 checkpoint.get("hyper_parameters", {}), f"--ckpt_path {path!r}", names
             )

@@ -17,6 +17,7 @@ import os
 import pickle
 import random
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,12 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike[str], mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint file with ``torch.load(weights_only=True)`` on the CPU.
+
+    ``mmap=True`` maps the tensors' storage instead of reading it (for a look at the
+    hyper-parameters without reading the weights); a file in torch's legacy (non-zip) format,
+    which cannot be mapped, is read whole.
 
     Raises:
         FileNotFoundError: no such file.
@@ -60,6 +65,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {os.fspath(path)!r} does not exist")
     try:
+        if mmap and zipfile.is_zipfile(path):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         detail = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()
