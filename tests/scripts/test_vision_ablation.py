@@ -1,0 +1,34 @@
+"""scripts/vision_ablation.py: variants over seeds, and the per-variant summary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
+import vision_ablation
+
+from tests.test_cli import TINY
+
+
+def test_the_summary_gives_each_variant_its_seeds_and_mean_sd():
+    results = [
+        {"variant": "none", "seed": 0, "test_vqa_acc": 0.97},
+        {"variant": "none", "seed": 1, "test_vqa_acc": 0.99},
+        {"variant": "cbam", "seed": 0, "test_vqa_acc": 0.95},
+    ]
+    lines = vision_ablation.seed_summary(results).splitlines()
+    assert lines[2] == "| none | 0, 1 | 0.9700, 0.9900 | 0.9800 ± 0.0141 |"
+    assert lines[3] == "| cbam | 0 | 0.9500 | n/a |"
+
+
+def test_variants_run_with_each_seed(tiny_vqa_on_disk, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    brief = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
+    data = ["--data.init_args.dataset", str(tiny_vqa_on_disk), *TINY]
+    results = vision_ablation.main(
+        ["--epochs", "1", "--variants", "finetuned+stn", "--seeds", "0", "1", *brief, *data]
+    )
+    assert [(r["variant"], r["seed"]) for r in results] == [("finetuned+stn", 0), ("finetuned+stn", 1)]
+    assert all(0 <= r["test_vqa_acc"] <= 1 for r in results)
+    assert "| finetuned+stn | 0, 1 |" in capsys.readouterr().out
