@@ -80,8 +80,10 @@ commands:
              (vlkit fit --config recipes/vqa/easy_vqa_parallel.yaml)
   validate   evaluate a checkpoint on the validation split (--config RECIPE --ckpt_path CKPT|last)
   test       evaluate a checkpoint on the test split (--config RECIPE --ckpt_path CKPT|last)
-  predict    answer, caption or classify an image with a trained task (--ckpt_path CKPT|runs/<recipe>|EXPORT)
-  export     write a checkpoint as a save_pretrained folder (--ckpt_path CKPT --out FOLDER)
+  predict    answer, caption or classify images with a trained task (--ckpt_path CKPT|runs/<recipe>|EXPORT
+             --image IMAGE, or --inputs FOLDER|GLOB|TABLE [--output predictions.jsonl])
+  export     write a checkpoint as a save_pretrained folder (--ckpt_path CKPT --out FOLDER
+             [--format onnx|torch.export])
   report     learning curves and the best epoch's metrics of a run (vlkit report runs/<recipe>)
   recipes    list the recipes that ship with vlkit (--config takes their names outside a checkout)
 
