@@ -27,9 +27,11 @@ def test_every_fusion_has_a_recipe_that_names_it_and_differs_only_there():
         config = yaml.safe_load((root / recipe).read_text())
         if root / recipe == base_path:
             continue
-        # the variant extends the base and sets its fusion (and the optimisation its paper uses), nothing else
+        # the variant extends the base and sets its fusion (and the optimisation and schedule it
+        # needs), nothing else
         assert (root / recipe).parent / config["base"] == base_path, recipe
-        assert set(config) == {"base", "model"} and set(config["model"]) == {"init_args"}, recipe
+        assert set(config) <= {"base", "model", "trainer"} and set(config["model"]) == {"init_args"}, recipe
+        assert set(config.get("trainer", {})) <= {"max_epochs"}, recipe
         assert "fusion" in config["model"]["init_args"], recipe
         assert set(config["model"]["init_args"]) <= {"fusion", "optimization"}, recipe
         assert config["model"]["init_args"]["fusion"]["name"] == name, recipe
