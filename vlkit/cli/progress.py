@@ -35,7 +35,7 @@ class ThrottledRichProgressBar(RichProgressBar):
         self.min_interval_s = min_interval_s
         self._last_update = float("-inf")
 
-    def _due(self, batch_idx: int, total: float | int | None) -> bool:
+    def _due(self, batch_idx: int, total: float | None) -> bool:
         """Whether this batch updates the bar: the loop's last batch, or ``min_interval_s`` passed."""
         now = time.monotonic()
         last = total is not None and total != float("inf") and batch_idx + 1 >= total
@@ -44,18 +44,18 @@ class ThrottledRichProgressBar(RichProgressBar):
             return True
         return False
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self._due(batch_idx, trainer.num_training_batches):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ) -> None:  # noqa: D102
+    ) -> None:
         total = self.total_val_batches_current_dataloader if self.is_enabled else None
         if self._due(batch_idx, total):
             super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: D102
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         total = self.total_test_batches_current_dataloader if self.is_enabled else None
         if self._due(batch_idx, total):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
