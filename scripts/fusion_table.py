@@ -99,32 +99,15 @@ def table(results: list[dict], times: dict[str, float], limit: int) -> str:
 
 
 def time_recipes(recipes: list[str], steps: int) -> dict[str, float]:
-    """Training seconds per easy-VQA epoch of each recipe, from ``steps`` steps."""
+    """Training seconds per easy-VQA epoch of each recipe, from ``steps`` steps without a progress bar."""
     import tempfile
 
-    from vlkit.cli import cli_main
+    from progress_bar_cost import seconds_per_step
 
     seconds = {}
     with tempfile.TemporaryDirectory() as workdir:
         for recipe in recipes:
-            args = [
-                "fit",
-                "--config",
-                recipe,
-                "--trainer.max_epochs",
-                "1",
-                "--trainer.limit_train_batches",
-                str(steps),
-            ]
-            args += ["--trainer.limit_val_batches", "0", "--test_after_fit", "false", "--runs_dir", workdir]
-            args += [
-                "--trainer.enable_progress_bar",
-                "false",
-                "--trainer.callbacks+=progress_bar_cost.StepTimer",
-            ]
-            cli = cli_main(args)
-            (timer,) = [c for c in cli.trainer.callbacks if type(c).__name__ == "StepTimer"]
-            seconds[recipe] = (timer.end - timer.start) / timer.steps * STEPS_PER_EPOCH
+            seconds[recipe] = seconds_per_step(recipe, steps, "none", workdir) * STEPS_PER_EPOCH
             print(f"{recipe}: {seconds[recipe]:.1f} s / epoch", flush=True)
     return seconds
 
