@@ -13,7 +13,14 @@ from typing import Any
 import torch
 from PIL import Image
 
-__all__ = ["IMAGE_SUFFIXES", "parse_device", "prediction_record", "read_inputs", "write_predictions"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "check_output_path",
+    "parse_device",
+    "prediction_record",
+    "read_inputs",
+    "write_predictions",
+]
 
 #: File suffixes that a folder or glob of images contributes (case-insensitive): what Pillow reads.
 IMAGE_SUFFIXES = frozenset(suffix for suffix, _ in Image.registered_extensions().items())
@@ -158,6 +165,18 @@ def prediction_record(row: dict[str, Any], prediction: Any) -> dict[str, Any]:
     return {**row, **fields}
 
 
+def check_output_path(path: str | Path) -> str:
+    """The lower-case suffix of an ``--output`` path: ``.jsonl`` or ``.csv``.
+
+    Raises:
+        ValueError: another suffix.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".jsonl", ".csv"):
+        raise ValueError(f"--output {str(path)!r}: write predictions to a .jsonl or .csv file")
+    return suffix
+
+
 def write_predictions(path: str | Path, records: list[dict[str, Any]]) -> Path:
     """Write ``records`` to ``path``: ``.jsonl`` one JSON object per line, ``.csv`` one row per
     record (lists as JSON text). The folder is created.
@@ -165,10 +184,8 @@ def write_predictions(path: str | Path, records: list[dict[str, Any]]) -> Path:
     Raises:
         ValueError: another suffix.
     """
+    suffix = check_output_path(path)
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".csv"):
-        raise ValueError(f"--output {str(path)!r}: write predictions to a .jsonl or .csv file")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".jsonl":
         with open(path, "w", encoding="utf-8") as file:

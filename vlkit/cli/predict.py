@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from vlkit.cli.batch import parse_device, prediction_record, read_inputs, write_predictions
+from vlkit.cli.batch import check_output_path, parse_device, prediction_record, read_inputs, write_predictions
 from vlkit.cli.runs import resolve_checkpoint
 from vlkit.tasks import CaptionPrediction, TrainingTask, VQAPrediction, load_pretrained, load_task
 from vlkit.tasks.graph_export import GRAPH_FORMATS, export_graph, graph_difference
@@ -160,8 +160,8 @@ def _check_options(opts: argparse.Namespace) -> None:
         raise ValueError("give one image with --image or many with --inputs, not both")
     if opts.inputs is not None and opts.save_attention:
         raise ValueError("--save_attention draws one image: use it with --image, not --inputs")
-    if opts.output and Path(opts.output).suffix.lower() not in (".jsonl", ".csv"):
-        raise ValueError(f"--output {opts.output!r}: write predictions to a .jsonl or .csv file")
+    if opts.output:
+        check_output_path(opts.output)
 
 
 def _predict_many(
