@@ -9,8 +9,9 @@ With ``--ckpt`` the script also measures whether the STN zooms on the shape, ove
 sampling points that read from inside the shape's box, against the box's share of the image
 (what the identity transform gives) — both printed, mean over the images.
 
-With ``--ckpt`` (a ``VQATask`` checkpoint whose image encoder has ``stn: input``), the trained
-STN is shown. Without one, a demonstration θ (rotate 20°, zoom ×1.4 on the upper left) is
+With ``--ckpt`` (a ``VQATask`` checkpoint whose image encoder has a spatial transformer:
+``stn: input``, ``output`` or a stage), the trained STN is shown; θ of an STN on a feature
+map is drawn on the image, which the map covers. Without one, a demonstration θ (rotate 20°, zoom ×1.4 on the upper left) is
 used. Images default to four easy-VQA test images. The PNG has one column per image: the
 input with the sampling grid (where each output pixel reads from) on top, the output below.
 """
@@ -68,16 +69,29 @@ def load_images(paths: list[str], size: int) -> torch.Tensor:
     return torch.stack([to_tensor(Image.open(p).convert("RGB")) for p in paths])
 
 
-def trained_stn(ckpt: str) -> SpatialTransformer:
+def trained_stn(ckpt: str) -> tuple[torch.nn.Module, SpatialTransformer]:
+    """The checkpoint's image encoder and its spatial transformer (``stn: input``, ``output`` or a stage)."""
     from vlkit.tasks import VQATask
 
     task = VQATask.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
-    stn = task.model.image_encoder.input_stn
-    if stn is None:
+    encoder = task.model.image_encoder.eval()
+    stns = [m for m in encoder.modules() if isinstance(m, SpatialTransformer)]
+    if not stns:
         raise ValueError(
-            f"{ckpt}: the image encoder has no input STN (train a recipe with image_encoder stn: input)"
+            f"{ckpt}: the image encoder has no spatial transformer (train a recipe with image_encoder "
+            "stn: input or stn: output)"
         )
-    return stn.eval()
+    return encoder, stns[0]
+
+
+def encoder_theta(encoder: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``(b, 2, 3)``: the θ the encoder's STN computes for raw ``images (b, 3, H, W)`` in [0, 1].
+
+    The STN sees normalised images (or the backbone's map of them), as in training; θ acts on
+    normalised coordinates, which cover the whole image whether it transforms the image or a
+    feature map of it, so it is drawn and measured on the image."""
+    with torch.no_grad():
+        return encoder(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(images)).theta
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -96,11 +110,8 @@ def main(argv: list[str] | None = None) -> Path:
         args.images = [paths[i] for i in range(4)]
     images = load_images(args.images, args.size)
     if args.ckpt:
-        stn = trained_stn(args.ckpt)
-        # the STN sees normalised images, as in training; it resamples the raw ones for display
-        normalised = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(images)
-        with torch.no_grad():
-            theta = stn(normalised).theta
+        encoder, stn = trained_stn(args.ckpt)
+        theta = encoder_theta(encoder, images)
     else:
         stn = SpatialTransformer(3)
         theta = DEMO_THETA.expand(len(images), 2, 3)
@@ -110,7 +121,7 @@ def main(argv: list[str] | None = None) -> Path:
     render(images, outputs, theta).save(out)
     print(f"wrote {out} ({len(images)} images, θ of the first: {theta[0].tolist()})")
     if args.ckpt:
-        share, baseline = measure_zoom(args.ckpt, stn, args.dataset, args.limit)
+        share, baseline = measure_zoom(args.ckpt, encoder, stn, args.dataset, args.limit)
         print(
             f"{args.dataset} test, {args.limit} images: {share:.3f} of the STN's sampling points read from the "
             f"shape's box, which is {baseline:.3f} of the image (the identity's share)"
@@ -118,7 +129,9 @@ def main(argv: list[str] | None = None) -> Path:
     return out
 
 
-def measure_zoom(ckpt: str, stn: SpatialTransformer, dataset: str, limit: int) -> tuple[float, float]:
+def measure_zoom(
+    ckpt: str, encoder: torch.nn.Module, stn: SpatialTransformer, dataset: str, limit: int
+) -> tuple[float, float]:
     """Mean share of the STN's sampling points inside the shape's box, and the box's mean share."""
     from localisation import box_share, stn_share_on_box, test_images_and_boxes
 
@@ -126,8 +139,7 @@ def measure_zoom(ckpt: str, stn: SpatialTransformer, dataset: str, limit: int) -
 
     size = load_task(ckpt).preprocessing.image_size
     images, boxes = test_images_and_boxes(dataset, size, limit)
-    with torch.no_grad():
-        theta = stn(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(images)).theta
+    theta = encoder_theta(encoder, images)
     share = stn_share_on_box(theta, boxes, size, align_corners=stn.align_corners)
     return share.mean().item(), box_share(boxes, size).mean().item()
 

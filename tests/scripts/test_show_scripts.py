@@ -51,9 +51,12 @@ def test_show_cbam_maps_and_sheet():
         show_cbam.spatial_maps(ImageEncoder("resnet10t", dim=8, feature_index=2), images)
 
 
-@pytest.fixture(scope="module")
-def stn_cbam_ckpt(tmp_path_factory) -> str:
-    """The main recipe with an input STN and CBAM after each stage, trained 2 steps on tiny data."""
+@pytest.fixture(
+    scope="module", params=[("input", "stages"), ("output", "output")], ids=["in-backbone", "output"]
+)
+def stn_cbam_ckpt(tmp_path_factory, request) -> str:
+    """The main recipe with an STN and CBAM (on the image and after each stage, or both on the
+    map the encoder reads), trained 2 steps on tiny data."""
     import json
 
     import yaml
@@ -64,7 +67,8 @@ def stn_cbam_ckpt(tmp_path_factory) -> str:
     work = tmp_path_factory.mktemp("stn_cbam")
     make_dataset_dict().save_to_disk(str(work / "data"))
     recipe = yaml.safe_load((SCRIPTS.parent / "recipes/vqa/easy_vqa_parallel.yaml").read_text())
-    encoder = {**recipe["model"]["init_args"]["image_encoder"], "stn": "input", "cbam": "stages"}
+    stn, cbam = request.param
+    encoder = {**recipe["model"]["init_args"]["image_encoder"], "stn": stn, "cbam": cbam}
     cwd = Path.cwd()
     try:
         os.chdir(work)

@@ -195,8 +195,8 @@ def test_frozen_backbone_gets_no_gradient_and_keeps_batchnorm_statistics():
 # attention blocks and partial freezing
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("freeze", [False, True, 2])
-@pytest.mark.parametrize("stn", [None, "input", 1])
-@pytest.mark.parametrize("cbam", [None, "stages", "blocks"])
+@pytest.mark.parametrize("stn", [None, "input", 1, "output"])
+@pytest.mark.parametrize("cbam", [None, "stages", "blocks", "output"])
 def test_every_option_combination_runs_forward_and_backward(cbam, stn, freeze):
     from vlkit.vision import CBAM, SpatialTransformer
 
@@ -210,7 +210,8 @@ def test_every_option_combination_runs_forward_and_backward(cbam, stn, freeze):
         if p.requires_grad:
             assert p.grad is not None, name
     blocks = [m for m in encoder.modules() if isinstance(m, CBAM)]
-    assert len(blocks) == {None: 0, "stages": 3, "blocks": 2}[cbam]  # 3 stages read; 1 block per layer
+    # 3 stages read; 1 block per layer; 1 on the read map
+    assert len(blocks) == {None: 0, "stages": 3, "blocks": 2, "output": 1}[cbam]
     for block in blocks:  # attention blocks train even inside a frozen backbone
         assert all(p.requires_grad and p.grad is not None for p in block.parameters())
     stns = [m for m in encoder.modules() if isinstance(m, SpatialTransformer)]
@@ -227,6 +228,9 @@ def test_every_option_combination_runs_forward_and_backward(cbam, stn, freeze):
         {"stn": "input"},
         {"stn": 1},
         {"cbam": "stages", "stn": "input"},
+        {"cbam": "output"},
+        {"stn": "output"},
+        {"cbam": "output", "stn": "output"},
     ],
     ids=lambda b: "+".join(f"{k}={v}" for k, v in b.items()),
 )
@@ -320,10 +324,53 @@ def test_freeze_all_runs_without_autograd_unless_blocks_need_it():
 
 
 @pytest.mark.parametrize(
+    "blocks", [{"cbam": "output"}, {"stn": "output"}, {"cbam": "output", "stn": "output"}]
+)
+def test_output_blocks_keep_a_frozen_backbone_cacheable(blocks):
+    """CBAM / STN on the read map run after the backbone: a frozen backbone's cached output
+    through the blocks gives what the image gives, and the blocks (not the backbone) train."""
+    torch.manual_seed(0)
+    encoder = ImageEncoder("resnet10t", dim=16, feature_index=2, freeze=True, **blocks)
+    assert encoder.cacheable and encoder._no_grad_backbone
+    for module in (encoder.output_cbam, encoder.output_stn):  # away from the identity
+        for param in [] if module is None else module.parameters():
+            torch.nn.init.normal_(param, std=0.3)
+    image = torch.randn(2, 3, 48, 48)
+    direct = encoder.eval()(image)
+    cached = encoder(encoder.backbone_features(image))
+    torch.testing.assert_close(cached.features, direct.features)
+    assert (direct.theta is None) == ("stn" not in blocks)
+    encoder(encoder.backbone_features(image)).features.sum().backward()
+    assert all(p.grad is None for p in encoder.backbone.parameters())
+    block = encoder.output_stn if "stn" in blocks else encoder.output_cbam
+    assert all(p.grad is not None for p in block.parameters())
+
+
+def test_input_stn_can_hand_the_backbone_a_smaller_image():
+    torch.manual_seed(0)
+    encoder = ImageEncoder("resnet10t", dim=8, feature_index=2, freeze=True, stn="input", stn_output_size=16)
+    out = encoder(torch.randn(2, 3, 64, 64))
+    assert out.features.shape == (2, 4, 8)  # a 16-pixel view at stride 8: 2 x 2 regions
+    out.features.sum().backward()
+    assert encoder.input_stn.regressor[-1].weight.grad.abs().sum() > 0
+    wide = ImageEncoder("resnet10t", dim=8, feature_index=2, stn="input", stn_output_size=(16, 32))
+    assert wide(torch.randn(1, 3, 64, 64)).features.shape == (1, 8, 8)
+    with pytest.raises(ValueError, match="stn_output_size is for stn='input'"):
+        ImageEncoder("resnet10t", dim=8, stn="output", stn_output_size=16)
+
+
+def test_output_blocks_need_a_spatial_map():
+    encoder = ImageEncoder("test_vit", dim=8, feature_mode="forward_features", cbam="output")
+    _, height, width = timm.create_model("test_vit").pretrained_cfg["input_size"]
+    with pytest.raises(ValueError, match="spatial feature map"):
+        encoder(torch.randn(1, 3, height, width))
+
+
+@pytest.mark.parametrize(
     "kwargs, match",
     [
         ({"cbam": "everywhere"}, "cbam"),
-        ({"stn": "output"}, "stn"),
+        ({"stn": "outputs"}, "stn"),
         ({"stn": -1}, "stn"),
         ({"stn": 5, "feature_index": 2}, "stn=5"),
         ({"freeze": 0}, "freeze"),

@@ -165,9 +165,9 @@ def build_feature_cache(
     if not getattr(encoder, "cacheable", False):
         raise ValueError(
             "feature caching needs a vlkit.vision.ImageEncoder whose whole backbone is frozen, without "
-            f"CBAM or spatial transformer (got freeze={getattr(encoder, 'freeze', None)!r}, "
+            f"CBAM or spatial transformer inside or before it (got freeze={getattr(encoder, 'freeze', None)!r}, "
             f"cbam={getattr(encoder, 'cbam', None)!r}, stn={getattr(encoder, 'stn', None)!r}); set "
-            "the image encoder's freeze: true, or data.cache_features: false"
+            "the image encoder's freeze: true and cbam / stn null or 'output', or data.cache_features: false"
         )
     cells_column = hf_split.select_columns([image_column])[image_column]
     keys, first_row, index = {}, [], {}

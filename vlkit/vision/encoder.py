@@ -24,7 +24,7 @@ __all__ = ["CBAM_PLACEMENTS", "BackboneFeatures", "ImageEncoder", "ImageEncoderO
 
 _FEATURE_MODES = ("features_only", "forward_features")
 #: Where ``ImageEncoder(cbam=...)`` puts CBAM blocks.
-CBAM_PLACEMENTS = ("stages", "blocks")
+CBAM_PLACEMENTS = ("stages", "blocks", "output")
 
 
 class BackboneFeatures(NamedTuple):
@@ -91,9 +91,11 @@ class ImageEncoder(nn.Module):
             (eval mode even while training), as with the fixed CNN features of Lu et al.
             (2016). The projection, normalisation, CBAM and STN blocks still train.
         cbam: add CBAM blocks (Woo et al., ECCV 2018; :class:`vlkit.vision.CBAM`): ``None``
-            (none), ``"stages"`` (after each feature stage up to the one read) or ``"blocks"``
+            (none), ``"stages"`` (after each feature stage up to the one read), ``"blocks"``
             (inside every residual block, on the residual branch before the addition, for
-            timm backbones whose blocks take an ``attn_layer``, e.g. ResNets).
+            timm backbones whose blocks take an ``attn_layer``, e.g. ResNets) or ``"output"``
+            (one block on the feature map the encoder reads, after the backbone: a frozen
+            backbone then needs no gradient and its output can be cached).
         cbam_reduction: CBAM channel-MLP reduction ratio ``r``.
         cbam_gate: ``"zero"`` (default): each CBAM block's change is gated by a learned scalar
             that starts at 0, so inserting CBAM leaves the encoder's output unchanged at
@@ -101,9 +103,17 @@ class ImageEncoder(nn.Module):
             rescales a pretrained backbone's features by about a quarter at initialisation.
             (A spatial transformer always starts as the identity transform.)
         stn: add a spatial transformer (Jaderberg et al., NeurIPS 2015;
-            :class:`vlkit.vision.SpatialTransformer`): ``None``, ``"input"`` (on the image) or
-            an integer ``k`` (on the output of feature stage ``k``).
+            :class:`vlkit.vision.SpatialTransformer`): ``None``, ``"input"`` (on the image),
+            an integer ``k`` (on the output of feature stage ``k``, inside the backbone) or
+            ``"output"`` (on the feature map the encoder reads, after the backbone, before an
+            ``"output"`` CBAM; as ``cbam="output"``, it keeps a frozen backbone cacheable).
         stn_transform: ``"affine"`` or ``"attention"`` (scale + translation).
+        stn_output_size: with ``stn="input"``, the side ``s`` (or ``(H', W')``) of the image the
+            spatial transformer hands the backbone; None keeps the input size. Smaller than the
+            input, the STN reads a high-resolution image and gives the backbone a low-resolution
+            view of where it looks, as Jaderberg et al. do (448-pixel input, 224-pixel output on
+            CUB-200): the backbone costs what it costs on the small image, and a zoom on a small
+            object keeps detail that resizing the whole image would lose.
         memory_format: how the backbone's weights and activations lie in memory:
             ``"channels_last"`` (default; NHWC strides, which oneDNN on CPUs and tensor cores on
             GPUs convolve faster: EfficientNet-Lite0 at 64 px, batch 64, 87 → 65 ms forward on
@@ -147,6 +157,7 @@ class ImageEncoder(nn.Module):
         cbam_gate: str | None = "zero",
         stn: str | int | None = None,
         stn_transform: str = "affine",
+        stn_output_size: int | tuple[int, int] | None = None,
         memory_format: str = "channels_last",
         backbone_precision: str = "32",
     ) -> None:
@@ -241,7 +252,13 @@ class ImageEncoder(nn.Module):
                 block = CBAM(width, cbam_reduction, gate=cbam_gate)
                 self.stage_cbam.append(block)
                 self._hook(name, block)
-        self.input_stn = SpatialTransformer(3, stn_transform) if stn == "input" else None
+        if stn_output_size is not None and stn != "input":
+            raise ValueError(f"stn_output_size is for stn='input' (the image), got stn={stn!r}")
+        if isinstance(stn_output_size, int) and not isinstance(stn_output_size, bool):
+            stn_output_size = (stn_output_size, stn_output_size)
+        self.input_stn = (
+            SpatialTransformer(3, stn_transform, output_size=stn_output_size) if stn == "input" else None
+        )
         self.stage_stn = None
         if isinstance(stn, int) and not isinstance(stn, bool):
             if stn >= len(stage_names):
@@ -250,12 +267,16 @@ class ImageEncoder(nn.Module):
             self._hook(stage_names[stn], self.stage_stn)
         self._theta: Tensor | None = None
         # a backbone with nothing trainable inside needs no autograd graph (halves its CPU cost)
-        self._no_grad_backbone = frozen_all and cbam is None and stn is None
+        self._no_grad_backbone = frozen_all and cbam in (None, "output") and stn in (None, "output")
         if frozen_all:
             self.backbone.eval()
         self.num_prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
         # some timm backbones (e.g. MambaOut) return channels-last (b, h, w, C) feature maps
         self.channels_last = str(getattr(self.backbone, "output_fmt", "NCHW")).endswith("NHWC")
+        # blocks on the map the encoder reads run after the backbone (in forward), so they also
+        # apply to cached backbone features
+        self.output_stn = SpatialTransformer(channels, stn_transform) if stn == "output" else None
+        self.output_cbam = CBAM(channels, cbam_reduction, gate=cbam_gate) if cbam == "output" else None
         self.proj = nn.Linear(channels, dim)
         self.norm = nn.LayerNorm(dim) if norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
@@ -289,8 +310,8 @@ class ImageEncoder(nn.Module):
     @property
     def cacheable(self) -> bool:
         """True when the backbone output is a fixed function of the image (the whole backbone
-        frozen, no CBAM or spatial transformer around it), so it can be computed once per image
-        (:meth:`backbone_features`) and cached."""
+        frozen, no CBAM or spatial transformer inside or before it; ``"output"`` blocks run after
+        it), so it can be computed once per image (:meth:`backbone_features`) and cached."""
         return self._no_grad_backbone
 
     @torch.no_grad()
@@ -304,9 +325,10 @@ class ImageEncoder(nn.Module):
         """
         if not self.cacheable:
             raise ValueError(
-                "only a fully frozen backbone without CBAM or spatial transformer gives features that "
-                f"can be cached (this encoder has freeze={self.freeze!r}, cbam={self.cbam!r}, stn={self.stn!r}); "
-                "set the image encoder's freeze: true and no cbam / stn, or turn feature caching off"
+                "only a fully frozen backbone without CBAM or spatial transformer inside or before it gives "
+                f"features that can be cached (this encoder has freeze={self.freeze!r}, cbam={self.cbam!r}, "
+                f"stn={self.stn!r}); set the image encoder's freeze: true and cbam / stn to null or "
+                "'output', or turn feature caching off"
             )
         return BackboneFeatures(self._backbone(image).contiguous())  # NCHW strides, as stored
 
@@ -329,6 +351,21 @@ class ImageEncoder(nn.Module):
                 out = self.backbone.forward_features(image)
         return out.float() if self.backbone_precision == "bf16" else out
 
+    def _output_blocks(self, fmap: Tensor) -> Tensor:
+        """The ``"output"`` spatial transformer, then the ``"output"`` CBAM, on the read map."""
+        if fmap.dim() != 4:
+            raise ValueError(
+                "cbam / stn 'output' need a spatial feature map (b, C, h, w); this backbone gives tokens "
+                f"{tuple(fmap.shape)}: use a CNN backbone or no output blocks"
+            )
+        if self.channels_last:  # (b, h, w, C) -> (b, C, h, w)
+            fmap = fmap.permute(0, 3, 1, 2)
+        if self.output_stn is not None:
+            fmap, self._theta = self.output_stn(fmap)
+        if self.output_cbam is not None:
+            fmap = self.output_cbam(fmap)
+        return fmap.permute(0, 2, 3, 1) if self.channels_last else fmap
+
     def forward(self, image: Tensor | BackboneFeatures) -> ImageEncoderOutput:
         self._theta = None
         if isinstance(image, BackboneFeatures):
@@ -337,6 +374,8 @@ class ImageEncoder(nn.Module):
             fmap = check_finite(image.feature_map, "cached backbone features")
         else:
             fmap = self._backbone(check_finite(image, "images"))
+        if self.output_stn is not None or self.output_cbam is not None:
+            fmap = self._output_blocks(fmap)
         if fmap.dim() == 4:
             pattern = "b h w c -> b (h w) c" if self.channels_last else "b c h w -> b (h w) c"
             grid = tuple(fmap.shape[1:3]) if self.channels_last else tuple(fmap.shape[2:4])
@@ -376,8 +415,10 @@ def check_finite(values: Tensor, name: str) -> Tensor:
 def _check_options(feature_mode: str, freeze: bool | int, cbam: str | None, stn: str | int | None) -> None:
     if cbam is not None and cbam not in CBAM_PLACEMENTS:
         raise ValueError(f"unknown cbam placement {cbam!r}; valid: None, {list(CBAM_PLACEMENTS)}")
-    if stn is not None and stn != "input" and (isinstance(stn, bool) or not isinstance(stn, int) or stn < 0):
-        raise ValueError(f"stn must be None, 'input' or a stage index >= 0, got {stn!r}")
+    if stn not in (None, "input", "output") and (
+        isinstance(stn, bool) or not isinstance(stn, int) or stn < 0
+    ):
+        raise ValueError(f"stn must be None, 'input', 'output' or a stage index >= 0, got {stn!r}")
     if not isinstance(freeze, bool) and (not isinstance(freeze, int) or freeze < 1):
         raise ValueError(f"freeze must be True, False or a number of stages >= 1, got {freeze!r}")
     staged = cbam == "stages" or isinstance(stn, int) or not isinstance(freeze, bool)
