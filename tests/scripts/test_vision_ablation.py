@@ -32,3 +32,17 @@ def test_variants_run_with_each_seed(tiny_vqa_on_disk, tmp_path, monkeypatch, ca
     assert [(r["variant"], r["seed"]) for r in results] == [("finetuned+stn", 0), ("finetuned+stn", 1)]
     assert all(0 <= r["test_vqa_acc"] <= 1 for r in results)
     assert "| finetuned+stn | 0, 1 |" in capsys.readouterr().out
+
+
+def test_every_variant_names_valid_encoder_and_optimisation_arguments():
+    from vlkit.tasks import Optimization
+    from vlkit.vision.factory import ImageEncoderConfig
+
+    for variant, (encoder_args, task_args) in vision_ablation.VARIANTS.items():
+        encoder = ImageEncoderConfig.parse(
+            {"backbone": "resnet10t", "dim": 8, "freeze": True, **encoder_args}
+        ).build()
+        assert encoder.cacheable == (variant in ("none", "cbam-output", "stn-output", "cbam+stn-output")), (
+            variant
+        )
+        Optimization(**{key.removeprefix("optimization."): value for key, value in task_args.items()})
