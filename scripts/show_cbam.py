@@ -4,14 +4,14 @@ Usage:
     python scripts/show_cbam.py --ckpt runs/<recipe>/version_N/checkpoints/last.ckpt --out cbam.png
         [--images a.png b.png ...]
 
-The checkpoint is a ``VQATask`` whose image encoder has CBAM blocks (``cbam: stages`` or
-``cbam: blocks``). The script also measures whether the last block's spatial map weighs the
-shape, over the first ``--limit`` test images of ``--dataset`` (default 500 of ``easy_vqa``;
-``easy_vqa_cluttered`` for the cluttered benchmark): the share of the map's mass on the cells
-that overlap the shape's box, against those cells' share of the map (a uniform map's) — both
-printed, mean over the images. The PNG has one row per image: the image, then the spatial map
-``M_s`` of every CBAM block (from the first to the last), upsampled to the image size and
-shown as a heat map (white = 1, black = 0).
+The checkpoint is a ``VQATask`` whose image encoder has CBAM blocks (``cbam: stages``, ``blocks`` or
+``output``). Images default to the first four test images of ``--dataset``. The script also measures
+whether the last block's spatial map weighs the shape, over the first ``--limit`` test images of
+``--dataset`` (default 500 of ``easy_vqa``; ``easy_vqa_cluttered`` for the cluttered benchmark): the
+share of the map's mass on the cells that overlap the shape's box, against those cells' share of the
+map (a uniform map's) — both printed, mean over the images. The PNG has one row per image: the
+image, then the spatial map ``M_s`` of every CBAM block (from the first to the last), upsampled to
+the image size and shown as a heat map (white = 1, black = 0).
 """
 
 from __future__ import annotations
@@ -79,22 +79,21 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--limit", type=int, default=500, help="test images measured")
     args = parser.parse_args(argv)
     task = VQATask.load_from_checkpoint(args.ckpt, map_location="cpu", weights_only=True).eval()
-    if args.images is None:
-        import easy_vqa
+    from localisation import map_share_on_box, test_images_and_boxes
 
-        paths = easy_vqa.get_test_image_paths()
-        args.images = [paths[i] for i in range(4)]
     size = args.size or task.preprocessing.image_size
-    to_tensor = v2.Compose(
-        [v2.ToImage(), v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True)]
-    )
-    images = torch.stack([to_tensor(Image.open(p).convert("RGB")) for p in args.images])
+    if args.images is None:  # the first four test images of the measured source
+        images = test_images_and_boxes(args.dataset, size, 4)[0]
+    else:
+        to_tensor = v2.Compose(
+            [v2.ToImage(), v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True)]
+        )
+        images = torch.stack([to_tensor(Image.open(p).convert("RGB")) for p in args.images])
     normalised = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(images)
     maps = spatial_maps(task.model.image_encoder, normalised)
     out = Path(args.out)
     render(images, maps).save(out)
     print(f"wrote {out}: {len(images)} images × {len(maps)} CBAM maps")
-    from localisation import map_share_on_box, test_images_and_boxes
 
     measured, boxes = test_images_and_boxes(args.dataset, size, args.limit)
     last = spatial_maps(task.model.image_encoder, v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(measured))[-1]

@@ -5,15 +5,16 @@ Usage:
         [--images a.png b.png ...] [--size 128] [--dataset easy_vqa_cluttered] [--limit 500]
 
 With ``--ckpt`` the script also measures whether the STN zooms on the shape, over the first
-``--limit`` test images of ``--dataset`` (at the checkpoint's image size): the share of its
-sampling points that read from inside the shape's box, against the box's share of the image
-(what the identity transform gives) — both printed, mean over the images.
+``--limit`` test images of ``--dataset`` (at the checkpoint's image size): the share of its sampling
+points that read from inside the shape's box, against the box's share of the image (what the
+identity transform gives) — both printed, mean over the images.
 
-With ``--ckpt`` (a ``VQATask`` checkpoint whose image encoder has a spatial transformer:
-``stn: input``, ``output`` or a stage), the trained STN is shown; θ of an STN on a feature
-map is drawn on the image, which the map covers. Without one, a demonstration θ (rotate 20°, zoom ×1.4 on the upper left) is
-used. Images default to four easy-VQA test images. The PNG has one column per image: the
-input with the sampling grid (where each output pixel reads from) on top, the output below.
+With ``--ckpt`` (a ``VQATask`` checkpoint whose image encoder has a spatial transformer: ``stn:
+input``, ``output`` or a stage), the trained STN is shown; θ of an STN on a feature map is drawn on
+the image, which the map covers. Without one, a demonstration θ (rotate 20°, zoom ×1.4 on the upper
+left) is used. Images default to the first four test images of ``--dataset``. The PNG has one column
+per image: the input with the sampling grid (where each output pixel reads from) on top, the output
+below.
 """
 
 from __future__ import annotations
@@ -103,12 +104,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--dataset", default="easy_vqa", help="packaged source of the measured test images")
     parser.add_argument("--limit", type=int, default=500, help="test images measured (with --ckpt)")
     args = parser.parse_args(argv)
-    if args.images is None:
-        import easy_vqa
+    if args.images is None:  # the first four test images of the measured source
+        from localisation import test_images_and_boxes
 
-        paths = easy_vqa.get_test_image_paths()
-        args.images = [paths[i] for i in range(4)]
-    images = load_images(args.images, args.size)
+        images = test_images_and_boxes(args.dataset, args.size, 4)[0]
+    else:
+        images = load_images(args.images, args.size)
     if args.ckpt:
         encoder, stn = trained_stn(args.ckpt)
         theta = encoder_theta(encoder, images)
