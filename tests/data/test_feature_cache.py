@@ -86,6 +86,23 @@ def test_seeded_training_is_the_same_with_and_without_the_cache(augment):
     assert results[0] == results[1] == results[2]
 
 
+def test_blocks_after_the_backbone_train_the_same_from_the_cache():
+    """CBAM and STN on the read map apply to cached features as to the backbone's own output."""
+    results = []
+    encoder = {**FROZEN, "cbam": "output", "stn": "output"}
+    for cache in (False, True):
+        pl.seed_everything(0)
+        dm = vqa_dm(cache_features=cache, augment=True)
+        task = VQATask(**{**SMALL, "image_encoder": encoder}, vocabulary=dm.vocabulary, answers=dm.answers)
+        trainer = quiet_trainer(max_epochs=2)
+        trainer.fit(task, dm)
+        assert bool(dm._feature_caches) == cache
+        results.append(trainer.validate(task, dm, verbose=False)[0])
+        gate = task.model.image_encoder.output_cbam.gate
+        assert gate.item() != 0  # the block trained
+    assert results[0] == pytest.approx(results[1], abs=1e-5)
+
+
 def test_sentiment_trains_from_cached_features():
     pl.seed_everything(0)
     dm = SentimentDataModule(
@@ -185,7 +202,12 @@ def test_image_key_uses_the_bytes_or_the_file_as_it_is_now(tmp_path):
 
 
 def test_auto_caches_a_frozen_backbone_and_reads_images_otherwise():
-    for image_encoder, cached in ((FROZEN, True), ({**FROZEN, "cbam": "stages"}, False)):
+    blocks_after = {**FROZEN, "cbam": "output", "stn": "output"}  # after the backbone: still cached
+    for image_encoder, cached in (
+        (FROZEN, True),
+        ({**FROZEN, "cbam": "stages"}, False),
+        (blocks_after, True),
+    ):
         dm = vqa_dm(cache_features="auto")
         task = VQATask(
             **{**SMALL, "image_encoder": image_encoder}, vocabulary=dm.vocabulary, answers=dm.answers
