@@ -31,8 +31,8 @@ class BackboneFeatures(NamedTuple):
     """Precomputed output of a frozen backbone, given to :class:`ImageEncoder` in place of images.
 
     Made by :meth:`ImageEncoder.backbone_features` (e.g. once per image by a DataModule with
-    ``cache_features=True``); the encoder then runs only its trainable part (projection,
-    normalisation, dropout) on them. A NamedTuple, so Lightning moves it to the device
+    ``cache_features=True``); the encoder then runs only its trainable part (``"output"``
+    spatial transformer and CBAM, projection, normalisation, dropout) on them. A NamedTuple, so Lightning moves it to the device
     like any batch field.
 
     Attributes:
