@@ -123,3 +123,8 @@ def run_many(
     if markdown:
         Path(markdown).write_text(table + "\n")
     return results
+
+
+def recipe_epochs(recipe: str | Path) -> int:
+    """``trainer.max_epochs`` of a recipe file that sets it itself (not through ``base:``)."""
+    return int(yaml.safe_load(Path(recipe).read_text())["trainer"]["max_epochs"])

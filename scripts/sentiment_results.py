@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipe_runs, when imported from elsewhere
 
-from recipe_runs import markdown_table, run_recipe
+from recipe_runs import markdown_table, recipe_epochs, run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 CROSSMODAL = "recipes/sentiment/emoji_crossmodal.yaml"
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             recipe, overrides = VARIANTS[variant]
             for seed in args.seeds:
                 name = f"{variant}_seed{seed}"
-                epochs = _recipe_epochs(ROOT / recipe)
+                epochs = recipe_epochs(ROOT / recipe)
                 result = run_recipe(
                     str(ROOT / recipe),
                     name,
@@ -107,12 +107,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
     return rows
-
-
-def _recipe_epochs(recipe: Path) -> int:
-    import yaml
-
-    return int(yaml.safe_load(recipe.read_text())["trainer"]["max_epochs"])
 
 
 if __name__ == "__main__":
