@@ -99,23 +99,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args, extra = parser.parse_known_args(argv)
     if args.runs:
         runs = [from_run_folder(run) for run in args.runs]
+        print(markdown_table(runs, COLUMNS))
     else:
-        from recipe_runs import recipe_epochs, run_recipe
+        from recipe_runs import recipe_epochs, run_many, run_recipe
 
-        runs = []
-        for recipe in args.recipes:
-            for seed in args.seeds:
-                name = f"{Path(recipe).stem}_seed{seed}"
-                epochs = recipe_epochs(ROOT / recipe)
-                seeded = ["--seed_everything", str(seed), *extra]
-                result = run_recipe(str(ROOT / recipe), name, "runs/captioning_results", epochs, seeded)
-                runs.append(read_run(result["log_dir"], Path(recipe).stem, seed))
-                if args.out:
-                    Path(args.out).write_text(json.dumps(runs, indent=2))
-    table = markdown_table(runs, COLUMNS) + "\n\n" + markdown_table(summarize(runs), COLUMNS)
-    print(table)
+        def run_one(key: str) -> dict:
+            recipe, seed = key.split("@")
+            stem = Path(recipe).stem
+            seeded = ["--seed_everything", seed, *extra]
+            epochs = recipe_epochs(ROOT / recipe)
+            result = run_recipe(
+                str(ROOT / recipe), f"{stem}_seed{seed}", "runs/captioning_results", epochs, seeded
+            )
+            return read_run(result["log_dir"], stem, int(seed))
+
+        keys = [f"{recipe}@{seed}" for recipe in args.recipes for seed in args.seeds]
+        runs = run_many(keys, run_one, COLUMNS, args.out, None)
+    summary = markdown_table(summarize(runs), COLUMNS)
+    print("\n" + summary)
     if args.markdown:
-        Path(args.markdown).write_text(table + "\n")
+        Path(args.markdown).write_text(markdown_table(runs, COLUMNS) + "\n\n" + summary + "\n")
     return runs
 
 

@@ -16,12 +16,8 @@ model's argmax answer is compared with the reference; one row per checkpoint.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SHAPES = ("circle", "rectangle", "triangle")
 TYPES = ("shape", "colour", "yes/no")
@@ -43,22 +39,12 @@ def type_accuracy(answers: list[str], predictions: list[str]) -> dict[str, float
 
 
 def measure(ckpt: str, dataset: str, limit: int, batch_size: int = 200) -> dict[str, float]:
-    from torchvision.transforms import v2
-
     from vlkit.cli.runs import resolve_checkpoint
     from vlkit.data import load_dataset_dict, load_image
     from vlkit.tasks import load_task
 
     task = load_task(resolve_checkpoint(ckpt)).eval()
-    pre = task.preprocessing
-    transform = v2.Compose(
-        [
-            v2.ToImage(),
-            v2.Resize((pre.image_size, pre.image_size), antialias=True),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(pre.mean, pre.std),
-        ]
-    )
+    transform = task.preprocessing.image_transform()  # as the task evaluates
     test = load_dataset_dict(dataset)["test"]
     rows = test.select(range(min(limit, len(test))))
     answers, predictions = [], []

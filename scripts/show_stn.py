@@ -70,8 +70,9 @@ def load_images(paths: list[str], size: int) -> torch.Tensor:
     return torch.stack([to_tensor(Image.open(p).convert("RGB")) for p in paths])
 
 
-def trained_stn(ckpt: str) -> tuple[torch.nn.Module, SpatialTransformer]:
-    """The checkpoint's image encoder and its spatial transformer (``stn: input``, ``output`` or a stage)."""
+def trained_stn(ckpt: str) -> tuple[torch.nn.Module, SpatialTransformer, int]:
+    """The checkpoint's image encoder, its spatial transformer (``stn: input``, ``output`` or a
+    stage) and the image size it was trained at."""
     from vlkit.tasks import VQATask
 
     task = VQATask.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
@@ -82,7 +83,7 @@ def trained_stn(ckpt: str) -> tuple[torch.nn.Module, SpatialTransformer]:
             f"{ckpt}: the image encoder has no spatial transformer (train a recipe with image_encoder "
             "stn: input or stn: output)"
         )
-    return encoder, stns[0]
+    return encoder, stns[0], task.preprocessing.image_size
 
 
 def encoder_theta(encoder: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         images = load_images(args.images, args.size)
     if args.ckpt:
-        encoder, stn = trained_stn(args.ckpt)
+        encoder, stn, trained_size = trained_stn(args.ckpt)
         theta = encoder_theta(encoder, images)
     else:
         stn = SpatialTransformer(3)
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> Path:
     render(images, outputs, theta).save(out)
     print(f"wrote {out} ({len(images)} images, θ of the first: {theta[0].tolist()})")
     if args.ckpt:
-        share, baseline = measure_zoom(args.ckpt, encoder, stn, args.dataset, args.limit)
+        share, baseline = measure_zoom(encoder, stn, trained_size, args.dataset, args.limit)
         print(
             f"{args.dataset} test, {args.limit} images: {share:.3f} of the STN's sampling points read from the "
             f"shape's box, which is {baseline:.3f} of the image (the identity's share)"
@@ -131,14 +132,12 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 def measure_zoom(
-    ckpt: str, encoder: torch.nn.Module, stn: SpatialTransformer, dataset: str, limit: int
+    encoder: torch.nn.Module, stn: SpatialTransformer, size: int, dataset: str, limit: int
 ) -> tuple[float, float]:
-    """Mean share of the STN's sampling points inside the shape's box, and the box's mean share."""
+    """Mean share of the STN's sampling points inside the shape's box (test images of
+    ``dataset`` at ``size`` pixels), and the box's mean share."""
     from localisation import box_share, stn_share_on_box, test_images_and_boxes
 
-    from vlkit.tasks import load_task
-
-    size = load_task(ckpt).preprocessing.image_size
     images, boxes = test_images_and_boxes(dataset, size, limit)
     theta = encoder_theta(encoder, images)
     share = stn_share_on_box(theta, boxes, size, align_corners=stn.align_corners)

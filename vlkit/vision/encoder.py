@@ -32,8 +32,8 @@ class BackboneFeatures(NamedTuple):
 
     Made by :meth:`ImageEncoder.backbone_features` (e.g. once per image by a DataModule with
     ``cache_features=True``); the encoder then runs only its trainable part (``"output"``
-    spatial transformer and CBAM, projection, normalisation, dropout) on them. A NamedTuple, so Lightning moves it to the device
-    like any batch field.
+    spatial transformer and CBAM, projection, normalisation, dropout) on them. A NamedTuple, so
+    Lightning moves it to the device like any batch field.
 
     Attributes:
         feature_map: ``(b, C, h, w)`` (CNNs; ``(b, h, w, C)`` for channels-last backbones) or
