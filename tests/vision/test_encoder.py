@@ -226,6 +226,7 @@ def test_every_option_combination_runs_forward_and_backward(cbam, stn, freeze):
         {"cbam": "stages"},
         {"cbam": "blocks"},
         {"stn": "input"},
+        {"stn": "input", "stn_localization": "backbone"},
         {"stn": 1},
         {"cbam": "stages", "stn": "input"},
         {"cbam": "output"},
@@ -357,6 +358,51 @@ def test_input_stn_can_hand_the_backbone_a_smaller_image():
     assert wide(torch.randn(1, 3, 64, 64)).features.shape == (1, 8, 8)
     with pytest.raises(ValueError, match="stn_output_size is for stn='input'"):
         ImageEncoder("resnet10t", dim=8, stn="output", stn_output_size=16)
+
+
+def test_input_stn_can_locate_with_the_frozen_backbone():
+    """stn_localization='backbone': the regressor reads the frozen backbone's map of the image resized
+    to the STN's output size; the backbone is stored once and gets no gradient, the head trains."""
+    torch.manual_seed(0)
+    encoder = ImageEncoder(
+        "resnet10t",
+        dim=8,
+        feature_index=2,
+        freeze=True,
+        stn="input",
+        stn_output_size=32,
+        stn_localization="backbone",
+    )
+    plain = ImageEncoder("resnet10t", dim=8, feature_index=2, freeze=True)
+    extra = set(encoder.state_dict()) - set(plain.state_dict())
+    assert extra and all(k.startswith("input_stn.") and "backbone" not in k for k in extra), sorted(extra)
+    image = torch.randn(2, 3, 64, 64)
+    localization = encoder.input_stn.localization
+    view = torch.nn.functional.interpolate(image, size=(32, 32), mode="bilinear", antialias=True)
+    with torch.no_grad():
+        expected = localization.head(encoder.backbone(view.contiguous(memory_format=torch.channels_last))[-1])
+    torch.testing.assert_close(localization(image), expected)
+    assert expected.shape == (2, 16 * 4 * 4)
+    torch.nn.init.normal_(encoder.input_stn.regressor[-1].weight, std=0.01)  # away from the identity
+    out = encoder(image)
+    assert out.features.shape == (2, 16, 8)  # a 32-pixel view at stride 8
+    out.features.sum().backward()
+    assert all(p.grad is None for p in encoder.backbone.parameters())
+    assert all(p.grad is not None for p in localization.head.parameters())
+    for bad in ({"freeze": False}, {"stn": "output", "stn_output_size": None}):
+        with pytest.raises(ValueError, match="needs stn='input' and freeze=True"):
+            ImageEncoder(
+                "resnet10t",
+                **{
+                    "freeze": True,
+                    "stn": "input",
+                    "stn_output_size": 32,
+                    "stn_localization": "backbone",
+                    **bad,
+                },
+            )
+    with pytest.raises(ValueError, match="stn_localization must be 'conv' or 'backbone'"):
+        ImageEncoder("resnet10t", stn="input", stn_localization="resnet")
 
 
 def test_output_blocks_need_a_spatial_map():

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import timm
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -114,6 +116,14 @@ class ImageEncoder(nn.Module):
             view of where it looks, as Jaderberg et al. do (448-pixel input, 224-pixel output on
             CUB-200): the backbone costs what it costs on the small image, and a zoom on a small
             object keeps detail that resizing the whole image would lose.
+        stn_localization: the input spatial transformer's localisation network: ``"conv"``
+            (default; a small convolutional net trained from scratch on the full image, see
+            :class:`vlkit.vision.SpatialTransformer`) or ``"backbone"`` (the frozen pretrained
+            backbone reads a low-resolution view of the image, resized to ``stn_output_size``
+            with antialiasing, and a trained 1 × 1 convolution to 16 channels, pooled to 4 × 4,
+            feeds the regressor). The second follows Jaderberg et al.'s CUB-200 transformers,
+            whose localisation networks are ImageNet-pretrained; it needs ``stn="input"`` and
+            ``freeze=True``, and costs one more gradient-free backbone pass per image.
         memory_format: how the backbone's weights and activations lie in memory:
             ``"channels_last"`` (default; NHWC strides, which oneDNN on CPUs and tensor cores on
             GPUs convolve faster: EfficientNet-Lite0 at 64 px, batch 64, 87 → 65 ms forward on
@@ -158,6 +168,7 @@ class ImageEncoder(nn.Module):
         stn: str | int | None = None,
         stn_transform: str = "affine",
         stn_output_size: int | tuple[int, int] | None = None,
+        stn_localization: str = "conv",
         memory_format: str = "channels_last",
         backbone_precision: str = "32",
     ) -> None:
@@ -230,6 +241,8 @@ class ImageEncoder(nn.Module):
                 f"timm {backbone!r} ignored attn_layer, so cbam='blocks' cannot be used; use cbam='stages'"
             )
         self.freeze, self.cbam, self.stn = freeze, cbam, stn
+        # some timm backbones (e.g. MambaOut) return channels-last (b, h, w, C) feature maps
+        self.channels_last = str(getattr(self.backbone, "output_fmt", "NCHW")).endswith("NHWC")
         self.memory_format, self.backbone_precision = memory_format, backbone_precision
         if memory_format == "channels_last":
             self.backbone.to(memory_format=torch.channels_last)
@@ -256,9 +269,28 @@ class ImageEncoder(nn.Module):
             raise ValueError(f"stn_output_size is for stn='input' (the image), got stn={stn!r}")
         if isinstance(stn_output_size, int) and not isinstance(stn_output_size, bool):
             stn_output_size = (stn_output_size, stn_output_size)
-        self.input_stn = (
-            SpatialTransformer(3, stn_transform, output_size=stn_output_size) if stn == "input" else None
-        )
+        if stn_localization not in ("conv", "backbone"):
+            raise ValueError(f"stn_localization must be 'conv' or 'backbone', got {stn_localization!r}")
+        if stn_localization == "backbone" and (stn != "input" or freeze is not True):
+            raise ValueError(
+                "stn_localization 'backbone' locates with the frozen backbone for an input spatial "
+                f"transformer: it needs stn='input' and freeze=True, got stn={stn!r}, freeze={freeze!r}"
+            )
+        self.stn_localization = stn_localization
+        self.input_stn = None
+        if stn == "input":
+            localization = None
+            if stn_localization == "backbone":
+                localization = _BackboneLocalization(
+                    self._run_backbone, channels, stn_output_size, self.channels_last
+                )
+            self.input_stn = SpatialTransformer(
+                3,
+                stn_transform,
+                output_size=stn_output_size,
+                localization=localization,
+                localization_dim=None if localization is None else localization.dim,
+            )
         self.stage_stn = None
         if isinstance(stn, int) and not isinstance(stn, bool):
             if stn >= len(stage_names):
@@ -271,8 +303,6 @@ class ImageEncoder(nn.Module):
         if frozen_all:
             self.backbone.eval()
         self.num_prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
-        # some timm backbones (e.g. MambaOut) return channels-last (b, h, w, C) feature maps
-        self.channels_last = str(getattr(self.backbone, "output_fmt", "NCHW")).endswith("NHWC")
         # blocks on the map the encoder reads run after the backbone (in forward), so they also
         # apply to cached backbone features
         self.output_stn = SpatialTransformer(channels, stn_transform) if stn == "output" else None
@@ -339,6 +369,10 @@ class ImageEncoder(nn.Module):
             )
         if self.input_stn is not None:
             image, self._theta = self.input_stn(image)
+        return self._run_backbone(image)
+
+    def _run_backbone(self, image: Tensor) -> Tensor:
+        """The backbone on ``image (b, 3, H, W)``: the map it reads, in its memory format and layout."""
         if self.memory_format == "channels_last":
             image = image.contiguous(memory_format=torch.channels_last)
         low_precision = torch.autocast(
@@ -387,6 +421,53 @@ class ImageEncoder(nn.Module):
         features = self.dropout(self.norm(self.proj(regions)))  # (b, n, d)
         mask = features.new_ones(features.shape[:2], dtype=bool)  # (b, n)
         return ImageEncoderOutput(features, mask, grid, self._theta)
+
+
+class _BackboneLocalization(nn.Module):
+    """Localisation network on the frozen backbone: ``(b, 3, H, W) -> (b, 16 · 4 · 4)``.
+
+    The image is resized to ``size`` (antialiased), the backbone reads it without gradients, and
+    a 1 × 1 convolution to 16 channels, ReLU and 4 × 4 average pooling give the regressor's input.
+    ``features`` is the encoder's backbone call, held as a function rather than a submodule so
+    that the backbone's weights stay the encoder's alone (one copy in the state dict).
+    """
+
+    width, pooled = 16, 4
+
+    def __init__(
+        self,
+        features: Callable[[Tensor], Tensor],
+        channels: int,
+        size: tuple[int, int] | None,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self._features = features
+        self.size, self.channels_last = size, channels_last
+        self.dim = self.width * self.pooled**2
+        self.head = nn.Sequential(
+            nn.Conv2d(channels, self.width, 1),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(self.pooled),
+            nn.Flatten(),
+        )
+
+    def forward(self, image: Tensor) -> Tensor:
+        with torch.no_grad():
+            view = image
+            if self.size is not None and tuple(image.shape[-2:]) != self.size:
+                view = F.interpolate(
+                    image, size=self.size, mode="bilinear", align_corners=False, antialias=True
+                )
+            fmap = self._features(view)
+        if fmap.dim() != 4:
+            raise ValueError(
+                "stn_localization 'backbone' needs a spatial feature map (b, C, h, w); this backbone "
+                f"gives {tuple(fmap.shape)}: use a CNN backbone or stn_localization 'conv'"
+            )
+        if self.channels_last:  # (b, h, w, C) -> (b, C, h, w)
+            fmap = fmap.permute(0, 3, 1, 2)
+        return self.head(fmap.float())
 
 
 def check_finite(values: Tensor, name: str) -> Tensor:
