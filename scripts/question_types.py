@@ -8,7 +8,11 @@ easy-VQA asks three kinds of question: "What shape is ...?" (answer: a shape), "
 ...?" (a colour) and "Is there a ...?" / "Does the image contain ...?" (yes / no). A model that
 answers the first two and half-learns the third plateaus near 0.93 overall: this script tells
 which kind a run has not learned. The type is read from the answer (yes / no, one of the three
-shapes, else a colour), which easy-VQA's questions determine. The first ``--limit`` test
+shapes, else a colour), which easy-VQA's questions determine. Yes/no questions are also split by
+what they ask about (a shape name in the question, else a colour) and whether that is in the
+image (the answer, flipped for negated questions: "is there not a red shape?", "is no circle
+present?"): a model that answers "no" to every "is there a <colour> shape?" — the answer for 7
+colours of 8 — scores 0 on "colour present" and 1 on "colour absent". The first ``--limit`` test
 questions of ``--dataset`` are read (images at the checkpoint's size and normalisation) and the
 model's argmax answer is compared with the reference; one row per checkpoint.
 """
@@ -16,11 +20,14 @@ model's argmax answer is compared with the reference; one row per checkpoint.
 from __future__ import annotations
 
 import argparse
+import re
 
 import torch
 
 SHAPES = ("circle", "rectangle", "triangle")
 TYPES = ("shape", "colour", "yes/no")
+#: yes/no questions by subject and by whether the subject is in the image
+YES_NO_KINDS = ("colour present", "colour absent", "shape present", "shape absent")
 
 
 def question_type(answer: str) -> str:
@@ -30,11 +37,31 @@ def question_type(answer: str) -> str:
     return "shape" if answer in SHAPES else "colour"
 
 
-def type_accuracy(answers: list[str], predictions: list[str]) -> dict[str, float]:
-    """Accuracy per question type over paired reference ``answers`` and ``predictions``."""
-    hits: dict[str, list[bool]] = {kind: [] for kind in TYPES}
-    for answer, predicted in zip(answers, predictions, strict=True):
+def yes_no_kind(question: str, answer: str) -> str:
+    """One of :data:`YES_NO_KINDS` for an easy-VQA yes/no ``question`` with reference ``answer``.
+
+    Raises:
+        ValueError: ``answer`` is not "yes" or "no".
+    """
+    if answer not in ("yes", "no"):
+        raise ValueError(f"not a yes/no answer: {answer!r}")
+    words = re.findall(r"[a-z]+", question.lower())
+    subject = "shape" if any(shape in words for shape in SHAPES) else "colour"
+    negated = "not" in words or "no" in words
+    present = (answer == "yes") != negated
+    return f"{subject} {'present' if present else 'absent'}"
+
+
+def type_accuracy(
+    answers: list[str], predictions: list[str], questions: list[str] | None = None
+) -> dict[str, float]:
+    """Accuracy per question type over paired reference ``answers`` and ``predictions``; with the
+    ``questions``, also per :func:`yes_no_kind` of the yes/no ones."""
+    hits: dict[str, list[bool]] = {kind: [] for kind in (*TYPES, *YES_NO_KINDS)}
+    for i, (answer, predicted) in enumerate(zip(answers, predictions, strict=True)):
         hits[question_type(answer)].append(answer == predicted)
+        if questions is not None and question_type(answer) == "yes/no":
+            hits[yes_no_kind(questions[i], answer)].append(answer == predicted)
     return {kind: sum(v) / len(v) for kind, v in hits.items() if v}
 
 
@@ -47,7 +74,7 @@ def measure(ckpt: str, dataset: str, limit: int, batch_size: int = 200) -> dict[
     transform = task.preprocessing.image_transform()  # as the task evaluates
     test = load_dataset_dict(dataset)["test"]
     rows = test.select(range(min(limit, len(test))))
-    answers, predictions = [], []
+    answers, predictions, questions = [], [], []
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             batch = rows.select(range(start, min(start + batch_size, len(rows))))
@@ -56,7 +83,8 @@ def measure(ckpt: str, dataset: str, limit: int, batch_size: int = 200) -> dict[
             logits = task(images, ids, mask).logits
             predictions += [task.hparams["answers"][k] for k in logits.argmax(1).tolist()]
             answers += batch["answer"]
-    return type_accuracy(answers, predictions)
+            questions += batch["question"]
+    return type_accuracy(answers, predictions, questions)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -67,12 +95,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--limit", type=int, default=1000, help="test questions read")
     args = parser.parse_args(argv)
-    print("| checkpoint | " + " | ".join(TYPES) + " |\n|---|" + "---|" * len(TYPES))
+    columns = (*TYPES, *(f"yes/no {kind}" for kind in YES_NO_KINDS))
+    print("| checkpoint | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
     rows = []
     for ckpt in args.ckpt:
         accuracy = measure(ckpt, args.dataset, args.limit)
         rows.append({"checkpoint": ckpt, **accuracy})
-        print(f"| {ckpt} | " + " | ".join(f"{accuracy.get(k, float('nan')):.3f}" for k in TYPES) + " |")
+        cells = [accuracy.get(kind, float("nan")) for kind in (*TYPES, *YES_NO_KINDS)]
+        print(f"| {ckpt} | " + " | ".join(f"{value:.3f}" for value in cells) + " |")
     return rows
 
 
