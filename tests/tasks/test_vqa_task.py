@@ -197,6 +197,45 @@ def test_backbone_trains_at_a_fraction_of_the_learning_rate(tiny_vqa, tmp_path):
         VQATask(vocabulary=VOCAB, answers=["a"], optimization={"backbone_lr_ratio": 2.0})
 
 
+def test_localisation_networks_can_start_late(tiny_vqa, tmp_path):
+    """localization_start_fraction: the spatial transformer's groups stay at rate 0 (θ at the
+    identity) for that share of the steps, then warm up; everything else keeps the usual schedule."""
+    pl.seed_everything(0)
+    dm = tiny_dm(tiny_vqa, batch_size=4)
+    task = VQATask(
+        **{**VQA_PARTS, "image_encoder": {**VQA_PARTS["image_encoder"], "stn": "input"}},
+        vocabulary=dm.vocabulary,
+        answers=dm.answers,
+        optimization=Optimization(lr=0.01, warmup_fraction=0.25, localization_start_fraction=0.5),
+    )
+    stn = task.model.image_encoder.input_stn
+    stn_ids = {id(p) for p in stn.parameters()}
+    rows, thetas = [], []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            groups = trainer.optimizers[0].param_groups
+            rows.append([(g["localization"], g["lr"]) for g in groups])
+            thetas.append(stn.regressor[-1].bias.detach().clone())
+
+    trainer = quiet_trainer(
+        max_epochs=4, callbacks=[Record()], limit_val_batches=0, default_root_dir=tmp_path
+    )
+    trainer.fit(task, dm)
+    groups = trainer.optimizers[0].param_groups
+    assert all(({id(p) for p in g["params"]} <= stn_ids) == g["localization"] for g in groups)
+    total, start = len(rows), int(len(rows) * 0.5)  # 24 steps, the STN from step 12
+    late = [max(lr for located, lr in row if located) for row in rows]
+    main = [max(lr for located, lr in row if not located) for row in rows]
+    assert total == 24 and late[:start] == [0.0] * start and all(lr > 0 for lr in late[start:])
+    assert main[0] > 0 and max(main) == pytest.approx(0.01, rel=1e-6)
+    identity = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    assert all(torch.equal(theta, identity) for theta in thetas[: start + 1])  # untouched until it starts
+    assert not torch.equal(stn.regressor[-1].bias.detach(), identity)
+    with pytest.raises(ValueError, match="0 <= localization_start_fraction < 1"):
+        Optimization(localization_start_fraction=1.0)
+
+
 def test_reinforce_hard_attention_adds_the_policy_loss(tiny_vqa):
     from vlkit.attention import HardContext
 

@@ -28,7 +28,7 @@ from vlkit.attention import hard_attention_loss
 from vlkit.config import to_plain
 from vlkit.data.batching import SkippedBatch
 from vlkit.data.preprocessing import Preprocessing
-from vlkit.tasks.optimization import Optimization, adamw, warmup_cosine
+from vlkit.tasks.optimization import Optimization, adamw, delayed, warmup_cosine
 from vlkit.tasks.saving import REBUILD_ARGUMENTS, SelfContainedTask
 
 __all__ = ["NONFINITE_LOSS_POLICIES", "REBUILD_ARGUMENTS", "TrainingTask"]
@@ -154,7 +154,9 @@ class TrainingTask(
         if mode and hasattr(datamodule, "cache_image_features"):
             encoder = getattr(self.model, "image_encoder", None)
             if mode == "auto" and not getattr(encoder, "cacheable", False):
-                log.info("cache_features: auto: reading images (no image encoder with a wholly frozen backbone)")
+                log.info(
+                    "cache_features: auto: reading images (no image encoder with a wholly frozen backbone)"
+                )
                 return
             if encoder is None:
                 raise ValueError("cache_features needs a model with an image encoder; this one has none")
@@ -347,12 +349,18 @@ class TrainingTask(
     # -- optimiser and schedule ----------------------------------------------------------------
     def configure_optimizers(self):
         optimizer = adamw(self, self.model, self.optimization)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor_function())
+        factor = self._lr_factor_function()
+        if self.optimization.localization_start_fraction > 0:  # localisation groups start late
+            late = self._lr_factor_function(self.optimization.localization_start_fraction)
+            factor = [late if group.get("localization") else factor for group in optimizer.param_groups]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def _lr_factor_function(self):
+    def _lr_factor_function(self, start_fraction: float = 0.0):
         """The schedule's ``step -> factor``, which asks the trainer for the number of steps only
-        once training runs (step > 0; every schedule starts at the same factor).
+        once training runs (step > 0; every schedule starts at the same factor). With
+        ``start_fraction > 0``, the factor is 0 for that fraction of the steps, then warms up
+        (:func:`vlkit.tasks.optimization.delayed`).
 
         Asking in ``configure_optimizers`` would make Lightning build the training loader before it
         restores a checkpoint, so a resumed run would not get the loader's saved position
@@ -364,11 +372,18 @@ class TrainingTask(
         def factor(step: int) -> float:
             nonlocal schedule
             if step == 0:
-                return warmup_cosine(0, warmup=1, total=2, min_ratio=min_ratio)
+                return 0.0 if start_fraction > 0 else warmup_cosine(0, warmup=1, total=2, min_ratio=min_ratio)
             if schedule is None:
                 total = max(int(self.trainer.estimated_stepping_batches), 2)
                 warmup = min(max(int(total * warmup_fraction), 1), total - 1)
                 schedule = functools.partial(warmup_cosine, warmup=warmup, total=total, min_ratio=min_ratio)
+                if start_fraction > 0:
+                    main, start = schedule, int(total * start_fraction)
+
+                    def late_schedule(step: int) -> float:
+                        return delayed(main(step), step, start, warmup)
+
+                    schedule = late_schedule
             return schedule(step)
 
         return factor

@@ -14,7 +14,7 @@ from torch import nn
 from vlkit.config import dataclass_from
 from vlkit.vision import CBAM, SpatialTransformer
 
-__all__ = ["Optimization", "adamw", "lr_scales", "parameter_groups", "warmup_cosine"]
+__all__ = ["Optimization", "adamw", "delayed", "lr_scales", "parameter_groups", "warmup_cosine"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,11 @@ class Optimization:
         localization_lr_ratio: learning rate of the spatial transformers' localisation networks
             (and their regressors) as a fraction of ``lr`` (>= 0); spatial transformers are
             usually trained with a lower rate than the rest (Jaderberg et al., 2015), e.g. 0.1.
+        localization_start_fraction: fraction of all training steps, in ``[0, 1)``, before the
+            localisation networks start to train: until then θ stays at its initialisation (the
+            identity transform) while the rest of the model learns on the untransformed input;
+            then their rate warms up linearly over ``warmup_fraction`` of the steps. 0 (default):
+            they train from the first step with everything else.
 
     Raises:
         ValueError: a value out of range (the message names it).
@@ -53,6 +58,7 @@ class Optimization:
     text_lr_ratio: float = 1.0
     attention_lr_ratio: float = 1.0
     localization_lr_ratio: float = 1.0
+    localization_start_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -64,6 +70,7 @@ class Optimization:
             "0 <= text_lr_ratio <= 1": 0 <= self.text_lr_ratio <= 1,
             "attention_lr_ratio >= 0": self.attention_lr_ratio >= 0,
             "localization_lr_ratio >= 0": self.localization_lr_ratio >= 0,
+            "0 <= localization_start_fraction < 1": 0 <= self.localization_start_fraction < 1,
         }
         failed = [rule for rule, ok in checks.items() if not ok]
         if failed:
@@ -102,7 +109,11 @@ def lr_scales(model: nn.Module, optimization: Optimization) -> dict[int, float]:
     scale(getattr(model, "text_encoder", None), optimization.text_lr_ratio)
     for module in image_encoder.modules() if image_encoder is not None else ():
         if isinstance(module, CBAM | SpatialTransformer):  # their own rate, whatever the backbone's
-            ratio = optimization.attention_lr_ratio if isinstance(module, CBAM) else optimization.localization_lr_ratio
+            ratio = (
+                optimization.attention_lr_ratio
+                if isinstance(module, CBAM)
+                else optimization.localization_lr_ratio
+            )
             scales.update({id(p): ratio for p in module.parameters()})
     for module in model.modules():
         if callable(getattr(module, "lr_scales", None)):
@@ -115,19 +126,35 @@ def lr_scales(model: nn.Module, optimization: Optimization) -> dict[int, float]:
 def parameter_groups(module: nn.Module, model: nn.Module, optimization: Optimization) -> list[dict]:
     """AdamW parameter groups of ``module``'s trainable parameters: one per (learning-rate scale,
     decayed or not), highest rate first; see :func:`lr_scales` (of ``model``) and
-    :class:`Optimization` (weight decay on tensors of 2 or more dimensions only)."""
+    :class:`Optimization` (weight decay on tensors of 2 or more dimensions only). With
+    :attr:`Optimization.localization_start_fraction` > 0 the image encoder's spatial transformers
+    get groups of their own, marked ``"localization": True``, which the schedule starts late."""
     scales = lr_scales(model, optimization)
-    groups: dict[tuple[float, bool], list] = {}
+    image_encoder = getattr(model, "image_encoder", None)
+    localization = {  # kept apart only when they start late (older checkpoints resume as saved)
+        id(p)
+        for m in (
+            image_encoder.modules()
+            if image_encoder is not None and optimization.localization_start_fraction
+            else ()
+        )
+        if isinstance(m, SpatialTransformer)
+        for p in m.parameters()
+    }
+    groups: dict[tuple[float, bool, bool], list] = {}
     for p in module.parameters():
         if p.requires_grad:
-            groups.setdefault((scales.get(id(p), 1.0), p.dim() >= 2), []).append(p)
+            groups.setdefault((scales.get(id(p), 1.0), p.dim() >= 2, id(p) in localization), []).append(p)
     return [
         {
             "params": params,
             "lr": optimization.lr * factor,
             "weight_decay": optimization.weight_decay if decay else 0.0,
+            "localization": locates,
         }
-        for (factor, decay), params in sorted(groups.items(), key=lambda item: (-item[0][0], item[0][1]))
+        for (factor, decay, locates), params in sorted(
+            groups.items(), key=lambda item: (-item[0][0], item[0][1], item[0][2])
+        )
     ]
 
 
@@ -141,6 +168,14 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float, start_ra
         return start_ratio + (1.0 - start_ratio) * step / warmup
     progress = min((step - warmup) / max(total - warmup, 1), 1.0)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def delayed(factor: float, step: int, start: int, warmup: int) -> float:
+    """``factor`` held at 0 before step ``start``, then ramped linearly to itself over ``warmup``
+    steps: the schedule of parameters that start training late."""
+    if step < start:
+        return 0.0
+    return factor * min(1.0, (step - start + 1) / max(warmup, 1))
 
 
 def adamw(module: nn.Module, model: nn.Module, optimization: Optimization) -> torch.optim.AdamW:
