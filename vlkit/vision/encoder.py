@@ -120,8 +120,8 @@ class ImageEncoder(nn.Module):
             (default; a small convolutional net trained from scratch on the full image, see
             :class:`vlkit.vision.SpatialTransformer`) or ``"backbone"`` (the frozen pretrained
             backbone reads a low-resolution view of the image, resized to ``stn_output_size``
-            with antialiasing, and a trained 1 × 1 convolution to 16 channels, pooled to 4 × 4,
-            feeds the regressor). The second follows Jaderberg et al.'s CUB-200 transformers,
+            with antialiasing (the image as it is without one), and a trained 1 × 1 convolution
+            to 16 channels, pooled to 4 × 4, feeds the regressor). The second follows Jaderberg et al.'s CUB-200 transformers,
             whose localisation networks are ImageNet-pretrained; it needs ``stn="input"`` and
             ``freeze=True``, and costs one more gradient-free backbone pass per image.
         memory_format: how the backbone's weights and activations lie in memory:
