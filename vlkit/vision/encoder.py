@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import timm
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from vlkit.vision.cbam import CBAM
 from vlkit.vision.pretrained import packaged_weights_file
-from vlkit.vision.stn import SpatialTransformer
+from vlkit.vision.stn import FeatureMapLocalization, SpatialTransformer
 
 __all__ = ["CBAM_PLACEMENTS", "BackboneFeatures", "ImageEncoder", "ImageEncoderOutput", "check_finite"]
 
@@ -281,9 +279,7 @@ class ImageEncoder(nn.Module):
         if stn == "input":
             localization = None
             if stn_localization == "backbone":
-                localization = _BackboneLocalization(
-                    self._run_backbone, channels, stn_output_size, self.channels_last
-                )
+                localization = FeatureMapLocalization(self._localization_map, channels, stn_output_size)
             self.input_stn = SpatialTransformer(
                 3,
                 stn_transform,
@@ -385,15 +381,29 @@ class ImageEncoder(nn.Module):
                 out = self.backbone.forward_features(image)
         return out.float() if self.backbone_precision == "bf16" else out
 
-    def _output_blocks(self, fmap: Tensor) -> Tensor:
-        """The ``"output"`` spatial transformer, then the ``"output"`` CBAM, on the read map."""
+    def _spatial_map(self, fmap: Tensor, needs: str, instead: str) -> Tensor:
+        """The backbone's output ``fmap`` as ``(b, C, h, w)``; ``needs`` and ``instead`` name, in the
+        error, what needs the map and what to use without one.
+
+        Raises:
+            ValueError: ``fmap`` is not a spatial map (ViT tokens).
+        """
         if fmap.dim() != 4:
             raise ValueError(
-                "cbam / stn 'output' need a spatial feature map (b, C, h, w); this backbone gives tokens "
-                f"{tuple(fmap.shape)}: use a CNN backbone or no output blocks"
+                f"{needs} a spatial feature map (b, C, h, w); this backbone gives tokens "
+                f"{tuple(fmap.shape)}: use a CNN backbone or {instead}"
             )
-        if self.channels_last:  # (b, h, w, C) -> (b, C, h, w)
-            fmap = fmap.permute(0, 3, 1, 2)
+        return fmap.permute(0, 3, 1, 2) if self.channels_last else fmap  # (b, h, w, C) -> (b, C, h, w)
+
+    def _localization_map(self, image: Tensor) -> Tensor:
+        """The backbone's ``(b, C, h, w)`` map of ``image``, for ``stn_localization="backbone"``."""
+        return self._spatial_map(
+            self._run_backbone(image), "stn_localization 'backbone' needs", "stn_localization 'conv'"
+        )
+
+    def _output_blocks(self, fmap: Tensor) -> Tensor:
+        """The ``"output"`` spatial transformer, then the ``"output"`` CBAM, on the read map."""
+        fmap = self._spatial_map(fmap, "cbam / stn 'output' need", "no output blocks")
         if self.output_stn is not None:
             fmap, self._theta = self.output_stn(fmap)
         if self.output_cbam is not None:
@@ -421,53 +431,6 @@ class ImageEncoder(nn.Module):
         features = self.dropout(self.norm(self.proj(regions)))  # (b, n, d)
         mask = features.new_ones(features.shape[:2], dtype=bool)  # (b, n)
         return ImageEncoderOutput(features, mask, grid, self._theta)
-
-
-class _BackboneLocalization(nn.Module):
-    """Localisation network on the frozen backbone: ``(b, 3, H, W) -> (b, 16 · 4 · 4)``.
-
-    The image is resized to ``size`` (antialiased), the backbone reads it without gradients, and
-    a 1 × 1 convolution to 16 channels, ReLU and 4 × 4 average pooling give the regressor's input.
-    ``features`` is the encoder's backbone call, held as a function rather than a submodule so
-    that the backbone's weights stay the encoder's alone (one copy in the state dict).
-    """
-
-    width, pooled = 16, 4
-
-    def __init__(
-        self,
-        features: Callable[[Tensor], Tensor],
-        channels: int,
-        size: tuple[int, int] | None,
-        channels_last: bool = False,
-    ) -> None:
-        super().__init__()
-        self._features = features
-        self.size, self.channels_last = size, channels_last
-        self.dim = self.width * self.pooled**2
-        self.head = nn.Sequential(
-            nn.Conv2d(channels, self.width, 1),
-            nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool2d(self.pooled),
-            nn.Flatten(),
-        )
-
-    def forward(self, image: Tensor) -> Tensor:
-        with torch.no_grad():
-            view = image
-            if self.size is not None and tuple(image.shape[-2:]) != self.size:
-                view = F.interpolate(
-                    image, size=self.size, mode="bilinear", align_corners=False, antialias=True
-                )
-            fmap = self._features(view)
-        if fmap.dim() != 4:
-            raise ValueError(
-                "stn_localization 'backbone' needs a spatial feature map (b, C, h, w); this backbone "
-                f"gives {tuple(fmap.shape)}: use a CNN backbone or stn_localization 'conv'"
-            )
-        if self.channels_last:  # (b, h, w, C) -> (b, C, h, w)
-            fmap = fmap.permute(0, 3, 1, 2)
-        return self.head(fmap.float())
 
 
 def check_finite(values: Tensor, name: str) -> Tensor:

@@ -16,13 +16,20 @@ Shape legend: ``b`` batch, ``C`` channels, ``H × W`` input, ``H' × W'`` output
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["STN_TRANSFORMS", "SpatialTransformer", "SpatialTransformerOutput", "theta_from_params"]
+__all__ = [
+    "STN_TRANSFORMS",
+    "FeatureMapLocalization",
+    "SpatialTransformer",
+    "SpatialTransformerOutput",
+    "theta_from_params",
+]
 
 #: Number of regressed parameters per transform kind.
 STN_TRANSFORMS = {"affine": 6, "attention": 3}
@@ -72,6 +79,49 @@ def _default_localization(in_channels: int, width: int) -> nn.Sequential:
         nn.AdaptiveAvgPool2d(4),
         nn.Flatten(),
     )
+
+
+class FeatureMapLocalization(nn.Module):
+    """A localisation network that reads a fixed feature extractor on a low-resolution view:
+    ``(b, 3, H, W) -> (b, 16 · 4 · 4)``.
+
+    The image is resized to ``size`` (bilinear, antialiased; as it is when None), ``features``
+    maps it to ``(b, C, h, w)`` without gradients (e.g. a frozen pretrained backbone, as the
+    ImageNet-pretrained localisation networks of Jaderberg et al.'s CUB-200 transformers, NeurIPS
+    2015, arXiv:1506.02025), and a trained 1 × 1 convolution to 16 channels, ReLU and 4 × 4
+    average pooling give the regressor's input. ``features`` is held as a function, not a
+    submodule, so the extractor's weights stay with their owner (one copy in a state dict).
+
+    Args:
+        features: ``(b, 3, h', w') float -> (b, C, h, w)``.
+        channels: ``C``.
+        size: ``(H', W')`` of the view, or None.
+    """
+
+    width, pooled = 16, 4
+
+    def __init__(
+        self, features: Callable[[Tensor], Tensor], channels: int, size: tuple[int, int] | None
+    ) -> None:
+        super().__init__()
+        self._features, self.size = features, size
+        self.dim = self.width * self.pooled**2
+        self.head = nn.Sequential(
+            nn.Conv2d(channels, self.width, 1),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(self.pooled),
+            nn.Flatten(),
+        )
+
+    def forward(self, image: Tensor) -> Tensor:
+        with torch.no_grad():
+            view = image
+            if self.size is not None and tuple(image.shape[-2:]) != self.size:
+                view = F.interpolate(
+                    image, size=self.size, mode="bilinear", align_corners=False, antialias=True
+                )
+            fmap = self._features(view)  # (b, C, h, w)
+        return self.head(fmap.float())  # (b, 16 · 4 · 4)
 
 
 class SpatialTransformer(nn.Module):
