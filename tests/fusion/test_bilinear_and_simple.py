@@ -107,6 +107,27 @@ def test_mfb_rejects_bad_sizes(kwargs):
         MFB(2, 2, **kwargs)
 
 
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan")])
+def test_mfb_rejects_an_output_scale_that_is_not_positive(scale):
+    with pytest.raises(ValueError, match="output_scale must be > 0"):
+        MFB(2, 2, output_scale=scale)
+
+
+def test_output_scale_multiplies_every_normalised_block_and_the_attention_inputs():
+    torch.manual_seed(5)
+    plain = MFBCoAttention(6, 5, hidden_dim=4, factor=3, order=2, attention_dim=8, dropout=0.0).eval()
+    scaled = MFBCoAttention(
+        6, 5, hidden_dim=4, factor=3, order=2, attention_dim=8, dropout=0.0, output_scale=2.0
+    ).eval()
+    scaled.load_state_dict(plain.state_dict())  # no parameter of its own: the same weights
+    image, text = torch.randn(2, 7, 6), torch.randn(2, 3, 5)
+    out, out_scaled = plain(image, None, text, None), scaled(image, None, text, None)
+    q_hat = out.text[:, None, :]
+    torch.testing.assert_close(scaled.region_pooling(image, q_hat), 2.0 * plain.region_pooling(image, q_hat))
+    torch.testing.assert_close(out_scaled.fused, 2.0 * plain.pooling(out_scaled.image, out_scaled.text))
+    torch.testing.assert_close(out_scaled.fused.unflatten(-1, (2, 4)).norm(dim=-1), torch.full((2, 2), 2.0))
+
+
 def test_mfh_rejects_order_zero():
     with pytest.raises(ValueError, match="order"):
         MFH(2, 2, order=0)

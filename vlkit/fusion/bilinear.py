@@ -68,24 +68,38 @@ class MFB(nn.Module):
         output_dim: ``o`` (the paper's 1000).
         factor: ``k``, the rank of each output's factorisation (the paper's 5).
         dropout: dropout on the expanded product, in ``[0, 1)`` (the paper's 0.1).
+        output_scale: ``s > 0``, multiplies the L2-normalised output (the paper's 1). A unit
+            vector of width ``o`` has elements of size about ``1/sqrt(o)``, so a freshly
+            initialised layer after it sees inputs ``sqrt(o)`` times smaller than unit-scale
+            features and learns slowly; ``s = sqrt(o)`` gives elements of root-mean-square 1.
+            The set of functions the model can represent is the same for every ``s`` (the next
+            linear layer can absorb it); only the speed of learning changes.
 
     Shapes:
         ``forward(x: (..., x_dim), y: (..., y_dim), previous: (..., k·o) | None) ->
         MFBOutput``; the leading dimensions of ``x`` and ``y`` broadcast (e.g. regions
-        ``(b, n, ·)`` with one question ``(b, 1, ·)``). Every ``output`` row has unit L2 norm
-        (or is 0 if the pooled vector is 0).
+        ``(b, n, ·)`` with one question ``(b, 1, ·)``). Every ``output`` row has L2 norm
+        ``output_scale`` (or is 0 if the pooled vector is 0).
 
     Raises:
-        ValueError: ``output_dim`` or ``factor`` < 1.
+        ValueError: ``output_dim`` or ``factor`` < 1, or ``output_scale`` <= 0.
     """
 
     def __init__(
-        self, x_dim: int, y_dim: int, output_dim: int = 1000, factor: int = 5, dropout: float = 0.1
+        self,
+        x_dim: int,
+        y_dim: int,
+        output_dim: int = 1000,
+        factor: int = 5,
+        dropout: float = 0.1,
+        output_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if output_dim < 1 or factor < 1:
             raise ValueError(f"output_dim and factor must be >= 1, got {output_dim} and {factor}")
-        self.output_dim, self.factor = output_dim, factor
+        if not output_scale > 0:
+            raise ValueError(f"output_scale must be > 0 (1 is the paper's unit norm), got {output_scale}")
+        self.output_dim, self.factor, self.output_scale = output_dim, factor, output_scale
         self.x_proj = nn.Linear(x_dim, factor * output_dim)  # U
         self.y_proj = nn.Linear(y_dim, factor * output_dim)  # V
         self.dropout = nn.Dropout(dropout)
@@ -95,7 +109,8 @@ class MFB(nn.Module):
         if previous is not None:
             expanded = expanded * previous
         pooled = expanded.unflatten(-1, (self.output_dim, self.factor)).sum(-1)  # SumPool: (..., o)
-        return MFBOutput(_l2_normalize(signed_sqrt(pooled)), expanded)
+        output = _l2_normalize(signed_sqrt(pooled))
+        return MFBOutput(output if self.output_scale == 1.0 else output * self.output_scale, expanded)
 
 
 class MFH(nn.Module):
@@ -106,12 +121,12 @@ class MFH(nn.Module):
     output ``[z_1; …; z_p]``. ``order=1`` is MFB.
 
     Args:
-        x_dim, y_dim, output_dim, factor, dropout: as :class:`MFB` (per block).
+        x_dim, y_dim, output_dim, factor, dropout, output_scale: as :class:`MFB` (per block).
         order: ``p`` (>= 1; the paper's 2).
 
     Shapes:
         ``forward(x: (..., x_dim), y: (..., y_dim)) -> (..., p·o)``; each of the ``p`` slices
-        of width ``o`` has unit L2 norm.
+        of width ``o`` has L2 norm ``output_scale``.
 
     Raises:
         ValueError: ``order < 1``, or bad MFB sizes.
@@ -125,12 +140,15 @@ class MFH(nn.Module):
         factor: int = 5,
         order: int = 2,
         dropout: float = 0.1,
+        output_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if order < 1:
             raise ValueError(f"order must be >= 1, got {order}")
         self.output_dim = order * output_dim
-        self.blocks = nn.ModuleList(MFB(x_dim, y_dim, output_dim, factor, dropout) for _ in range(order))
+        self.blocks = nn.ModuleList(
+            MFB(x_dim, y_dim, output_dim, factor, dropout, output_scale) for _ in range(order)
+        )
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         outputs, previous = [], None
@@ -162,6 +180,8 @@ class MFBCoAttention(nn.Module):
         image_glimpses: ``G_v`` (the paper's 2).
         text_glimpses: ``G_q`` (the paper's 2).
         attention_dim: hidden width of the attention MLPs (the paper's 512).
+        output_scale: the norm of each MFB block's output, in the region features the image
+            attention scores and in ``fused`` (the paper's 1; see :class:`MFB`).
 
     Shapes:
         ``forward(image: (b, n, d_v), image_mask: (b, n) bool | None, text: (b, l, d_q),
@@ -187,16 +207,19 @@ class MFBCoAttention(nn.Module):
         image_glimpses: int = 2,
         text_glimpses: int = 2,
         attention_dim: int = 512,
+        output_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.image_dim, self.text_dim = image_dim, text_dim
         self.text_attention = AttentionalReduction(text_dim, attention_dim, text_glimpses, dropout=dropout)
         question_dim = text_glimpses * text_dim
-        self.region_pooling = MFH(image_dim, question_dim, hidden_dim, factor, order, dropout)
+        self.region_pooling = MFH(image_dim, question_dim, hidden_dim, factor, order, dropout, output_scale)
         self.image_attention = AttentionalReduction(
             image_dim, attention_dim, image_glimpses, dropout=dropout, score_dim=order * hidden_dim
         )
-        self.pooling = MFH(image_glimpses * image_dim, question_dim, hidden_dim, factor, order, dropout)
+        self.pooling = MFH(
+            image_glimpses * image_dim, question_dim, hidden_dim, factor, order, dropout, output_scale
+        )
         self.output_dim = self.pooling.output_dim
 
     def forward(
