@@ -215,7 +215,7 @@ def test_localisation_networks_can_start_late(tiny_vqa, tmp_path):
     class Record(pl.Callback):
         def on_train_batch_start(self, trainer, *args):
             groups = trainer.optimizers[0].param_groups
-            rows.append([(g["localization"], g["lr"]) for g in groups])
+            rows.append([(g["start_fraction"] > 0, g["lr"]) for g in groups])
             thetas.append(stn.regressor[-1].bias.detach().clone())
 
     trainer = quiet_trainer(
@@ -223,7 +223,7 @@ def test_localisation_networks_can_start_late(tiny_vqa, tmp_path):
     )
     trainer.fit(task, dm)
     groups = trainer.optimizers[0].param_groups
-    assert all(({id(p) for p in g["params"]} <= stn_ids) == g["localization"] for g in groups)
+    assert all(({id(p) for p in g["params"]} <= stn_ids) == (g["start_fraction"] == 0.5) for g in groups)
     total, start = len(rows), int(len(rows) * 0.5)  # 24 steps, the STN from step 12
     late = [max(lr for located, lr in row if located) for row in rows]
     main = [max(lr for located, lr in row if not located) for row in rows]
@@ -234,6 +234,40 @@ def test_localisation_networks_can_start_late(tiny_vqa, tmp_path):
     assert not torch.equal(stn.regressor[-1].bias.detach(), identity)
     with pytest.raises(ValueError, match="0 <= localization_start_fraction < 1"):
         Optimization(localization_start_fraction=1.0)
+
+
+def test_cbam_blocks_can_start_late(tiny_vqa, tmp_path):
+    """attention_start_fraction: a zero-gated CBAM block keeps its gate at 0 (the encoder's output
+    unchanged) for that share of the steps, then trains; the rest keeps the usual schedule."""
+    pl.seed_everything(0)
+    dm = tiny_dm(tiny_vqa, batch_size=4)
+    task = VQATask(
+        **{**VQA_PARTS, "image_encoder": {**VQA_PARTS["image_encoder"], "cbam": "output"}},
+        vocabulary=dm.vocabulary,
+        answers=dm.answers,
+        optimization=Optimization(lr=0.01, warmup_fraction=0.25, attention_start_fraction=0.5),
+    )
+    cbam = task.model.image_encoder.output_cbam
+    cbam_ids = {id(p) for p in cbam.parameters()}
+    gates, late_rates = [], []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            groups = trainer.optimizers[0].param_groups
+            late_rates.append(max(g["lr"] for g in groups if g["start_fraction"] > 0))
+            gates.append(cbam.gate.item())
+
+    trainer = quiet_trainer(
+        max_epochs=4, callbacks=[Record()], limit_val_batches=0, default_root_dir=tmp_path
+    )
+    trainer.fit(task, dm)
+    groups = trainer.optimizers[0].param_groups
+    assert all(({id(p) for p in g["params"]} <= cbam_ids) == (g["start_fraction"] == 0.5) for g in groups)
+    start = len(gates) // 2
+    assert late_rates[:start] == [0.0] * start and all(lr > 0 for lr in late_rates[start:])
+    assert gates[: start + 1] == [0.0] * (start + 1) and cbam.gate.item() != 0.0
+    with pytest.raises(ValueError, match="0 <= attention_start_fraction < 1"):
+        Optimization(attention_start_fraction=-0.1)
 
 
 def test_reinforce_hard_attention_adds_the_policy_loss(tiny_vqa):

@@ -349,10 +349,10 @@ class TrainingTask(
     # -- optimiser and schedule ----------------------------------------------------------------
     def configure_optimizers(self):
         optimizer = adamw(self, self.model, self.optimization)
-        factor = self._lr_factor_function()
-        if self.optimization.localization_start_fraction > 0:  # localisation groups start late
-            late = self._lr_factor_function(self.optimization.localization_start_fraction)
-            factor = [late if group.get("localization") else factor for group in optimizer.param_groups]
+        starts = [group.get("start_fraction", 0.0) for group in optimizer.param_groups]
+        schedules = {start: self._lr_factor_function(start) for start in sorted(set(starts))}
+        # one function for every group, or one per group where some start late
+        factor = schedules[0.0] if set(starts) == {0.0} else [schedules[start] for start in starts]
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

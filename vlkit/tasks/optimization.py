@@ -45,6 +45,9 @@ class Optimization:
             identity transform) while the rest of the model learns on the untransformed input;
             then their rate warms up linearly over ``warmup_fraction`` of the steps. 0 (default):
             they train from the first step with everything else.
+        attention_start_fraction: the same for the image encoder's CBAM blocks, in ``[0, 1)``:
+            until then a zero-gated block keeps its gate at 0 (the encoder's output unchanged)
+            while the rest of the model learns; 0 (default): they train from the first step.
 
     Raises:
         ValueError: a value out of range (the message names it).
@@ -59,6 +62,7 @@ class Optimization:
     attention_lr_ratio: float = 1.0
     localization_lr_ratio: float = 1.0
     localization_start_fraction: float = 0.0
+    attention_start_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -71,6 +75,7 @@ class Optimization:
             "attention_lr_ratio >= 0": self.attention_lr_ratio >= 0,
             "localization_lr_ratio >= 0": self.localization_lr_ratio >= 0,
             "0 <= localization_start_fraction < 1": 0 <= self.localization_start_fraction < 1,
+            "0 <= attention_start_fraction < 1": 0 <= self.attention_start_fraction < 1,
         }
         failed = [rule for rule, ok in checks.items() if not ok]
         if failed:
@@ -125,34 +130,35 @@ def lr_scales(model: nn.Module, optimization: Optimization) -> dict[int, float]:
 
 def parameter_groups(module: nn.Module, model: nn.Module, optimization: Optimization) -> list[dict]:
     """AdamW parameter groups of ``module``'s trainable parameters: one per (learning-rate scale,
-    decayed or not), highest rate first; see :func:`lr_scales` (of ``model``) and
-    :class:`Optimization` (weight decay on tensors of 2 or more dimensions only). With
-    :attr:`Optimization.localization_start_fraction` > 0 the image encoder's spatial transformers
-    get groups of their own, marked ``"localization": True``, which the schedule starts late."""
+    decayed or not, start), highest rate first; see :func:`lr_scales` (of ``model``) and
+    :class:`Optimization` (weight decay on tensors of 2 or more dimensions only). Each group's
+    ``"start_fraction"`` is the fraction of the steps before it starts to train: 0, or
+    :attr:`Optimization.localization_start_fraction` for the image encoder's spatial transformers
+    and :attr:`Optimization.attention_start_fraction` for its CBAM blocks (which get groups of
+    their own only when that fraction is > 0, so older checkpoints resume as saved)."""
     scales = lr_scales(model, optimization)
     image_encoder = getattr(model, "image_encoder", None)
-    localization = {  # kept apart only when they start late (older checkpoints resume as saved)
-        id(p)
-        for m in (
-            image_encoder.modules()
-            if image_encoder is not None and optimization.localization_start_fraction
-            else ()
-        )
-        if isinstance(m, SpatialTransformer)
-        for p in m.parameters()
-    }
-    groups: dict[tuple[float, bool, bool], list] = {}
+    starts: dict[int, float] = {}
+    for m in image_encoder.modules() if image_encoder is not None else ():
+        if isinstance(m, CBAM | SpatialTransformer):
+            start = (
+                optimization.attention_start_fraction
+                if isinstance(m, CBAM)
+                else optimization.localization_start_fraction
+            )
+            starts.update({id(p): start for p in m.parameters() if start > 0})
+    groups: dict[tuple[float, bool, float], list] = {}
     for p in module.parameters():
         if p.requires_grad:
-            groups.setdefault((scales.get(id(p), 1.0), p.dim() >= 2, id(p) in localization), []).append(p)
+            groups.setdefault((scales.get(id(p), 1.0), p.dim() >= 2, starts.get(id(p), 0.0)), []).append(p)
     return [
         {
             "params": params,
             "lr": optimization.lr * factor,
             "weight_decay": optimization.weight_decay if decay else 0.0,
-            "localization": locates,
+            "start_fraction": start,
         }
-        for (factor, decay, locates), params in sorted(
+        for (factor, decay, start), params in sorted(
             groups.items(), key=lambda item: (-item[0][0], item[0][1], item[0][2])
         )
     ]
