@@ -197,31 +197,42 @@ def test_backbone_trains_at_a_fraction_of_the_learning_rate(tiny_vqa, tmp_path):
         VQATask(vocabulary=VOCAB, answers=["a"], optimization={"backbone_lr_ratio": 2.0})
 
 
-def test_localisation_networks_can_start_late(tiny_vqa, tmp_path):
-    """localization_start_fraction: the spatial transformer's groups stay at rate 0 (θ at the
-    identity) for that share of the steps, then warm up; everything else keeps the usual schedule."""
+def fit_recording(tiny_vqa, tmp_path, encoder_args, optimization, record):
+    """Fit a tiny VQA task whose image encoder takes ``encoder_args``, calling ``record(task,
+    param_groups)`` before every training step; returns the task and the trainer."""
     pl.seed_everything(0)
     dm = tiny_dm(tiny_vqa, batch_size=4)
     task = VQATask(
-        **{**VQA_PARTS, "image_encoder": {**VQA_PARTS["image_encoder"], "stn": "input"}},
+        **{**VQA_PARTS, "image_encoder": {**VQA_PARTS["image_encoder"], **encoder_args}},
         vocabulary=dm.vocabulary,
         answers=dm.answers,
-        optimization=Optimization(lr=0.01, warmup_fraction=0.25, localization_start_fraction=0.5),
+        optimization=optimization,
     )
-    stn = task.model.image_encoder.input_stn
-    stn_ids = {id(p) for p in stn.parameters()}
-    rows, thetas = [], []
 
     class Record(pl.Callback):
         def on_train_batch_start(self, trainer, *args):
-            groups = trainer.optimizers[0].param_groups
-            rows.append([(g["start_fraction"] > 0, g["lr"]) for g in groups])
-            thetas.append(stn.regressor[-1].bias.detach().clone())
+            record(task, trainer.optimizers[0].param_groups)
 
     trainer = quiet_trainer(
         max_epochs=4, callbacks=[Record()], limit_val_batches=0, default_root_dir=tmp_path
     )
     trainer.fit(task, dm)
+    return task, trainer
+
+
+def test_localisation_networks_can_start_late(tiny_vqa, tmp_path):
+    """localization_start_fraction: the spatial transformer's groups stay at rate 0 (θ at the
+    identity) for that share of the steps, then warm up; everything else keeps the usual schedule."""
+    rows, thetas = [], []
+
+    def record(task, groups):
+        rows.append([(g["start_fraction"] > 0, g["lr"]) for g in groups])
+        thetas.append(task.model.image_encoder.input_stn.regressor[-1].bias.detach().clone())
+
+    optimization = Optimization(lr=0.01, warmup_fraction=0.25, localization_start_fraction=0.5)
+    task, trainer = fit_recording(tiny_vqa, tmp_path, {"stn": "input"}, optimization, record)
+    stn = task.model.image_encoder.input_stn
+    stn_ids = {id(p) for p in stn.parameters()}
     groups = trainer.optimizers[0].param_groups
     assert all(({id(p) for p in g["params"]} <= stn_ids) == (g["start_fraction"] == 0.5) for g in groups)
     total, start = len(rows), int(len(rows) * 0.5)  # 24 steps, the STN from step 12
@@ -239,28 +250,16 @@ def test_localisation_networks_can_start_late(tiny_vqa, tmp_path):
 def test_cbam_blocks_can_start_late(tiny_vqa, tmp_path):
     """attention_start_fraction: a zero-gated CBAM block keeps its gate at 0 (the encoder's output
     unchanged) for that share of the steps, then trains; the rest keeps the usual schedule."""
-    pl.seed_everything(0)
-    dm = tiny_dm(tiny_vqa, batch_size=4)
-    task = VQATask(
-        **{**VQA_PARTS, "image_encoder": {**VQA_PARTS["image_encoder"], "cbam": "output"}},
-        vocabulary=dm.vocabulary,
-        answers=dm.answers,
-        optimization=Optimization(lr=0.01, warmup_fraction=0.25, attention_start_fraction=0.5),
-    )
-    cbam = task.model.image_encoder.output_cbam
-    cbam_ids = {id(p) for p in cbam.parameters()}
     gates, late_rates = [], []
 
-    class Record(pl.Callback):
-        def on_train_batch_start(self, trainer, *args):
-            groups = trainer.optimizers[0].param_groups
-            late_rates.append(max(g["lr"] for g in groups if g["start_fraction"] > 0))
-            gates.append(cbam.gate.item())
+    def record(task, groups):
+        late_rates.append(max(g["lr"] for g in groups if g["start_fraction"] > 0))
+        gates.append(task.model.image_encoder.output_cbam.gate.item())
 
-    trainer = quiet_trainer(
-        max_epochs=4, callbacks=[Record()], limit_val_batches=0, default_root_dir=tmp_path
-    )
-    trainer.fit(task, dm)
+    optimization = Optimization(lr=0.01, warmup_fraction=0.25, attention_start_fraction=0.5)
+    task, trainer = fit_recording(tiny_vqa, tmp_path, {"cbam": "output"}, optimization, record)
+    cbam = task.model.image_encoder.output_cbam
+    cbam_ids = {id(p) for p in cbam.parameters()}
     groups = trainer.optimizers[0].param_groups
     assert all(({id(p) for p in g["params"]} <= cbam_ids) == (g["start_fraction"] == 0.5) for g in groups)
     start = len(gates) // 2

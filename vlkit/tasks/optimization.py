@@ -4,7 +4,7 @@ per-part learning-rate ratios (image backbone, text encoder, layer-wise decay)."
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +94,20 @@ class Optimization:
         return dataclass_from(cls, value, "optimization")
 
 
+def _inserted_blocks(
+    model: nn.Module, optimization: Optimization
+) -> Iterator[tuple[nn.Module, float, float]]:
+    """The CBAM blocks and spatial transformers of ``model.image_encoder``, each with its
+    learning-rate ratio and start fraction: ``attention_lr_ratio`` and ``attention_start_fraction``
+    for CBAM, ``localization_lr_ratio`` and ``localization_start_fraction`` for an STN."""
+    image_encoder = getattr(model, "image_encoder", None)
+    for module in image_encoder.modules() if image_encoder is not None else ():
+        if isinstance(module, CBAM):
+            yield module, optimization.attention_lr_ratio, optimization.attention_start_fraction
+        elif isinstance(module, SpatialTransformer):
+            yield module, optimization.localization_lr_ratio, optimization.localization_start_fraction
+
+
 def lr_scales(model: nn.Module, optimization: Optimization) -> dict[int, float]:
     """Learning-rate multiplier of each parameter (by ``id``) that does not train at ``lr``.
 
@@ -112,14 +126,8 @@ def lr_scales(model: nn.Module, optimization: Optimization) -> dict[int, float]:
     image_encoder = getattr(model, "image_encoder", None)
     scale(getattr(image_encoder, "backbone", None), optimization.backbone_lr_ratio)
     scale(getattr(model, "text_encoder", None), optimization.text_lr_ratio)
-    for module in image_encoder.modules() if image_encoder is not None else ():
-        if isinstance(module, CBAM | SpatialTransformer):  # their own rate, whatever the backbone's
-            ratio = (
-                optimization.attention_lr_ratio
-                if isinstance(module, CBAM)
-                else optimization.localization_lr_ratio
-            )
-            scales.update({id(p): ratio for p in module.parameters()})
+    for module, ratio, _ in _inserted_blocks(model, optimization):  # their own rate, whatever the backbone's
+        scales.update({id(p): ratio for p in module.parameters()})
     for module in model.modules():
         if callable(getattr(module, "lr_scales", None)):
             named = dict(module.named_parameters())
@@ -137,16 +145,12 @@ def parameter_groups(module: nn.Module, model: nn.Module, optimization: Optimiza
     and :attr:`Optimization.attention_start_fraction` for its CBAM blocks (which get groups of
     their own only when that fraction is > 0, so older checkpoints resume as saved)."""
     scales = lr_scales(model, optimization)
-    image_encoder = getattr(model, "image_encoder", None)
-    starts: dict[int, float] = {}
-    for m in image_encoder.modules() if image_encoder is not None else ():
-        if isinstance(m, CBAM | SpatialTransformer):
-            start = (
-                optimization.attention_start_fraction
-                if isinstance(m, CBAM)
-                else optimization.localization_start_fraction
-            )
-            starts.update({id(p): start for p in m.parameters() if start > 0})
+    starts = {
+        id(p): start
+        for block, _, start in _inserted_blocks(model, optimization)
+        if start > 0
+        for p in block.parameters()
+    }
     groups: dict[tuple[float, bool, float], list] = {}
     for p in module.parameters():
         if p.requires_grad:
