@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from vlkit.vision.cbam import CBAM
 from vlkit.vision.pretrained import packaged_weights_file
+from vlkit.vision.stages import freeze_through, module_path
 from vlkit.vision.stn import FeatureMapLocalization, SpatialTransformer
 
 __all__ = ["CBAM_PLACEMENTS", "BackboneFeatures", "ImageEncoder", "ImageEncoderOutput", "check_finite"]
@@ -252,7 +253,7 @@ class ImageEncoder(nn.Module):
                 raise ValueError(
                     f"freeze={freeze} stages, but the encoder reads only {len(stage_names)} stages"
                 )
-            _freeze_through(self.backbone, _module_path(self.backbone, stage_names[freeze - 1]))
+            freeze_through(self.backbone, module_path(self.backbone, stage_names[freeze - 1]))
         for module in self.backbone.modules():  # CBAM inside residual blocks trains even when frozen
             if isinstance(module, CBAM):
                 module.requires_grad_(True)
@@ -318,7 +319,7 @@ class ImageEncoder(nn.Module):
                 return out.output
             return out
 
-        self.backbone.get_submodule(_module_path(self.backbone, stage_name)).register_forward_hook(apply)
+        self.backbone.get_submodule(module_path(self.backbone, stage_name)).register_forward_hook(apply)
 
     def train(self, mode: bool = True) -> ImageEncoder:
         """Set training mode; frozen backbone parts stay in eval mode (fixed BatchNorm statistics)."""
@@ -470,24 +471,3 @@ def _check_options(feature_mode: str, freeze: bool | int, cbam: str | None, stn:
         raise ValueError(
             "cbam='stages', stn=<stage> and freeze=<k stages> need feature_mode='features_only' (timm stages)"
         )
-
-
-def _module_path(backbone: nn.Module, stage_name: str) -> str:
-    """The attribute path of a timm feature stage (timm flattens dotted names in some wrappers)."""
-    names = dict(backbone.named_modules())
-    for candidate in (stage_name, stage_name.replace(".", "_")):
-        if candidate in names:
-            return candidate
-    raise ValueError(f"timm feature stage {stage_name!r} not found in the backbone")
-
-
-def _freeze_through(backbone: nn.Module, stage_path: str) -> None:
-    """Freeze every parameter registered up to and including the module ``stage_path``."""
-    seen = False
-    for name, module in backbone.named_modules():
-        inside = name == stage_path or name.startswith(stage_path + ".")
-        if seen and not inside:
-            break
-        seen = seen or inside
-        for param in module.parameters(recurse=False):
-            param.requires_grad_(False)
