@@ -156,6 +156,21 @@ def test_the_disk_cache_is_reused_and_keyed_by_the_weights(monkeypatch):
         vqa_dm(cache_features=True).cache_image_features(other)
 
 
+def test_the_cache_is_keyed_by_the_stage_the_backbone_is_read_at():
+    """EfficientNet's timm feature extractor holds every stage's weights whichever stage is read, so
+    the same weights read at stride 8 and at stride 16 must not share a cache."""
+    from vlkit.data.features import encoder_fingerprint
+
+    stride16 = ImageEncoder("efficientnet_lite0", 32, pretrained=False, feature_index=3, freeze=True)
+    stride8 = ImageEncoder("efficientnet_lite0", 32, pretrained=False, feature_index=2, freeze=True)
+    stride8.backbone.load_state_dict(stride16.backbone.state_dict())
+    assert stride8.backbone.state_dict().keys() == stride16.backbone.state_dict().keys()
+    assert encoder_fingerprint(stride8) != encoder_fingerprint(stride16)
+    dm = vqa_dm(cache_features=True)
+    dm.cache_image_features(stride8)
+    assert dm._feature_caches["test"].features.shape[2] == 40  # stride-8 channels, not stride-16's 112
+
+
 def test_unreadable_images_are_an_error_or_skipped_when_caching():
     data = make_dataset_dict()
     rows = data["validation"].to_dict()

@@ -77,10 +77,14 @@ class FeatureCache:
 
 
 def encoder_fingerprint(encoder: nn.Module) -> str:
-    """SHA-1 of the backbone's configuration and every tensor of its state (weights and
-    BatchNorm statistics), so the cache is never reused for other weights."""
+    """SHA-1 of the backbone's configuration, the stage it is read at and every tensor of its
+    state (weights and BatchNorm statistics), so the cache is never reused for other weights or
+    another stage (some timm feature extractors, e.g. EfficientNet's, keep every stage's
+    weights whichever stage is read)."""
     digest = hashlib.sha1()
-    digest.update(repr((type(encoder.backbone).__name__, encoder.feature_mode)).encode())
+    info = getattr(encoder.backbone, "feature_info", None)  # features_only: the stages read
+    stages = (info.module_name(), info.channels(), info.reduction()) if hasattr(info, "module_name") else None
+    digest.update(repr((type(encoder.backbone).__name__, encoder.feature_mode, stages)).encode())
     if getattr(encoder, "backbone_precision", "32") != "32":  # bfloat16 features are other features
         digest.update(repr(encoder.backbone_precision).encode())
     for name, tensor in encoder.backbone.state_dict().items():
