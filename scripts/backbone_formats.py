@@ -8,7 +8,7 @@ Times ``ImageEncoder.backbone_features`` (the frozen backbone, no gradients: wha
 step without a feature cache runs) on random images, for ``memory_format`` contiguous (NCHW) and
 channels_last, and ``backbone_precision`` 32 and bf16 (channels_last); interleaved, median of
 ``--repeats`` after 3 warm-up runs; prints the largest difference of each variant's features
-from the contiguous float32 ones. The defaults are the main recipe's encoder and batch.
+from the contiguous float32 ones. The defaults are the base recipe's encoder and batch.
 """
 
 from __future__ import annotations

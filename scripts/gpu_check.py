@@ -1,4 +1,4 @@
-"""The GPU check in one command: layers, the main recipe and the Hub VQA step on one GPU (≤ 8 min on an H100).
+"""The GPU check in one command: layers, the base recipe and the Hub VQA step on one GPU (≤ 8 min on an H100).
 
 Usage:
     python scripts/gpu_check.py [--out docs/performance_gpu.md] [--json gpu_check.json]
@@ -9,7 +9,7 @@ It measures, and writes as one Markdown page:
 1. **Layers in bf16**: ``scripts/benchmark.py --device cuda --dtype bfloat16`` (vlkit's attention,
    fusion and vision layers against torch / timm / the plain references; forward and
    forward+backward time, peak memory), once eager and once under ``--compile``.
-2. **One epoch of the main recipe in bf16**: ``vlkit fit --config recipes/vqa/easy_vqa_parallel.yaml
+2. **One epoch of the base recipe in bf16**: ``vlkit fit --config recipes/vqa/easy_vqa_parallel.yaml
    --trainer.max_epochs 1 --trainer.precision bf16-mixed`` on the GPU: wall time, seconds per
    training epoch, validation accuracy after it (the recipe's float32 run reaches 0.94 after
    epoch 0 on the CPU: bf16 must not fall far below).
@@ -149,7 +149,7 @@ def _tiny_vqa(folder: Path, size: int, n_images: int, ten_answers: bool) -> Path
 
 
 def main_recipe_epoch(work: Path, dry_run: bool) -> dict[str, Any]:
-    """One epoch of the main recipe (bf16-mixed on the GPU; float32 on the CPU for a dry run)."""
+    """One epoch of the base recipe (bf16-mixed on the GPU; float32 on the CPU for a dry run)."""
     args = [sys.executable, "-m", "vlkit.cli", "fit", "--config", "recipes/vqa/easy_vqa_parallel.yaml"]
     args += ["--trainer.max_epochs", "1", "--test_after_fit", "false", "--runs_dir", str(work / "runs")]
     if dry_run:
@@ -214,7 +214,7 @@ def markdown(result: dict[str, Any]) -> str:
         + (" — **dry run on the CPU at tiny sizes: these numbers mean nothing**" if result["dry_run"] else "")
         + ".",
         "",
-        "## One epoch of the main recipe in bf16-mixed",
+        "## One epoch of the base recipe in bf16-mixed",
         "",
         "| wall time (whole command) | validation VQA accuracy after epoch 0 | epoch log |",
         "|---|---|---|",

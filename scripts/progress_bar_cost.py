@@ -1,4 +1,4 @@
-"""What the terminal progress bar costs per training step of the main recipe.
+"""What the terminal progress bar costs per training step of the base recipe.
 
 Usage:
     python scripts/progress_bar_cost.py [--recipe recipes/vqa/easy_vqa_parallel.yaml] [--steps 200]

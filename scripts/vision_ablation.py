@@ -6,7 +6,7 @@ Usage:
         [--variants none cbam ...] [--seeds 0 1 2] [--out ablation.json] [--markdown table.md]
         [extra vlkit fit arguments, e.g. --trainer.limit_train_batches 10]
 
-Every variant and seed runs ``vlkit fit --config RECIPE`` (default the main recipe; the
+Every variant and seed runs ``vlkit fit --config RECIPE`` (default the base recipe; the
 cluttered benchmark is ``recipes/vqa/easy_vqa_cluttered.yaml``) in this process with
 ``--trainer.max_epochs EPOCHS``, ``--seed_everything SEED`` and its own image-encoder arguments,
 logging to ``<--runs_dir>/<variant>_seed<SEED>/`` (default ``runs/ablation``); the best checkpoint is then tested. Printed

@@ -21,7 +21,7 @@ def test_the_gpu_check_dry_run_writes_every_section(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     page = out.read_text()
     for heading in (
-        "## One epoch of the main recipe in bf16-mixed",
+        "## One epoch of the base recipe in bf16-mixed",
         "## The Hub VQA recipe's training step (synthetic VQAv2 twin)",
         "## Layers (eager)",
         "## Layers (torch.compile)",

@@ -77,7 +77,7 @@ Attention and fusion layers, models and training recipes for vision-language lea
 
 commands:
   fit        train a task from a recipe, then test its best checkpoint
-             (vlkit fit --config recipes/vqa/easy_vqa_parallel.yaml)
+             (vlkit fit --config recipes/vqa/easy_vqa_parallel_stride8.yaml)
   validate   evaluate a checkpoint on the validation split (--config RECIPE --ckpt_path CKPT|last)
   test       evaluate a checkpoint on the test split (--config RECIPE --ckpt_path CKPT|last)
   predict    answer, caption or classify images with a trained task (--ckpt_path CKPT|runs/<recipe>|EXPORT
