@@ -30,20 +30,9 @@ _clock = time.perf_counter  # the timer (a name of its own, so a test can replac
 
 def build_recipe(recipe: str, extra: list[str]):
     """The (datamodule, task) a recipe defines, instantiated without training."""
-    from pytorch_lightning import LightningDataModule, LightningModule
+    from vlkit.cli import cli_main
 
-    from vlkit.cli import VLKitCLI, expand_recipe_bases, register_config_types
-
-    register_config_types()
-    cli = VLKitCLI(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=expand_recipe_bases(["--config", recipe, "--trainer.logger", "false", *extra]),
-        run=False,
-        auto_configure_optimizers=False,
-    )
+    cli = cli_main(["--config", recipe, "--trainer.logger", "false", *extra], run=False)
     return cli.datamodule, cli.model
 
 

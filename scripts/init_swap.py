@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 
 from torch import nn
 
@@ -48,24 +47,9 @@ def take_initial_weights(target: nn.Module, source: nn.Module, parts: list[str])
 
 def build(recipe: str, seed: int, extra: list[str]):
     """The CLI of ``vlkit fit --config recipe --seed_everything seed ...``, built but not run."""
-    from pytorch_lightning import LightningDataModule, LightningModule
+    from vlkit.cli import cli_main
 
-    from vlkit.cli.train import VLKitCLI, expand_recipe_bases, register_config_types
-
-    register_config_types()
-    args = expand_recipe_bases(["--config", recipe, "--seed_everything", str(seed), *extra])
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        return VLKitCLI(
-            LightningModule,
-            LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            args=args,
-            run=False,
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=True,
-        )
+    return cli_main(["--config", recipe, "--seed_everything", str(seed), *extra], run=False)
 
 
 def main(argv: list[str] | None = None) -> dict:

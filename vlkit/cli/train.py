@@ -356,8 +356,12 @@ def expand_recipe_bases(args: list[str]) -> list[str]:
     return result
 
 
-def cli_main(args: list[str] | None = None) -> VLKitCLI:
-    """Run Lightning's CLI (``fit``/``validate``/``test``) on ``args`` (``sys.argv[1:]`` if None)."""
+def cli_main(args: list[str] | None = None, run: bool = True) -> VLKitCLI:
+    """Run Lightning's CLI (``fit``/``validate``/``test``) on ``args`` (``sys.argv[1:]`` if None).
+
+    With ``run=False``, ``args`` hold no subcommand and the CLI only builds the trainer, task and
+    DataModule of that configuration (``cli.trainer``, ``cli.model``, ``cli.datamodule``).
+    """
     from pytorch_lightning import LightningDataModule, LightningModule
 
     register_config_types()
@@ -372,6 +376,7 @@ def cli_main(args: list[str] | None = None) -> VLKitCLI:
             subclass_mode_model=True,
             subclass_mode_data=True,
             args=args,
+            run=run,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=True,  # --optimizer / --lr_scheduler replace the task's own choice
             parser_kwargs={
