@@ -53,6 +53,20 @@ VARIANTS = {
         {"stn": "input", "stn_output_size": 64, "stn_transform": "attention", "stn_localization": "backbone"},
         {"optimization.localization_lr_ratio": 0.1},
     ),
+    # a glimpse: a window of half the canvas's side (the 64-pixel view then holds the canvas at
+    # full resolution) that starts on the centre and only moves, kept inside the canvas, located
+    # as above; it starts holding part of most shapes, so the gradient through the sampler can
+    # move it towards the rest
+    "stn-glimpse64": (
+        {
+            "stn": "input",
+            "stn_output_size": 64,
+            "stn_transform": "translation",
+            "stn_init_scale": 0.5,
+            "stn_localization": "backbone",
+        },
+        {"optimization.localization_lr_ratio": 0.3},
+    ),
 }
 
 

@@ -263,6 +263,31 @@ def test_inserting_cbam_or_stn_leaves_a_pretrained_encoder_unchanged_at_initiali
             assert (ungated.eval()(image).features - plain(image).features).abs().max() > 0.1
 
 
+def test_a_glimpse_starts_as_the_backbone_on_the_centre_of_the_image():
+    """stn_init_scale 0.5 with a 32-pixel output: at initialisation the backbone reads the centre
+    32 × 32 pixels of the 64-pixel image, at full resolution (the window can then only move)."""
+    torch.manual_seed(0)
+    plain = ImageEncoder("resnet10t", dim=16, feature_index=2, freeze=True).eval()
+    glimpse = ImageEncoder(
+        "resnet10t",
+        dim=16,
+        feature_index=2,
+        freeze=True,
+        stn="input",
+        stn_output_size=32,
+        stn_transform="translation",
+        stn_init_scale=0.5,
+    ).eval()
+    glimpse.load_state_dict(plain.state_dict(), strict=False)
+    image = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = glimpse(image)
+        torch.testing.assert_close(out.features, plain(image[..., 16:48, 16:48]).features, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.theta, torch.tensor([[0.5, 0, 0], [0, 0.5, 0]]).expand(2, 2, 3))
+    with pytest.raises(ValueError, match="stn_init_scale=0.5 is for a spatial transformer; set stn"):
+        ImageEncoder("resnet10t", stn_init_scale=0.5)
+
+
 def test_gated_cbam_learns_its_gate_first():
     from vlkit.vision import CBAM
 

@@ -120,3 +120,42 @@ def test_forward_errors():
         theta_from_params(torch.zeros(2, 4), "attention")
     with pytest.raises(ValueError, match="valid"):
         theta_from_params(torch.zeros(2, 6), "shear")
+
+
+@pytest.mark.parametrize("transform", ["affine", "attention", "translation"])
+def test_init_scale_starts_as_a_window_on_the_centre(transform):
+    # a window of half the side: the 4 × 4 output samples exactly the centre pixels 2..5 of 8 × 8
+    stn = SpatialTransformer(3, transform=transform, output_size=(4, 4), init_scale=0.5)
+    x = pattern()
+    out = stn(x)
+    torch.testing.assert_close(out.theta, torch.tensor([[0.5, 0, 0], [0, 0.5, 0]]).expand(2, 2, 3))
+    torch.testing.assert_close(out.output, x[..., 2:6, 2:6], atol=1e-5, rtol=0)
+
+
+def test_translation_window_keeps_its_side_and_stays_inside_the_input():
+    raw = torch.tensor([[0.0, 0.0], [1e4, -1e4], [-0.3, 0.7]])
+    theta = theta_from_params(raw, "translation", scale=0.25)
+    torch.testing.assert_close(theta[:, :, :2], torch.tensor([[0.25, 0.0], [0.0, 0.25]]).expand(3, 2, 2))
+    # the window's edges, t ± scale, never pass the input's edges ±1; far out it lies on them
+    torch.testing.assert_close(theta[1, :, 2], torch.tensor([0.75, -0.75]))
+    assert (theta[:, :, 2].abs() + 0.25 <= 1).all()
+    torch.testing.assert_close(theta[2, :, 2], 0.75 * torch.tanh(torch.tensor([-0.3, 0.7])))
+
+
+def test_translation_window_moves_to_a_corner_and_reads_it():
+    stn = SpatialTransformer(1, transform="translation", output_size=(4, 4), init_scale=0.5)
+    x = torch.zeros(1, 1, 8, 8)
+    x[..., :4, 4:] = 1.0  # top-right quadrant lit
+    theta = theta_from_params(torch.tensor([[1e4, -1e4]]), "translation", scale=0.5)
+    torch.testing.assert_close(stn.transform_with(x, theta), torch.ones(1, 1, 4, 4), atol=1e-5, rtol=0)
+
+
+def test_init_scale_errors():
+    with pytest.raises(ValueError, match=r"init_scale must be in \(0, 1\]"):
+        SpatialTransformer(3, init_scale=1.5)
+    with pytest.raises(ValueError, match=r"init_scale must be in \(0, 1\]"):
+        SpatialTransformer(3, init_scale=0.0)
+    with pytest.raises(ValueError, match="cannot move; give init_scale < 1"):
+        SpatialTransformer(3, transform="translation")
+    with pytest.raises(ValueError, match=r"scale must be in \(0, 1\]"):
+        theta_from_params(torch.zeros(1, 2), "translation", scale=2.0)

@@ -102,13 +102,18 @@ class ImageEncoder(nn.Module):
             that starts at 0, so inserting CBAM leaves the encoder's output unchanged at
             initialisation (see :class:`vlkit.vision.CBAM`); None: the paper's plain block, which
             rescales a pretrained backbone's features by about a quarter at initialisation.
-            (A spatial transformer always starts as the identity transform.)
+            (A spatial transformer starts as the identity transform unless ``stn_init_scale`` < 1.)
         stn: add a spatial transformer (Jaderberg et al., NeurIPS 2015;
             :class:`vlkit.vision.SpatialTransformer`): ``None``, ``"input"`` (on the image),
             an integer ``k`` (on the output of feature stage ``k``, inside the backbone) or
             ``"output"`` (on the feature map the encoder reads, after the backbone, before an
             ``"output"`` CBAM; as ``cbam="output"``, it keeps a frozen backbone cacheable).
-        stn_transform: ``"affine"`` or ``"attention"`` (scale + translation).
+        stn_transform: ``"affine"``, ``"attention"`` (scale + translation) or ``"translation"``
+            (a window of fixed side ``stn_init_scale`` that moves, kept inside the image).
+        stn_init_scale: the spatial transformer starts as a centred window of this side (a
+            fraction of its input's, in ``(0, 1]``); 1 (default) is the identity, which leaves the
+            encoder's output unchanged at initialisation. Below 1 it starts as a zoom on the
+            centre (see :class:`vlkit.vision.SpatialTransformer`).
         stn_output_size: with ``stn="input"``, the side ``s`` (or ``(H', W')``) of the image the
             spatial transformer hands the backbone; None keeps the input size. Smaller than the
             input, the STN reads a high-resolution image and gives the backbone a low-resolution
@@ -166,6 +171,7 @@ class ImageEncoder(nn.Module):
         cbam_gate: str | None = "zero",
         stn: str | int | None = None,
         stn_transform: str = "affine",
+        stn_init_scale: float = 1.0,
         stn_output_size: int | tuple[int, int] | None = None,
         stn_localization: str = "conv",
         memory_format: str = "channels_last",
@@ -264,6 +270,8 @@ class ImageEncoder(nn.Module):
                 block = CBAM(width, cbam_reduction, gate=cbam_gate)
                 self.stage_cbam.append(block)
                 self._hook(name, block)
+        if stn_init_scale != 1 and stn is None:
+            raise ValueError(f"stn_init_scale={stn_init_scale} is for a spatial transformer; set stn too")
         if stn_output_size is not None and stn != "input":
             raise ValueError(f"stn_output_size is for stn='input' (the image), got stn={stn!r}")
         if isinstance(stn_output_size, int) and not isinstance(stn_output_size, bool):
@@ -285,6 +293,7 @@ class ImageEncoder(nn.Module):
                 3,
                 stn_transform,
                 output_size=stn_output_size,
+                init_scale=stn_init_scale,
                 localization=localization,
                 localization_dim=None if localization is None else localization.dim,
             )
@@ -292,7 +301,7 @@ class ImageEncoder(nn.Module):
         if isinstance(stn, int) and not isinstance(stn, bool):
             if stn >= len(stage_names):
                 raise ValueError(f"stn={stn}: the encoder reads stages 0..{len(stage_names) - 1}")
-            self.stage_stn = SpatialTransformer(stage_channels[stn], stn_transform)
+            self.stage_stn = SpatialTransformer(stage_channels[stn], stn_transform, init_scale=stn_init_scale)
             self._hook(stage_names[stn], self.stage_stn)
         self._theta: Tensor | None = None
         # a backbone with nothing trainable inside needs no autograd graph (halves its CPU cost)
@@ -302,7 +311,11 @@ class ImageEncoder(nn.Module):
         self.num_prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
         # blocks on the map the encoder reads run after the backbone (in forward), so they also
         # apply to cached backbone features
-        self.output_stn = SpatialTransformer(channels, stn_transform) if stn == "output" else None
+        self.output_stn = (
+            SpatialTransformer(channels, stn_transform, init_scale=stn_init_scale)
+            if stn == "output"
+            else None
+        )
         self.output_cbam = CBAM(channels, cbam_reduction, gate=cbam_gate) if cbam == "output" else None
         self.proj = nn.Linear(channels, dim)
         self.norm = nn.LayerNorm(dim) if norm else nn.Identity()

@@ -7,9 +7,11 @@ transform θ from the input U; the **grid generator** maps each output coordinat
 (:func:`torch.nn.functional.affine_grid` + :func:`torch.nn.functional.grid_sample`). θ starts
 at the identity, so an untrained STN returns its input.
 
-Transforms: ``"affine"`` (6 parameters, θ is any 2×3 matrix) and ``"attention"`` (3
+Transforms: ``"affine"`` (6 parameters, θ is any 2×3 matrix), ``"attention"`` (3
 parameters, isotropic scale ``s`` and translation ``t``: θ = [[s, 0, t_x], [0, s, t_y]]; the
-paper's restricted "attention" transform, a crop-and-zoom).
+paper's restricted "attention" transform, a crop-and-zoom) and ``"translation"`` (2 parameters:
+a window of fixed scale ``s`` moved by ``t = (1 − s) · tanh(r)``, which keeps it inside the
+input; a glimpse whose only freedom is where it looks).
 
 Shape legend: ``b`` batch, ``C`` channels, ``H × W`` input, ``H' × W'`` output.
 """
@@ -32,8 +34,16 @@ __all__ = [
 ]
 
 #: Number of regressed parameters per transform kind.
-STN_TRANSFORMS = {"affine": 6, "attention": 3}
-_IDENTITY = {"affine": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0], "attention": [1.0, 0.0, 0.0]}
+STN_TRANSFORMS = {"affine": 6, "attention": 3, "translation": 2}
+
+
+def _initial_params(transform: str, scale: float) -> list[float]:
+    """The regressed parameters of a centred window of side ``scale`` (1: the identity)."""
+    return {
+        "affine": [scale, 0.0, 0.0, 0.0, scale, 0.0],
+        "attention": [scale, 0.0, 0.0],
+        "translation": [0.0, 0.0],
+    }[transform]
 
 
 class SpatialTransformerOutput(NamedTuple):
@@ -48,11 +58,15 @@ class SpatialTransformerOutput(NamedTuple):
     theta: Tensor
 
 
-def theta_from_params(params: Tensor, transform: str) -> Tensor:
-    """Build ``(b, 2, 3)`` θ from regressed parameters: ``(b, 6)`` affine or ``(b, 3)`` = (s, t_x, t_y).
+def theta_from_params(params: Tensor, transform: str, scale: float = 1.0) -> Tensor:
+    """Build ``(b, 2, 3)`` θ from regressed parameters: ``(b, 6)`` affine, ``(b, 3)`` = (s, t_x,
+    t_y) for ``"attention"``, or ``(b, 2)`` = (r_x, r_y) for ``"translation"``, whose window has
+    the fixed side ``scale`` (a fraction of the input's, in ``(0, 1]``) and is moved by
+    ``t = (1 − scale) · tanh(r)``, so that it never leaves the input.
 
     Raises:
-        ValueError: unknown transform, or parameters of the wrong width.
+        ValueError: unknown transform, parameters of the wrong width, or a ``"translation"``
+            scale outside ``(0, 1]``.
     """
     if transform not in STN_TRANSFORMS:
         raise ValueError(f"unknown transform {transform!r}; valid: {sorted(STN_TRANSFORMS)}")
@@ -63,9 +77,15 @@ def theta_from_params(params: Tensor, transform: str) -> Tensor:
         )
     if transform == "affine":
         return params.view(-1, 2, 3)
-    scale, tx, ty = params.unbind(1)
-    zero = torch.zeros_like(scale)
-    return torch.stack([torch.stack([scale, zero, tx], 1), torch.stack([zero, scale, ty], 1)], 1)
+    if transform == "translation":
+        if not 0 < scale <= 1:
+            raise ValueError(f"a 'translation' window's scale must be in (0, 1], got {scale}")
+        tx, ty = ((1 - scale) * torch.tanh(params)).unbind(1)
+        side = torch.full_like(tx, scale)
+    else:
+        side, tx, ty = params.unbind(1)
+    zero = torch.zeros_like(side)
+    return torch.stack([torch.stack([side, zero, tx], 1), torch.stack([zero, side, ty], 1)], 1)
 
 
 def _default_localization(in_channels: int, width: int) -> nn.Sequential:
@@ -127,12 +147,19 @@ class FeatureMapLocalization(nn.Module):
 class SpatialTransformer(nn.Module):
     """Spatial transformer module (Jaderberg et al., NeurIPS 2015, arXiv:1506.02025).
 
-    ``θ = regressor(localization(U))`` (identity at initialisation: the regressor's weights
-    are 0 and its bias is the identity transform), ``V = grid_sample(U, affine_grid(θ))``.
+    ``θ = regressor(localization(U))``, ``V = grid_sample(U, affine_grid(θ))``. At
+    initialisation the regressor's weights are 0 and its bias gives a centred window of side
+    ``init_scale``: the identity transform by default, so an untrained STN returns its input.
 
     Args:
         in_channels: channels ``C`` of the input.
-        transform: ``"affine"`` (full 2×3) or ``"attention"`` (isotropic scale + translation).
+        transform: ``"affine"`` (full 2×3), ``"attention"`` (isotropic scale + translation) or
+            ``"translation"`` (a window of side ``init_scale`` that moves, kept inside the input).
+        init_scale: θ at initialisation is a centred window of this side (a fraction of the
+            input's, in ``(0, 1]``); 1 (default) is the identity. Below 1 the transform starts as a
+            zoom on the centre: the gradient that reaches θ through bilinear sampling is local, and
+            it can move a window that already holds part of an object, where it cannot make a
+            small object stand out of a view of the whole input.
         output_size: ``(H', W')`` of the output; None keeps the input size.
         localization: a module ``(b, C, H, W) -> (b, localization_dim)``; None builds a small
             conv net (two 3×3 convolutions of ``width`` channels, 4×4 adaptive pooling).
@@ -161,10 +188,18 @@ class SpatialTransformer(nn.Module):
         width: int = 16,
         hidden_dim: int = 32,
         align_corners: bool = False,
+        init_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if transform not in STN_TRANSFORMS:
             raise ValueError(f"unknown transform {transform!r}; valid: {sorted(STN_TRANSFORMS)}")
+        if not 0 < init_scale <= 1:
+            raise ValueError(f"init_scale must be in (0, 1] (1 is the identity), got {init_scale}")
+        if transform == "translation" and init_scale == 1:
+            raise ValueError(
+                "a 'translation' window of init_scale 1 covers the whole input and cannot move; "
+                "give init_scale < 1 (e.g. 0.5), or use the 'attention' or 'affine' transform"
+            )
         if in_channels <= 0 or width <= 0 or hidden_dim <= 0:
             raise ValueError(
                 f"need in_channels, width and hidden_dim > 0, got {in_channels}, {width}, {hidden_dim}"
@@ -173,7 +208,7 @@ class SpatialTransformer(nn.Module):
             raise ValueError(f"output_size must be (H', W') with positive sizes, got {output_size}")
         if localization is not None and localization_dim is None:
             raise ValueError("a custom localization net needs localization_dim (the width of its output)")
-        self.in_channels, self.transform = in_channels, transform
+        self.in_channels, self.transform, self.init_scale = in_channels, transform, init_scale
         self.output_size = None if output_size is None else tuple(output_size)
         self.align_corners = align_corners
         if localization is None:
@@ -184,9 +219,9 @@ class SpatialTransformer(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(hidden_dim, STN_TRANSFORMS[transform]),
         )
-        nn.init.zeros_(self.regressor[-1].weight)  # θ starts at the identity
+        nn.init.zeros_(self.regressor[-1].weight)  # θ starts at a centred window (the identity at 1)
         with torch.no_grad():
-            self.regressor[-1].bias.copy_(torch.tensor(_IDENTITY[transform]))
+            self.regressor[-1].bias.copy_(torch.tensor(_initial_params(transform, init_scale)))
 
     def transform_with(self, x: Tensor, theta: Tensor) -> Tensor:
         """Resample ``x (b, C, H, W)`` with a given ``theta (b, 2, 3)``: the grid generator and sampler.
@@ -218,5 +253,5 @@ class SpatialTransformer(nn.Module):
         # autocast's bf16 (which resolves entries near 1 only to steps of 2⁻⁸ to 2⁻⁷)
         with torch.autocast(x.device.type, enabled=False):
             params = self.regressor(features.to(self.regressor[0].weight.dtype))
-        theta = theta_from_params(params, self.transform)  # (b, 2, 3)
+        theta = theta_from_params(params, self.transform, self.init_scale)  # (b, 2, 3)
         return SpatialTransformerOutput(self.transform_with(x, theta), theta)
