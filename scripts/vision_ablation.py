@@ -42,6 +42,8 @@ VARIANTS = {
     # blocks on the map the encoder reads, after the frozen backbone: cached features, no backward
     # through the backbone; the localisation net at a tenth of the rate, as in the STN recipe
     "cbam-output": ({"cbam": "output"}, {}),
+    # the same with its gate clamped to [0, 1]: the block can only attenuate, never act as a gain
+    "cbam-bounded-output": ({"cbam": "output", "cbam_gate": "bounded"}, {}),
     "stn-output": ({"stn": "output"}, {"optimization.localization_lr_ratio": 0.1}),
     "cbam+stn-output": ({"cbam": "output", "stn": "output"}, {"optimization.localization_lr_ratio": 0.1}),
     # an STN reading the full image and giving the backbone a 64-pixel view (Jaderberg et al.'s

@@ -186,3 +186,28 @@ def test_forward_hooks_on_the_two_blocks_see_their_inputs_and_outputs():
     torch.testing.assert_close(seen["spatial"][0], seen["channel"][1])
     torch.testing.assert_close(seen["spatial"][1], out)
     torch.testing.assert_close(out, seen["spatial"][0] * cbam.spatial.attention_map(seen["spatial"][0]))
+
+
+def test_a_bounded_gate_stays_between_the_identity_and_the_plain_block():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 5, 5)
+    plain = CBAM(8, reduction=2)
+    bounded = CBAM(8, reduction=2, gate="bounded")
+    bounded.load_state_dict(plain.state_dict(), strict=False)
+    torch.testing.assert_close(bounded(x), x, atol=0, rtol=0)  # g = 0: the identity
+    with torch.no_grad():
+        bounded.gate.fill_(-0.5)  # below 0: off, where the "zero" gate would amplify
+    torch.testing.assert_close(bounded(x), x, atol=0, rtol=0)
+    assert bounded.gate_value().item() == 0.0
+    bounded(x).pow(2).sum().backward()
+    assert bounded.gate.grad.abs() > 0  # the gradient passes the clamp: the block can come back
+    with torch.no_grad():
+        bounded.gate.fill_(3.0)  # above 1: the plain block
+    torch.testing.assert_close(bounded(x), plain(x), atol=1e-6, rtol=0)
+    with torch.no_grad():
+        bounded.gate.fill_(0.25)  # inside: the zero gate's value, unchanged
+    gated = CBAM(8, reduction=2, gate="zero")
+    gated.load_state_dict(bounded.state_dict())
+    torch.testing.assert_close(bounded(x), gated(x), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="has no gate"):
+        plain.gate_value()

@@ -140,13 +140,18 @@ class CBAM(nn.Module):
     never trained for. With ``gate="zero"`` the block's change is gated by a learned scalar that
     starts at 0, ``F_out = F + g · (F'' − F)`` (as ReZero, Bachlechner et al., UAI 2021,
     arXiv:2003.04887), so the network starts exactly as it was and learns how much attention to
-    apply; ``gate=None`` is the paper's plain block.
+    apply; ``gate=None`` is the paper's plain block. An unbounded ``g`` can leave ``[0, 1]``: below
+    0 the block amplifies features where its attention is low, ``F_out = (1 − g)·F + g·F''``, a
+    gain rather than attention. ``gate="bounded"`` uses ``clamp(g, 0, 1)`` instead, so the block
+    only attenuates, between the identity and the plain block; its gradient passes the clamp as if
+    it were not there (straight-through), so a gate pushed below 0 (the block off) can come back.
 
     Args:
         channels: number of channels ``C``.
         reduction: channel-MLP reduction ratio ``r`` (16 in the paper).
         kernel_size: spatial convolution size (7 in the paper).
-        gate: None (the plain block) or ``"zero"`` (the zero-initialised residual gate above).
+        gate: None (the plain block), ``"zero"`` (the zero-initialised residual gate above) or
+            ``"bounded"`` (the same gate clamped to ``[0, 1]``).
         device, dtype: where and in which dtype to create the parameters (timm passes them
             when it builds ``attn_layer``).
 
@@ -169,11 +174,12 @@ class CBAM(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if gate not in (None, "zero"):
-            raise ValueError(f"gate must be None (the plain block) or 'zero', got {gate!r}")
+        if gate not in (None, "zero", "bounded"):
+            raise ValueError(f"gate must be None (the plain block), 'zero' or 'bounded', got {gate!r}")
         self.channel = ChannelAttention(channels, reduction, device=device, dtype=dtype)
         self.spatial = SpatialAttention(kernel_size, device=device, dtype=dtype)
-        self.gate = nn.Parameter(torch.zeros((), device=device, dtype=dtype)) if gate == "zero" else None
+        self.gate_kind = gate
+        self.gate = nn.Parameter(torch.zeros((), device=device, dtype=dtype)) if gate is not None else None
 
     def spatial_map(self, x: Tensor) -> Tensor:
         """``M_s(M_c(x) ⊙ x)``: ``(b, C, H, W) -> (b, 1, H, W)``."""
@@ -182,4 +188,16 @@ class CBAM(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # module calls, so forward hooks on .channel / .spatial see each block's input and output
         out = self.spatial(self.channel(x))
-        return out if self.gate is None else x + self.gate * (out - x)
+        return out if self.gate is None else x + self.gate_value() * (out - x)
+
+    def gate_value(self) -> Tensor:
+        """The gate ``g`` the forward pass applies (a 0-d tensor; ``clamp(g, 0, 1)`` for ``"bounded"``).
+
+        Raises:
+            ValueError: the block has no gate (``gate=None``).
+        """
+        if self.gate is None:
+            raise ValueError("this CBAM block has no gate (gate=None, the paper's plain block)")
+        if self.gate_kind == "bounded":  # the value clamped, the gradient straight through
+            return self.gate + (self.gate.clamp(0, 1) - self.gate).detach()
+        return self.gate

@@ -100,7 +100,8 @@ class ImageEncoder(nn.Module):
         cbam_reduction: CBAM channel-MLP reduction ratio ``r``.
         cbam_gate: ``"zero"`` (default): each CBAM block's change is gated by a learned scalar
             that starts at 0, so inserting CBAM leaves the encoder's output unchanged at
-            initialisation (see :class:`vlkit.vision.CBAM`); None: the paper's plain block, which
+            initialisation (see :class:`vlkit.vision.CBAM`); ``"bounded"``: the same gate clamped
+            to ``[0, 1]``, so the block can only attenuate; None: the paper's plain block, which
             rescales a pretrained backbone's features by about a quarter at initialisation.
             (A spatial transformer starts as the identity transform unless ``stn_init_scale`` < 1.)
         stn: add a spatial transformer (Jaderberg et al., NeurIPS 2015;
