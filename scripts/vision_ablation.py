@@ -69,6 +69,18 @@ VARIANTS = {
         },
         {"optimization.localization_lr_ratio": 0.3},
     ),
+    # the same glimpse placed at the expected position of a softmax over the frozen backbone's
+    # cells (a cell's score depends on what is there, not where: no one place for every image)
+    "stn-glimpse64-saliency": (
+        {
+            "stn": "input",
+            "stn_output_size": 64,
+            "stn_transform": "translation",
+            "stn_init_scale": 0.5,
+            "stn_localization": "saliency",
+        },
+        {"optimization.localization_lr_ratio": 1.0, "optimization.localization_start_fraction": 0.25},
+    ),
 }
 
 

@@ -94,3 +94,17 @@ def test_show_stn_and_cbam_measure_where_they_look(stn_cbam_ckpt, tmp_path, caps
     line = capsys.readouterr().out.strip().splitlines()[-1]
     share, uniform = (float(x) for x in re.findall(r"(\d\.\d{3})", line))
     assert "the last CBAM spatial map puts" in line and 0 < uniform <= 1 and 0 < share <= 1
+
+
+def test_glimpse_gradient_compares_the_windows_gradient_with_the_way_to_the_shape(stn_cbam_ckpt):
+    from vlkit.tasks import load_task
+
+    glimpse_gradient = load("glimpse_gradient")
+    if load_task(stn_cbam_ckpt).model.image_encoder.input_stn is None:  # the STN on the read map
+        with pytest.raises(ValueError, match=r"has no input spatial transformer \(stn: input\)"):
+            glimpse_gradient.main(["--ckpt", stn_cbam_ckpt, "--limit", "6"])
+        return
+    result = glimpse_gradient.main(["--ckpt", stn_cbam_ckpt, "--limit", "6"])
+    assert result["questions"] + result["answers_not_in_vocabulary"] == 6 and result["questions"] > 0
+    assert 0 <= result["share_towards_shape"] <= 1 and -1 <= result["mean_cosine"] <= 1
+    assert result["per_question_gradient_norm"] > 0  # the loss reaches θ's translation

@@ -42,7 +42,7 @@ def test_every_variant_names_valid_encoder_and_optimisation_arguments():
         encoder = ImageEncoderConfig.parse(
             {"backbone": "resnet10t", "dim": 8, "freeze": True, **encoder_args}
         ).build()
-        assert encoder.cacheable == (variant in ("none", "cbam-output", "stn-output", "cbam+stn-output")), (
-            variant
-        )
+        assert encoder.cacheable == (
+            variant in ("none", "cbam-output", "cbam-bounded-output", "stn-output", "cbam+stn-output")
+        ), variant
         Optimization(**{key.removeprefix("optimization."): value for key, value in task_args.items()})

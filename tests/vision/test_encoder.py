@@ -288,6 +288,33 @@ def test_a_glimpse_starts_as_the_backbone_on_the_centre_of_the_image():
         ImageEncoder("resnet10t", stn_init_scale=0.5)
 
 
+def test_a_glimpse_can_be_placed_by_the_frozen_backbones_saliency():
+    torch.manual_seed(0)
+    encoder = ImageEncoder(
+        "resnet10t",
+        dim=8,
+        feature_index=2,
+        freeze=True,
+        stn="input",
+        stn_output_size=32,
+        stn_transform="translation",
+        stn_init_scale=0.5,
+        stn_localization="saliency",
+    )
+    extra = set(encoder.state_dict()) - set(ImageEncoder("resnet10t", dim=8, feature_index=2).state_dict())
+    assert extra == {"input_stn.localization.score.weight", "input_stn.localization.score.bias"}
+    image = torch.randn(2, 3, 64, 64)
+    torch.nn.init.normal_(encoder.input_stn.localization.score.weight, std=0.1)
+    out = encoder(image)
+    assert out.features.shape == (2, 16, 8) and (out.theta[:, :, 2].abs() <= 0.5).all()
+    assert not torch.equal(out.theta[0, :, 2], out.theta[1, :, 2])  # each image its own place
+    out.features.sum().backward()
+    assert encoder.input_stn.localization.score.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in encoder.backbone.parameters())
+    with pytest.raises(ValueError, match="needs stn_transform 'translation'"):
+        ImageEncoder("resnet10t", freeze=True, stn="input", stn_localization="saliency")
+
+
 def test_gated_cbam_learns_its_gate_first():
     from vlkit.vision import CBAM
 
@@ -426,7 +453,7 @@ def test_input_stn_can_locate_with_the_frozen_backbone():
                     **bad,
                 },
             )
-    with pytest.raises(ValueError, match="stn_localization must be 'conv' or 'backbone'"):
+    with pytest.raises(ValueError, match="stn_localization must be 'conv', 'backbone' or 'saliency'"):
         ImageEncoder("resnet10t", stn="input", stn_localization="resnet")
 
 

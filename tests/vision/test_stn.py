@@ -133,21 +133,60 @@ def test_init_scale_starts_as_a_window_on_the_centre(transform):
 
 
 def test_translation_window_keeps_its_side_and_stays_inside_the_input():
-    raw = torch.tensor([[0.0, 0.0], [1e4, -1e4], [-0.3, 0.7]])
-    theta = theta_from_params(raw, "translation", scale=0.25)
+    positions = torch.tensor([[0.0, 0.0], [5.0, -5.0], [-0.3, 0.7]])
+    theta = theta_from_params(positions, "translation", scale=0.25)
     torch.testing.assert_close(theta[:, :, :2], torch.tensor([[0.25, 0.0], [0.0, 0.25]]).expand(3, 2, 2))
-    # the window's edges, t ± scale, never pass the input's edges ±1; far out it lies on them
+    # the window's edges, t ± scale, never pass the input's edges ±1; beyond ±1 it lies on them
     torch.testing.assert_close(theta[1, :, 2], torch.tensor([0.75, -0.75]))
     assert (theta[:, :, 2].abs() + 0.25 <= 1).all()
-    torch.testing.assert_close(theta[2, :, 2], 0.75 * torch.tanh(torch.tensor([-0.3, 0.7])))
+    torch.testing.assert_close(theta[2, :, 2], 0.75 * torch.tensor([-0.3, 0.7]))
+
+
+def test_a_regressed_translation_window_is_placed_by_tanh():
+    stn = SpatialTransformer(3, transform="translation", init_scale=0.5)
+    with torch.no_grad():
+        stn.regressor[-1].bias.copy_(torch.tensor([20.0, -0.4]))
+    theta = stn(pattern()).theta
+    torch.testing.assert_close(theta[0, :, 2], 0.5 * torch.tanh(torch.tensor([20.0, -0.4])))
 
 
 def test_translation_window_moves_to_a_corner_and_reads_it():
     stn = SpatialTransformer(1, transform="translation", output_size=(4, 4), init_scale=0.5)
     x = torch.zeros(1, 1, 8, 8)
     x[..., :4, 4:] = 1.0  # top-right quadrant lit
-    theta = theta_from_params(torch.tensor([[1e4, -1e4]]), "translation", scale=0.5)
+    theta = theta_from_params(torch.tensor([[1.0, -1.0]]), "translation", scale=0.5)
     torch.testing.assert_close(stn.transform_with(x, theta), torch.ones(1, 1, 4, 4), atol=1e-5, rtol=0)
+
+
+def test_saliency_localization_places_the_window_at_the_expected_position_of_its_cells():
+    from vlkit.vision.stn import SaliencyLocalization
+
+    fmap = torch.zeros(2, 3, 4, 4)
+    fmap[0, 0, 0, 3] = 1.0  # image 0: the object in the top-right cell
+    fmap[1, 0, 2, 1] = 1.0  # image 1: row 2, column 1
+    locate = SaliencyLocalization(lambda view: fmap[: view.shape[0]], channels=3, size=None)
+    image = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(locate(image), torch.zeros(2, 2))  # score 0: uniform, the centre
+    with torch.no_grad():
+        locate.score.weight[0, 0] = 50.0  # channel 0 marks the object
+    torch.testing.assert_close(locate(image), torch.tensor([[1.0, -1.0], [-1 / 3, 1 / 3]]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(locate.attention(image).sum((1, 2)), torch.ones(2))
+    stn = SpatialTransformer(
+        3,
+        transform="translation",
+        output_size=(4, 4),
+        init_scale=0.5,
+        localization=locate,
+        localization_gives_params=True,
+    )
+    assert stn.regressor is None
+    torch.testing.assert_close(stn(image).theta[0], torch.tensor([[0.5, 0.0, 0.5], [0.0, 0.5, -0.5]]))
+    with torch.no_grad():
+        locate.score.weight[0, 0] = 1.0
+    stn(image).output.sum().backward()  # the gradient reaches the scores through the position
+    assert locate.score.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="localization_gives_params needs"):
+        SpatialTransformer(3, transform="translation", init_scale=0.5, localization_gives_params=True)
 
 
 def test_init_scale_errors():

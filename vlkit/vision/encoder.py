@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from vlkit.vision.cbam import CBAM
 from vlkit.vision.pretrained import packaged_weights_file
 from vlkit.vision.stages import freeze_through, module_path
-from vlkit.vision.stn import FeatureMapLocalization, SpatialTransformer
+from vlkit.vision.stn import FeatureMapLocalization, SaliencyLocalization, SpatialTransformer
 
 __all__ = ["CBAM_PLACEMENTS", "BackboneFeatures", "ImageEncoder", "ImageEncoderOutput", "check_finite"]
 
@@ -126,9 +126,13 @@ class ImageEncoder(nn.Module):
             :class:`vlkit.vision.SpatialTransformer`) or ``"backbone"`` (the frozen pretrained
             backbone reads a low-resolution view of the image, resized to ``stn_output_size``
             with antialiasing (the image as it is without one), and a trained 1 × 1 convolution
-            to 16 channels, pooled to 4 × 4, feeds the regressor). The second follows Jaderberg et al.'s CUB-200 transformers,
-            whose localisation networks are ImageNet-pretrained; it needs ``stn="input"`` and
-            ``freeze=True``, and costs one more gradient-free backbone pass per image.
+            to 16 channels, pooled to 4 × 4, feeds the regressor) or ``"saliency"`` (the same view
+            of the frozen backbone, each cell scored by a trained 1 × 1 convolution, and the
+            window placed at the expected position of a softmax over the cells, see
+            :class:`vlkit.vision.stn.SaliencyLocalization`; for ``stn_transform="translation"``).
+            The last two follow Jaderberg et al.'s CUB-200 transformers, whose localisation
+            networks are ImageNet-pretrained; they need ``stn="input"`` and ``freeze=True``, and
+            cost one more gradient-free backbone pass per image.
         memory_format: how the backbone's weights and activations lie in memory:
             ``"channels_last"`` (default; NHWC strides, which oneDNN on CPUs and tensor cores on
             GPUs convolve faster: EfficientNet-Lite0 at 64 px, batch 64, 87 → 65 ms forward on
@@ -277,12 +281,19 @@ class ImageEncoder(nn.Module):
             raise ValueError(f"stn_output_size is for stn='input' (the image), got stn={stn!r}")
         if isinstance(stn_output_size, int) and not isinstance(stn_output_size, bool):
             stn_output_size = (stn_output_size, stn_output_size)
-        if stn_localization not in ("conv", "backbone"):
-            raise ValueError(f"stn_localization must be 'conv' or 'backbone', got {stn_localization!r}")
-        if stn_localization == "backbone" and (stn != "input" or freeze is not True):
+        if stn_localization not in ("conv", "backbone", "saliency"):
             raise ValueError(
-                "stn_localization 'backbone' locates with the frozen backbone for an input spatial "
-                f"transformer: it needs stn='input' and freeze=True, got stn={stn!r}, freeze={freeze!r}"
+                f"stn_localization must be 'conv', 'backbone' or 'saliency', got {stn_localization!r}"
+            )
+        if stn_localization != "conv" and (stn != "input" or freeze is not True):
+            raise ValueError(
+                f"stn_localization {stn_localization!r} locates with the frozen backbone for an input "
+                f"spatial transformer: it needs stn='input' and freeze=True, got stn={stn!r}, freeze={freeze!r}"
+            )
+        if stn_localization == "saliency" and stn_transform != "translation":
+            raise ValueError(
+                "stn_localization 'saliency' gives a window's position: it needs stn_transform "
+                f"'translation' (and stn_init_scale < 1), got stn_transform={stn_transform!r}"
             )
         self.stn_localization = stn_localization
         self.input_stn = None
@@ -290,13 +301,16 @@ class ImageEncoder(nn.Module):
             localization = None
             if stn_localization == "backbone":
                 localization = FeatureMapLocalization(self._localization_map, channels, stn_output_size)
+            elif stn_localization == "saliency":
+                localization = SaliencyLocalization(self._localization_map, channels, stn_output_size)
             self.input_stn = SpatialTransformer(
                 3,
                 stn_transform,
                 output_size=stn_output_size,
                 init_scale=stn_init_scale,
                 localization=localization,
-                localization_dim=None if localization is None else localization.dim,
+                localization_dim=getattr(localization, "dim", None),
+                localization_gives_params=stn_localization == "saliency",
             )
         self.stage_stn = None
         if isinstance(stn, int) and not isinstance(stn, bool):

@@ -10,8 +10,10 @@ at the identity, so an untrained STN returns its input.
 Transforms: ``"affine"`` (6 parameters, θ is any 2×3 matrix), ``"attention"`` (3
 parameters, isotropic scale ``s`` and translation ``t``: θ = [[s, 0, t_x], [0, s, t_y]]; the
 paper's restricted "attention" transform, a crop-and-zoom) and ``"translation"`` (2 parameters:
-a window of fixed scale ``s`` moved by ``t = (1 − s) · tanh(r)``, which keeps it inside the
-input; a glimpse whose only freedom is where it looks).
+a window of fixed scale ``s`` at position ``p ∈ [−1, 1]²``, ``t = (1 − s) · p``, which keeps it
+inside the input; the regressor gives ``p = tanh(r)``; a glimpse whose only freedom is where it
+looks). :class:`SaliencyLocalization` gives ``p`` directly, as the expected position of a softmax
+over a feature map's cells.
 
 Shape legend: ``b`` batch, ``C`` channels, ``H × W`` input, ``H' × W'`` output.
 """
@@ -28,6 +30,7 @@ from torch import Tensor, nn
 __all__ = [
     "STN_TRANSFORMS",
     "FeatureMapLocalization",
+    "SaliencyLocalization",
     "SpatialTransformer",
     "SpatialTransformerOutput",
     "theta_from_params",
@@ -60,9 +63,10 @@ class SpatialTransformerOutput(NamedTuple):
 
 def theta_from_params(params: Tensor, transform: str, scale: float = 1.0) -> Tensor:
     """Build ``(b, 2, 3)`` θ from regressed parameters: ``(b, 6)`` affine, ``(b, 3)`` = (s, t_x,
-    t_y) for ``"attention"``, or ``(b, 2)`` = (r_x, r_y) for ``"translation"``, whose window has
-    the fixed side ``scale`` (a fraction of the input's, in ``(0, 1]``) and is moved by
-    ``t = (1 − scale) · tanh(r)``, so that it never leaves the input.
+    t_y) for ``"attention"``, or ``(b, 2)`` = the position (p_x, p_y) for ``"translation"``,
+    whose window has the fixed side ``scale`` (a fraction of the input's, in ``(0, 1]``) and the
+    translation ``t = (1 − scale) · p``, with ``p`` clamped to ``[−1, 1]``: at ±1 the window lies
+    on the input's edge, so it never leaves the input.
 
     Raises:
         ValueError: unknown transform, parameters of the wrong width, or a ``"translation"``
@@ -80,7 +84,7 @@ def theta_from_params(params: Tensor, transform: str, scale: float = 1.0) -> Ten
     if transform == "translation":
         if not 0 < scale <= 1:
             raise ValueError(f"a 'translation' window's scale must be in (0, 1], got {scale}")
-        tx, ty = ((1 - scale) * torch.tanh(params)).unbind(1)
+        tx, ty = ((1 - scale) * params.clamp(-1, 1)).unbind(1)
         side = torch.full_like(tx, scale)
     else:
         side, tx, ty = params.unbind(1)
@@ -144,6 +148,59 @@ class FeatureMapLocalization(nn.Module):
         return self.head(fmap.float())  # (b, 16 · 4 · 4)
 
 
+class SaliencyLocalization(nn.Module):
+    """Where to look, as the expected position of a softmax over a fixed feature map's cells:
+    ``(b, 3, H, W) -> (b, 2)`` positions in ``[−1, 1]`` (x, y), for a ``"translation"`` window.
+
+    The image is resized to ``size`` (bilinear, antialiased; as it is when None), ``features``
+    maps it to ``(b, C, h, w)`` without gradients (a frozen pretrained backbone), a trained
+    1 × 1 convolution scores each cell, ``a = softmax(score)`` over the ``h·w`` cells, and
+    ``p = Σ_i a_i c_i`` with the cells' centres ``c_i`` spread over ``[−1, 1]`` (the corner
+    cells at ±1). The score starts at 0, so the window starts on the centre. A cell's score
+    depends only on what is there, not on where, so the localisation cannot learn one place for
+    every image: it moves the window only towards content that scores high (the soft-argmax of
+    keypoint localisation; compare the attention glimpses of Ba, Mnih & Kavukcuoglu, ICLR 2015,
+    arXiv:1412.7755). ``features`` is held as a function, not a submodule, so the extractor's
+    weights stay with their owner.
+
+    Args:
+        features: ``(b, 3, h', w') float -> (b, C, h, w)``.
+        channels: ``C``.
+        size: ``(H', W')`` of the view, or None.
+
+    Shapes:
+        ``forward(image (b, 3, H, W)) -> (b, 2)``; ``attention(image) -> (b, h, w)`` is ``a``.
+    """
+
+    def __init__(
+        self, features: Callable[[Tensor], Tensor], channels: int, size: tuple[int, int] | None
+    ) -> None:
+        super().__init__()
+        self._features, self.size = features, size
+        self.score = nn.Conv2d(channels, 1, 1)
+        nn.init.zeros_(self.score.weight)
+        nn.init.zeros_(self.score.bias)
+
+    def attention(self, image: Tensor) -> Tensor:
+        """``a``: ``(b, h, w)``, each map summing to 1."""
+        with torch.no_grad():
+            view = image
+            if self.size is not None and tuple(image.shape[-2:]) != self.size:
+                view = F.interpolate(
+                    image, size=self.size, mode="bilinear", align_corners=False, antialias=True
+                )
+            fmap = self._features(view)  # (b, C, h, w)
+        score = self.score(fmap.float())  # (b, 1, h, w)
+        return score.flatten(1).softmax(1).view(score.shape[0], *score.shape[2:])
+
+    def forward(self, image: Tensor) -> Tensor:
+        a = self.attention(image)  # (b, h, w)
+        h, w = a.shape[1:]
+        ys = torch.linspace(-1, 1, h, device=a.device) if h > 1 else a.new_zeros(1)
+        xs = torch.linspace(-1, 1, w, device=a.device) if w > 1 else a.new_zeros(1)
+        return torch.stack([(a.sum(1) * xs).sum(1), (a.sum(2) * ys).sum(1)], 1)  # (b, 2) = (x, y)
+
+
 class SpatialTransformer(nn.Module):
     """Spatial transformer module (Jaderberg et al., NeurIPS 2015, arXiv:1506.02025).
 
@@ -163,7 +220,11 @@ class SpatialTransformer(nn.Module):
         output_size: ``(H', W')`` of the output; None keeps the input size.
         localization: a module ``(b, C, H, W) -> (b, localization_dim)``; None builds a small
             conv net (two 3×3 convolutions of ``width`` channels, 4×4 adaptive pooling).
-        localization_dim: output width of a custom ``localization`` (required with one).
+        localization_dim: output width of a custom ``localization`` (required with one, unless
+            ``localization_gives_params``).
+        localization_gives_params: the localisation net gives the transform's parameters itself
+            (e.g. :class:`SaliencyLocalization`, ``(b, 2)`` positions for ``"translation"``), and
+            no regressor is built.
         width: channels of the default localisation net.
         hidden_dim: hidden width of the regressor MLP ``localization_dim → hidden_dim → #params``.
         align_corners: passed to ``affine_grid`` / ``grid_sample`` (False: -1 and 1 are the
@@ -189,6 +250,7 @@ class SpatialTransformer(nn.Module):
         hidden_dim: int = 32,
         align_corners: bool = False,
         init_scale: float = 1.0,
+        localization_gives_params: bool = False,
     ) -> None:
         super().__init__()
         if transform not in STN_TRANSFORMS:
@@ -206,7 +268,9 @@ class SpatialTransformer(nn.Module):
             )
         if output_size is not None and (len(output_size) != 2 or min(output_size) <= 0):
             raise ValueError(f"output_size must be (H', W') with positive sizes, got {output_size}")
-        if localization is not None and localization_dim is None:
+        if localization_gives_params and localization is None:
+            raise ValueError("localization_gives_params needs the localization net that gives them")
+        if localization is not None and localization_dim is None and not localization_gives_params:
             raise ValueError("a custom localization net needs localization_dim (the width of its output)")
         self.in_channels, self.transform, self.init_scale = in_channels, transform, init_scale
         self.output_size = None if output_size is None else tuple(output_size)
@@ -214,14 +278,16 @@ class SpatialTransformer(nn.Module):
         if localization is None:
             localization, localization_dim = _default_localization(in_channels, width), 16 * width
         self.localization = localization
-        self.regressor = nn.Sequential(
-            nn.Linear(localization_dim, hidden_dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, STN_TRANSFORMS[transform]),
-        )
-        nn.init.zeros_(self.regressor[-1].weight)  # θ starts at a centred window (the identity at 1)
-        with torch.no_grad():
-            self.regressor[-1].bias.copy_(torch.tensor(_initial_params(transform, init_scale)))
+        self.regressor = None
+        if not localization_gives_params:
+            self.regressor = nn.Sequential(
+                nn.Linear(localization_dim, hidden_dim),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden_dim, STN_TRANSFORMS[transform]),
+            )
+            nn.init.zeros_(self.regressor[-1].weight)  # θ starts at a centred window (the identity at 1)
+            with torch.no_grad():
+                self.regressor[-1].bias.copy_(torch.tensor(_initial_params(transform, init_scale)))
 
     def transform_with(self, x: Tensor, theta: Tensor) -> Tensor:
         """Resample ``x (b, C, H, W)`` with a given ``theta (b, 2, 3)``: the grid generator and sampler.
@@ -252,6 +318,11 @@ class SpatialTransformer(nn.Module):
         # θ maps real coordinates: regress it in the regressor's own precision, not in
         # autocast's bf16 (which resolves entries near 1 only to steps of 2⁻⁸ to 2⁻⁷)
         with torch.autocast(x.device.type, enabled=False):
-            params = self.regressor(features.to(self.regressor[0].weight.dtype))
+            if self.regressor is None:
+                params = features.float()
+            else:
+                params = self.regressor(features.to(self.regressor[0].weight.dtype))
+                if self.transform == "translation":
+                    params = torch.tanh(params)  # the window's position, in (-1, 1)
         theta = theta_from_params(params, self.transform, self.init_scale)  # (b, 2, 3)
         return SpatialTransformerOutput(self.transform_with(x, theta), theta)
