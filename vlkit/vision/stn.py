@@ -105,6 +105,16 @@ def _default_localization(in_channels: int, width: int) -> nn.Sequential:
     )
 
 
+def _frozen_map(features: Callable[[Tensor], Tensor], image: Tensor, size: tuple[int, int] | None) -> Tensor:
+    """``features`` of ``image`` resized to ``size`` (bilinear, antialiased; as it is when None),
+    without gradients: the fixed map a localisation network reads, ``(b, C, h, w)``."""
+    with torch.no_grad():
+        view = image
+        if size is not None and tuple(image.shape[-2:]) != size:
+            view = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return features(view)
+
+
 class FeatureMapLocalization(nn.Module):
     """A localisation network that reads a fixed feature extractor on a low-resolution view:
     ``(b, 3, H, W) -> (b, 16 · 4 · 4)``.
@@ -138,13 +148,7 @@ class FeatureMapLocalization(nn.Module):
         )
 
     def forward(self, image: Tensor) -> Tensor:
-        with torch.no_grad():
-            view = image
-            if self.size is not None and tuple(image.shape[-2:]) != self.size:
-                view = F.interpolate(
-                    image, size=self.size, mode="bilinear", align_corners=False, antialias=True
-                )
-            fmap = self._features(view)  # (b, C, h, w)
+        fmap = _frozen_map(self._features, image, self.size)  # (b, C, h, w)
         return self.head(fmap.float())  # (b, 16 · 4 · 4)
 
 
@@ -183,13 +187,7 @@ class SaliencyLocalization(nn.Module):
 
     def attention(self, image: Tensor) -> Tensor:
         """``a``: ``(b, h, w)``, each map summing to 1."""
-        with torch.no_grad():
-            view = image
-            if self.size is not None and tuple(image.shape[-2:]) != self.size:
-                view = F.interpolate(
-                    image, size=self.size, mode="bilinear", align_corners=False, antialias=True
-                )
-            fmap = self._features(view)  # (b, C, h, w)
+        fmap = _frozen_map(self._features, image, self.size)  # (b, C, h, w)
         score = self.score(fmap.float())  # (b, 1, h, w)
         return score.flatten(1).softmax(1).view(score.shape[0], *score.shape[2:])
 
