@@ -81,6 +81,20 @@ VARIANTS = {
         },
         {"optimization.localization_lr_ratio": 1.0, "optimization.localization_start_fraction": 0.25},
     ),
+    # the same, its softmax over the cells of the full 128-pixel canvas (8 x 8 at stride 16, one
+    # cell per 16 pixels) instead of the 64-pixel view's 4 x 4: the paper's localisation networks
+    # read the full-resolution input
+    "stn-glimpse64-saliency128": (
+        {
+            "stn": "input",
+            "stn_output_size": 64,
+            "stn_transform": "translation",
+            "stn_init_scale": 0.5,
+            "stn_localization": "saliency",
+            "stn_localization_size": 128,
+        },
+        {"optimization.localization_lr_ratio": 1.0, "optimization.localization_start_fraction": 0.25},
+    ),
 }
 
 

@@ -268,16 +268,7 @@ def test_a_glimpse_starts_as_the_backbone_on_the_centre_of_the_image():
     32 × 32 pixels of the 64-pixel image, at full resolution (the window can then only move)."""
     torch.manual_seed(0)
     plain = ImageEncoder("resnet10t", dim=16, feature_index=2, freeze=True).eval()
-    glimpse = ImageEncoder(
-        "resnet10t",
-        dim=16,
-        feature_index=2,
-        freeze=True,
-        stn="input",
-        stn_output_size=32,
-        stn_transform="translation",
-        stn_init_scale=0.5,
-    ).eval()
+    glimpse = _glimpse_encoder(dim=16).eval()
     glimpse.load_state_dict(plain.state_dict(), strict=False)
     image = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -288,19 +279,24 @@ def test_a_glimpse_starts_as_the_backbone_on_the_centre_of_the_image():
         ImageEncoder("resnet10t", stn_init_scale=0.5)
 
 
+def _glimpse_encoder(**changes) -> ImageEncoder:
+    """A frozen resnet10t read at stride 8 behind a glimpse: a translation window of half the
+    side, handing the backbone a 32-pixel view (of a 64-pixel image in the tests)."""
+    options = {
+        "dim": 8,
+        "feature_index": 2,
+        "freeze": True,
+        "stn": "input",
+        "stn_output_size": 32,
+        "stn_transform": "translation",
+        "stn_init_scale": 0.5,
+    }
+    return ImageEncoder("resnet10t", **{**options, **changes})
+
+
 def test_a_glimpse_can_be_placed_by_the_frozen_backbones_saliency():
     torch.manual_seed(0)
-    encoder = ImageEncoder(
-        "resnet10t",
-        dim=8,
-        feature_index=2,
-        freeze=True,
-        stn="input",
-        stn_output_size=32,
-        stn_transform="translation",
-        stn_init_scale=0.5,
-        stn_localization="saliency",
-    )
+    encoder = _glimpse_encoder(stn_localization="saliency")
     extra = set(encoder.state_dict()) - set(ImageEncoder("resnet10t", dim=8, feature_index=2).state_dict())
     assert extra == {"input_stn.localization.score.weight", "input_stn.localization.score.bias"}
     image = torch.randn(2, 3, 64, 64)
@@ -313,6 +309,20 @@ def test_a_glimpse_can_be_placed_by_the_frozen_backbones_saliency():
     assert all(p.grad is None for p in encoder.backbone.parameters())
     with pytest.raises(ValueError, match="needs stn_transform 'translation'"):
         ImageEncoder("resnet10t", freeze=True, stn="input", stn_localization="saliency")
+
+
+def test_the_localisation_can_read_a_larger_view_than_the_glimpse():
+    """stn_localization_size: the saliency softmax runs over the cells of the frozen backbone's
+    map of that view (a 64-pixel view at stride 8: 8 x 8 cells), not of the glimpse's size."""
+    torch.manual_seed(0)
+    image = torch.randn(2, 3, 64, 64)
+    default = _glimpse_encoder(stn_localization="saliency")
+    larger = _glimpse_encoder(stn_localization="saliency", stn_localization_size=64)
+    assert default.input_stn.localization.attention(image).shape == (2, 4, 4)
+    assert larger.input_stn.localization.attention(image).shape == (2, 8, 8)
+    assert larger(image).features.shape == (2, 16, 8)  # the backbone still sees the 32-pixel glimpse
+    with pytest.raises(ValueError, match="stn_localization_size is the view a 'backbone' or 'saliency'"):
+        _glimpse_encoder(stn_localization_size=64)
 
 
 def test_gated_cbam_learns_its_gate_first():
