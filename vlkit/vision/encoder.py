@@ -17,15 +17,14 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from vlkit.vision.cbam import CBAM
+from vlkit.vision.options import check_placements, check_stn_options
 from vlkit.vision.pretrained import packaged_weights_file
 from vlkit.vision.stages import freeze_through, module_path
 from vlkit.vision.stn import FeatureMapLocalization, SaliencyLocalization, SpatialTransformer
 
-__all__ = ["CBAM_PLACEMENTS", "BackboneFeatures", "ImageEncoder", "ImageEncoderOutput", "check_finite"]
+__all__ = ["BackboneFeatures", "ImageEncoder", "ImageEncoderOutput", "check_finite"]
 
 _FEATURE_MODES = ("features_only", "forward_features")
-#: Where ``ImageEncoder(cbam=...)`` puts CBAM blocks.
-CBAM_PLACEMENTS = ("stages", "blocks", "output")
 
 
 class BackboneFeatures(NamedTuple):
@@ -216,7 +215,7 @@ class ImageEncoder(nn.Module):
             pretrained = True
             kwargs["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
         self.feature_mode = feature_mode
-        _check_options(feature_mode, freeze, cbam, stn)
+        check_placements(feature_mode, freeze, cbam, stn)
         if cbam == "blocks":
             kwargs["block_args"] = {
                 "attn_layer": functools.partial(CBAM, reduction=cbam_reduction, gate=cbam_gate)
@@ -281,34 +280,15 @@ class ImageEncoder(nn.Module):
                 block = CBAM(width, cbam_reduction, gate=cbam_gate)
                 self.stage_cbam.append(block)
                 self._hook(name, block)
-        if stn_init_scale != 1 and stn is None:
-            raise ValueError(f"stn_init_scale={stn_init_scale} is for a spatial transformer; set stn too")
-        if stn_output_size is not None and stn != "input":
-            raise ValueError(f"stn_output_size is for stn='input' (the image), got stn={stn!r}")
-        if isinstance(stn_output_size, int) and not isinstance(stn_output_size, bool):
-            stn_output_size = (stn_output_size, stn_output_size)
-        if stn_localization not in ("conv", "backbone", "saliency"):
-            raise ValueError(
-                f"stn_localization must be 'conv', 'backbone' or 'saliency', got {stn_localization!r}"
-            )
-        if stn_localization != "conv" and (stn != "input" or freeze is not True):
-            raise ValueError(
-                f"stn_localization {stn_localization!r} locates with the frozen backbone for an input "
-                f"spatial transformer: it needs stn='input' and freeze=True, got stn={stn!r}, freeze={freeze!r}"
-            )
-        if stn_localization == "saliency" and stn_transform != "translation":
-            raise ValueError(
-                "stn_localization 'saliency' gives a window's position: it needs stn_transform "
-                f"'translation' (and stn_init_scale < 1), got stn_transform={stn_transform!r}"
-            )
-        if stn_localization_size is not None and stn_localization == "conv":
-            raise ValueError(
-                "stn_localization_size is the view a 'backbone' or 'saliency' localisation reads; "
-                "set stn_localization to one of them, or leave stn_localization_size unset"
-            )
-        if isinstance(stn_localization_size, int) and not isinstance(stn_localization_size, bool):
-            stn_localization_size = (stn_localization_size, stn_localization_size)
-        localization_size = stn_localization_size or stn_output_size
+        stn_output_size, localization_size = check_stn_options(
+            stn,
+            stn_transform,
+            stn_init_scale,
+            stn_output_size,
+            stn_localization,
+            stn_localization_size,
+            freeze,
+        )
         self.stn_localization = stn_localization
         self.input_stn = None
         if stn == "input":
@@ -497,19 +477,3 @@ def check_finite(values: Tensor, name: str) -> Tensor:
             + ": check how they were decoded, normalised or cached"
         )
     return values
-
-
-def _check_options(feature_mode: str, freeze: bool | int, cbam: str | None, stn: str | int | None) -> None:
-    if cbam is not None and cbam not in CBAM_PLACEMENTS:
-        raise ValueError(f"unknown cbam placement {cbam!r}; valid: None, {list(CBAM_PLACEMENTS)}")
-    if stn not in (None, "input", "output") and (
-        isinstance(stn, bool) or not isinstance(stn, int) or stn < 0
-    ):
-        raise ValueError(f"stn must be None, 'input', 'output' or a stage index >= 0, got {stn!r}")
-    if not isinstance(freeze, bool) and (not isinstance(freeze, int) or freeze < 1):
-        raise ValueError(f"freeze must be True, False or a number of stages >= 1, got {freeze!r}")
-    staged = cbam == "stages" or isinstance(stn, int) or not isinstance(freeze, bool)
-    if staged and feature_mode != "features_only":
-        raise ValueError(
-            "cbam='stages', stn=<stage> and freeze=<k stages> need feature_mode='features_only' (timm stages)"
-        )
