@@ -297,6 +297,42 @@ def test_cbam_stn_and_partial_freeze_reach_the_image_encoder():
     assert encoder.input_stn.regressor[-1].weight.grad is not None
 
 
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        {"cbam": "output"},
+        {"cbam": "stages"},
+        {"stn": "input"},
+        {"stn": 1},
+        {"stn": "output"},
+        {"cbam": "output", "stn": "output"},
+    ],
+    ids=lambda b: "+".join(f"{k}={v}" for k, v in b.items()),
+)
+def test_inserted_blocks_leave_the_rest_of_the_models_initialisation_unchanged(blocks):
+    """With the same seed, a model with CBAM or spatial-transformer blocks starts every weight it
+    shares with the model without them at the same value, so the two differ only by what the
+    blocks learn: the blocks initialise from a random stream of their own."""
+    plain = small_model(seed=3)
+    inserted = small_model(seed=3, image_encoder={**SMALL["image_encoder"], **blocks})
+    shared = plain.state_dict()
+    extra = set(inserted.state_dict()) - set(shared)
+    assert extra and all("cbam" in k or "stn" in k for k in extra), sorted(extra)
+    for name, value in shared.items():
+        torch.testing.assert_close(inserted.state_dict()[name], value, atol=0, rtol=0, msg=name)
+    image, question = torch.randn(2, 3, 32, 32), torch.tensor([[3, 4, 0], [5, 0, 0]])
+    with torch.no_grad():  # and, the blocks starting as the identity, the same answers
+        torch.testing.assert_close(
+            inserted(image, question).logits, plain(image, question).logits, atol=1e-5, rtol=0
+        )
+    # the blocks' own weights still follow the seed
+    again = small_model(seed=3, image_encoder={**SMALL["image_encoder"], **blocks})
+    other = small_model(seed=4, image_encoder={**SMALL["image_encoder"], **blocks})
+    block = next(k for k in sorted(extra) if k.endswith("weight") and inserted.state_dict()[k].std() > 0)
+    assert torch.equal(again.state_dict()[block], inserted.state_dict()[block])
+    assert not torch.equal(other.state_dict()[block], inserted.state_dict()[block])
+
+
 # --------------------------------------------------------------------------------------
 # vqa_small with every fusion of the registry
 # --------------------------------------------------------------------------------------

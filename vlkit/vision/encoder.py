@@ -6,8 +6,10 @@ Shape legend: ``b`` batch, ``C`` backbone channels, ``h × w`` feature grid,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -68,6 +70,14 @@ class ImageEncoder(nn.Module):
     features in the style of "Show, Attend and Tell" (Xu et al., ICML 2015,
     arXiv:1502.03044) and the co-attention VQA models (Lu et al., NeurIPS 2016): the
     ``h × w`` cells of a convolutional feature map become ``n = h·w`` region vectors.
+
+    Inserted CBAM and spatial-transformer blocks draw their initial weights from a random
+    stream of their own (seeded from torch's stream, which they leave as it was): under the
+    same seed, a model with them starts every other weight exactly where the model without
+    them does, so comparing the two over seeds compares what the blocks learn, not two draws of
+    the rest of the model's initialisation. (``cbam="blocks"`` is built by timm inside the
+    backbone and is the exception: its blocks shift the backbone's random initialisation, which
+    pretrained weights then replace, and so the rest of the model's.)
 
     Args:
         backbone: any ``timm`` model name (see ``timm.list_models()``).
@@ -273,13 +283,6 @@ class ImageEncoder(nn.Module):
         for module in self.backbone.modules():  # CBAM inside residual blocks trains even when frozen
             if isinstance(module, CBAM):
                 module.requires_grad_(True)
-        # CBAM after stages / STN after a stage run as forward hooks on the stage modules
-        self.stage_cbam = nn.ModuleList()
-        if cbam == "stages":
-            for name, width in zip(stage_names, stage_channels):
-                block = CBAM(width, cbam_reduction, gate=cbam_gate)
-                self.stage_cbam.append(block)
-                self._hook(name, block)
         stn_output_size, localization_size = check_stn_options(
             stn,
             stn_transform,
@@ -290,42 +293,54 @@ class ImageEncoder(nn.Module):
             freeze,
         )
         self.stn_localization = stn_localization
-        self.input_stn = None
-        if stn == "input":
-            localization = None
-            if stn_localization == "backbone":
-                localization = FeatureMapLocalization(self._localization_map, channels, localization_size)
-            elif stn_localization == "saliency":
-                localization = SaliencyLocalization(self._localization_map, channels, localization_size)
-            self.input_stn = SpatialTransformer(
-                3,
-                stn_transform,
-                output_size=stn_output_size,
-                init_scale=stn_init_scale,
-                localization=localization,
-                localization_dim=getattr(localization, "dim", None),
-                localization_gives_params=stn_localization == "saliency",
-            )
-        self.stage_stn = None
-        if isinstance(stn, int) and not isinstance(stn, bool):
-            if stn >= len(stage_names):
-                raise ValueError(f"stn={stn}: the encoder reads stages 0..{len(stage_names) - 1}")
-            self.stage_stn = SpatialTransformer(stage_channels[stn], stn_transform, init_scale=stn_init_scale)
-            self._hook(stage_names[stn], self.stage_stn)
         self._theta: Tensor | None = None
         # a backbone with nothing trainable inside needs no autograd graph (halves its CPU cost)
         self._no_grad_backbone = frozen_all and cbam in (None, "output") and stn in (None, "output")
         if frozen_all:
             self.backbone.eval()
         self.num_prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
-        # blocks on the map the encoder reads run after the backbone (in forward), so they also
-        # apply to cached backbone features
-        self.output_stn = (
-            SpatialTransformer(channels, stn_transform, init_scale=stn_init_scale)
-            if stn == "output"
-            else None
-        )
-        self.output_cbam = CBAM(channels, cbam_reduction, gate=cbam_gate) if cbam == "output" else None
+        # the inserted blocks draw their initial weights from a stream of their own, so a model
+        # with them starts every other weight where the model without them does (same seed)
+        with _separate_rng():
+            # CBAM after stages / STN after a stage run as forward hooks on the stage modules
+            self.stage_cbam = nn.ModuleList()
+            if cbam == "stages":
+                for name, width in zip(stage_names, stage_channels):
+                    block = CBAM(width, cbam_reduction, gate=cbam_gate)
+                    self.stage_cbam.append(block)
+                    self._hook(name, block)
+            self.input_stn = None
+            if stn == "input":
+                localization = None
+                if stn_localization == "backbone":
+                    localization = FeatureMapLocalization(self._localization_map, channels, localization_size)
+                elif stn_localization == "saliency":
+                    localization = SaliencyLocalization(self._localization_map, channels, localization_size)
+                self.input_stn = SpatialTransformer(
+                    3,
+                    stn_transform,
+                    output_size=stn_output_size,
+                    init_scale=stn_init_scale,
+                    localization=localization,
+                    localization_dim=getattr(localization, "dim", None),
+                    localization_gives_params=stn_localization == "saliency",
+                )
+            self.stage_stn = None
+            if isinstance(stn, int) and not isinstance(stn, bool):
+                if stn >= len(stage_names):
+                    raise ValueError(f"stn={stn}: the encoder reads stages 0..{len(stage_names) - 1}")
+                self.stage_stn = SpatialTransformer(
+                    stage_channels[stn], stn_transform, init_scale=stn_init_scale
+                )
+                self._hook(stage_names[stn], self.stage_stn)
+            # blocks on the map the encoder reads run after the backbone (in forward), so they also
+            # apply to cached backbone features
+            self.output_stn = (
+                SpatialTransformer(channels, stn_transform, init_scale=stn_init_scale)
+                if stn == "output"
+                else None
+            )
+            self.output_cbam = CBAM(channels, cbam_reduction, gate=cbam_gate) if cbam == "output" else None
         self.proj = nn.Linear(channels, dim)
         self.norm = nn.LayerNorm(dim) if norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
@@ -454,6 +469,16 @@ class ImageEncoder(nn.Module):
         features = self.dropout(self.norm(self.proj(regions)))  # (b, n, d)
         mask = features.new_ones(features.shape[:2], dtype=bool)  # (b, n)
         return ImageEncoderOutput(features, mask, grid, self._theta)
+
+
+@contextlib.contextmanager
+def _separate_rng() -> Iterator[None]:
+    """Run the body on a copy of torch's CPU random stream, seeded from the stream's next draw,
+    and leave the stream as it was: what the body initialises is still determined by the seed,
+    and what is initialised after it is the same as if the body had not run."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**62, ())))
+        yield
 
 
 def check_finite(values: Tensor, name: str) -> Tensor:
