@@ -11,12 +11,16 @@ cluttered benchmark is ``recipes/vqa/easy_vqa_cluttered.yaml``) in this process 
 ``--trainer.max_epochs EPOCHS``, ``--seed_everything SEED`` and its own image-encoder arguments,
 logging to ``<--runs_dir>/<variant>_seed<SEED>/`` (default ``runs/ablation``); the best checkpoint is then tested. Printed
 per run: test VQA accuracy, training seconds per epoch (validation excluded) and the number of
-trainable parameters; with several seeds also each variant's mean ± sample sd.
+trainable parameters; with several seeds also each variant's mean ± sample sd and, where the
+base (``none``) ran on the same seeds, each variant's difference from it seed by seed (the
+blocks initialise from their own random stream, so a seed's runs differ only by what the blocks
+learn). ``--summarise A.json B.json ...`` prints those summaries for earlier runs' ``--out`` files.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -123,7 +127,7 @@ def run(
     name = variant if seed is None else f"{variant}_seed{seed}"
     seeded = [] if seed is None else ["--seed_everything", str(seed)]
     result = run_recipe(str(ROOT / recipe), name, runs_dir, epochs, [*overrides, *seeded, *extra])
-    return {**result, "variant": variant, "seed": seed}
+    return {**result, "variant": variant, "seed": seed, "recipe": recipe}
 
 
 def seed_summary(results: list[dict]) -> str:
@@ -140,6 +144,27 @@ def seed_summary(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def paired_summary(results: list[dict], base: str = "none") -> str:
+    """Each variant's test VQA accuracy minus ``base``'s on the same seed, mean ± sample sd over
+    the seeds both have (Markdown; empty without ``base``). The inserted blocks initialise from
+    a random stream of their own, so a seed's two runs start every shared weight alike and the
+    difference is what the blocks learned."""
+    by_seed = {r["seed"]: r["test_vqa_acc"] for r in results if r["variant"] == base}
+    lines = [
+        f"| variant | seeds | minus {base}, per seed | mean ± sd |",
+        "|---|---|---|---|",
+    ]
+    for variant in dict.fromkeys(r["variant"] for r in results if r["variant"] != base):
+        rows = [r for r in results if r["variant"] == variant and r["seed"] in by_seed]
+        if not rows:
+            continue
+        delta = [r["test_vqa_acc"] - by_seed[r["seed"]] for r in rows]
+        spread = f"{statistics.mean(delta):+.4f} ± {statistics.stdev(delta):.4f}" if len(rows) > 1 else "n/a"
+        seeds = ", ".join(str(r["seed"]) for r in rows)
+        lines.append(f"| {variant} | {seeds} | {', '.join(f'{d:+.4f}' for d in delta)} | {spread} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default=RECIPE, help="the recipe every variant changes")
@@ -153,7 +178,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--out", default=None, help="JSON file for the results")
     parser.add_argument("--markdown", default=None, help="Markdown file for the table")
+    parser.add_argument(
+        "--summarise",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="run nothing: print the summaries of earlier runs' --out files",
+    )
     args, extra = parser.parse_known_args(argv)
+    if args.summarise:
+        results = [r for path in args.summarise for r in json.loads(Path(path).read_text())]
+        recipes = sorted({r["recipe"] for r in results if "recipe" in r})
+        if len(recipes) > 1:
+            parser.error(
+                f"--summarise: the files hold runs of several recipes {recipes}; give one recipe's files"
+            )
+        print("\n\n".join(filter(None, [seed_summary(results), paired_summary(results)])))
+        return results
     seeds = args.seeds or [None]
     runs = [f"{variant}@{seed}" for variant in args.variants for seed in seeds]
 
@@ -165,7 +206,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     results = run_many(runs, run_one, COLUMNS, args.out, args.markdown)
     if len(seeds) > 1:
-        summary = seed_summary(results)
+        summary = "\n\n".join(filter(None, [seed_summary(results), paired_summary(results)]))
         print(summary)
         if args.markdown:
             Path(args.markdown).write_text(Path(args.markdown).read_text() + "\n" + summary + "\n")

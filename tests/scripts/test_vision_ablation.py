@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
 import vision_ablation
@@ -20,6 +23,29 @@ def test_the_summary_gives_each_variant_its_seeds_and_mean_sd():
     lines = vision_ablation.seed_summary(results).splitlines()
     assert lines[2] == "| none | 0, 1 | 0.9700, 0.9900 | 0.9800 ± 0.0141 |"
     assert lines[3] == "| cbam | 0 | 0.9500 | n/a |"
+
+
+def test_the_paired_summary_gives_each_variants_difference_from_the_base_seed_by_seed(tmp_path, capsys):
+    results = [
+        {"variant": "none", "seed": 0, "test_vqa_acc": 0.97, "recipe": "r.yaml"},
+        {"variant": "none", "seed": 1, "test_vqa_acc": 0.99, "recipe": "r.yaml"},
+        {"variant": "cbam", "seed": 0, "test_vqa_acc": 0.98, "recipe": "r.yaml"},
+        {"variant": "cbam", "seed": 1, "test_vqa_acc": 0.96, "recipe": "r.yaml"},
+        {"variant": "stn", "seed": 2, "test_vqa_acc": 0.95, "recipe": "r.yaml"},  # no base seed 2
+    ]
+    lines = vision_ablation.paired_summary(results).splitlines()
+    assert lines[2] == "| cbam | 0, 1 | +0.0100, -0.0300 | -0.0100 ± 0.0283 |"
+    assert len(lines) == 3
+    assert vision_ablation.paired_summary(results[2:]) == ""
+    # --summarise: the same from --out files, without running anything
+    (tmp_path / "a.json").write_text(json.dumps(results[:2]))
+    (tmp_path / "b.json").write_text(json.dumps(results[2:4]))
+    vision_ablation.main(["--summarise", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert "| cbam | 0, 1 | +0.0100, -0.0300 | -0.0100 ± 0.0283 |" in capsys.readouterr().out
+    (tmp_path / "c.json").write_text(json.dumps([{**results[0], "recipe": "other.yaml"}]))
+    with pytest.raises(SystemExit):
+        vision_ablation.main(["--summarise", str(tmp_path / "a.json"), str(tmp_path / "c.json")])
+    assert "several recipes ['other.yaml', 'r.yaml']" in capsys.readouterr().err
 
 
 def test_variants_run_with_each_seed(tiny_vqa_on_disk, tmp_path, monkeypatch, capsys):
