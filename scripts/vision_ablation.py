@@ -187,6 +187,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     args, extra = parser.parse_known_args(argv)
     if args.summarise:
+        missing = [path for path in args.summarise if not Path(path).is_file()]
+        if missing:
+            parser.error(f"--summarise: no such file {missing}; give the JSON files that --out wrote")
         results = [r for path in args.summarise for r in json.loads(Path(path).read_text())]
         recipes = sorted({r["recipe"] for r in results if "recipe" in r})
         if len(recipes) > 1:

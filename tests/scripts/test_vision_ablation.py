@@ -46,6 +46,9 @@ def test_the_paired_summary_gives_each_variants_difference_from_the_base_seed_by
     with pytest.raises(SystemExit):
         vision_ablation.main(["--summarise", str(tmp_path / "a.json"), str(tmp_path / "c.json")])
     assert "several recipes ['other.yaml', 'r.yaml']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        vision_ablation.main(["--summarise", str(tmp_path / "none.json")])
+    assert "no such file" in capsys.readouterr().err
 
 
 def test_variants_run_with_each_seed(tiny_vqa_on_disk, tmp_path, monkeypatch, capsys):
