@@ -130,15 +130,25 @@ def run(
     return {**result, "variant": variant, "seed": seed, "recipe": recipe}
 
 
+def _mean_sd(values: list[float], sign: str) -> str:
+    """``mean ± sample sd`` to 4 places (the mean with ``sign``, e.g. "+"), or "n/a" for one value."""
+    if len(values) < 2:
+        return "n/a"
+    return f"{statistics.mean(values):{sign}.4f} ± {statistics.stdev(values):.4f}"
+
+
+def summaries(results: list[dict]) -> str:
+    """:func:`seed_summary`, then :func:`paired_summary` where there is one (Markdown)."""
+    return "\n\n".join(filter(None, [seed_summary(results), paired_summary(results)]))
+
+
 def seed_summary(results: list[dict]) -> str:
     """Each variant's test VQA accuracy over its seeds, mean ± sample sd (Markdown)."""
     lines = ["| variant | seeds | test VQA accuracy per seed | mean ± sd |", "|---|---|---|---|"]
     for variant in dict.fromkeys(r["variant"] for r in results):
         rows = [r for r in results if r["variant"] == variant]
         accuracy = [r["test_vqa_acc"] for r in rows]
-        spread = (
-            f"{statistics.mean(accuracy):.4f} ± {statistics.stdev(accuracy):.4f}" if len(rows) > 1 else "n/a"
-        )
+        spread = _mean_sd(accuracy, "")
         seeds = ", ".join(str(r["seed"]) for r in rows)
         lines.append(f"| {variant} | {seeds} | {', '.join(f'{a:.4f}' for a in accuracy)} | {spread} |")
     return "\n".join(lines)
@@ -159,7 +169,7 @@ def paired_summary(results: list[dict], base: str = "none") -> str:
         if not rows:
             continue
         delta = [r["test_vqa_acc"] - by_seed[r["seed"]] for r in rows]
-        spread = f"{statistics.mean(delta):+.4f} ± {statistics.stdev(delta):.4f}" if len(rows) > 1 else "n/a"
+        spread = _mean_sd(delta, "+")
         seeds = ", ".join(str(r["seed"]) for r in rows)
         lines.append(f"| {variant} | {seeds} | {', '.join(f'{d:+.4f}' for d in delta)} | {spread} |")
     return "\n".join(lines) if len(lines) > 2 else ""
@@ -196,7 +206,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             parser.error(
                 f"--summarise: the files hold runs of several recipes {recipes}; give one recipe's files"
             )
-        print("\n\n".join(filter(None, [seed_summary(results), paired_summary(results)])))
+        print(summaries(results))
         return results
     seeds = args.seeds or [None]
     runs = [f"{variant}@{seed}" for variant in args.variants for seed in seeds]
@@ -209,7 +219,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     results = run_many(runs, run_one, COLUMNS, args.out, args.markdown)
     if len(seeds) > 1:
-        summary = "\n\n".join(filter(None, [seed_summary(results), paired_summary(results)]))
+        summary = summaries(results)
         print(summary)
         if args.markdown:
             Path(args.markdown).write_text(Path(args.markdown).read_text() + "\n" + summary + "\n")

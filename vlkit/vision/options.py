@@ -59,8 +59,6 @@ def check_stn_options(
         raise ValueError(f"stn_init_scale={stn_init_scale} is for a spatial transformer; set stn too")
     if stn_output_size is not None and stn != "input":
         raise ValueError(f"stn_output_size is for stn='input' (the image), got stn={stn!r}")
-    if isinstance(stn_output_size, int) and not isinstance(stn_output_size, bool):
-        stn_output_size = (stn_output_size, stn_output_size)
     if stn_localization not in ("conv", "backbone", "saliency"):
         raise ValueError(
             f"stn_localization must be 'conv', 'backbone' or 'saliency', got {stn_localization!r}"
@@ -80,6 +78,10 @@ def check_stn_options(
             "stn_localization_size is the view a 'backbone' or 'saliency' localisation reads; "
             "set stn_localization to one of them, or leave stn_localization_size unset"
         )
-    if isinstance(stn_localization_size, int) and not isinstance(stn_localization_size, bool):
-        stn_localization_size = (stn_localization_size, stn_localization_size)
-    return stn_output_size, stn_localization_size or stn_output_size
+    output_size = _pair(stn_output_size)
+    return output_size, _pair(stn_localization_size) or output_size
+
+
+def _pair(size: int | Size | None) -> Size | None:
+    """A side ``s`` as ``(s, s)``; a pair or None as it is."""
+    return (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
