@@ -84,6 +84,38 @@ def test_spatial_attention_matches_the_equation_and_keeps_the_size():
     assert layer.attention_map(x).shape == (2, 1, 5, 6)
 
 
+def test_normalised_spatial_attention_matches_the_authors_form():
+    """norm=True: σ(BN(conv(pooled))) with a bias-free convolution; in training the logits are
+    standardised over the batch and the map, in eval mode by the running statistics."""
+    torch.manual_seed(0)
+    layer = SpatialAttention(kernel_size=3, norm=True)
+    assert layer.conv.bias is None and isinstance(layer.norm, torch.nn.BatchNorm2d)
+    x = feature_map()
+    pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
+    logits = torch.nn.functional.conv2d(pooled, layer.conv.weight, padding=1)
+    standard = (logits - logits.mean()) / torch.sqrt(logits.var(unbiased=False) + layer.norm.eps)
+    torch.testing.assert_close(layer(x), x * torch.sigmoid(standard))
+    layer.eval()
+    running = (logits - layer.norm.running_mean) / torch.sqrt(layer.norm.running_var + layer.norm.eps)
+    torch.testing.assert_close(layer(x), x * torch.sigmoid(running))
+
+
+def test_normalised_spatial_map_keeps_its_contrast_on_features_of_a_large_scale():
+    """On features 50 times larger (a late backbone stage's scale) the plain map's logits are 50
+    times larger and the map nears 0 or 1 everywhere; the normalised map's logits are unchanged."""
+    torch.manual_seed(0)
+    plain = SpatialAttention(kernel_size=3)
+    normed = SpatialAttention(kernel_size=3, norm=True)
+    with torch.no_grad():
+        normed.conv.weight.copy_(plain.conv.weight)
+        plain.conv.bias.zero_()
+    x = feature_map()
+    saturated = plain.attention_map(50 * x)
+    assert ((saturated < 0.01) | (saturated > 0.99)).float().mean() > 0.9
+    torch.testing.assert_close(normed.attention_map(50 * x), normed.attention_map(x), rtol=1e-4, atol=1e-4)
+    assert normed.attention_map(50 * x).std() > 0.1
+
+
 def test_cbam_order_is_channel_first():
     torch.manual_seed(0)
     cbam = CBAM(32, reduction=4)

@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 
-from vlkit.vision import ImageEncoder, ImageEncoderOutput
+from vlkit.vision import CBAM, ImageEncoder, ImageEncoderOutput
 
 
 @pytest.fixture(scope="module")
@@ -376,6 +376,19 @@ def test_freeze_first_k_stages():
     before = encoder.backbone.bn1.running_mean.clone()
     encoder(torch.randn(4, 3, 32, 32))
     torch.testing.assert_close(encoder.backbone.bn1.running_mean, before)  # frozen BN statistics
+
+
+def test_cbam_blocks_inside_a_frozen_backbone_train_their_batchnorm():
+    """cbam: blocks with a normalised spatial map in a wholly frozen backbone: the backbone's own
+    BatchNorms stay in eval mode, the CBAM blocks' follow the encoder's mode."""
+    encoder = ImageEncoder(
+        "resnet10t", dim=8, feature_index=2, freeze=True, cbam="blocks", cbam_spatial_norm=True
+    ).train()
+    blocks = [m for m in encoder.backbone.modules() if isinstance(m, CBAM)]
+    assert blocks and all(block.spatial.norm.training for block in blocks)
+    assert not encoder.backbone.bn1.training
+    encoder.eval()
+    assert not any(block.spatial.norm.training for block in blocks)
 
 
 def test_freeze_all_runs_without_autograd_unless_blocks_need_it():

@@ -9,9 +9,12 @@ The equations (``docs/mechanisms.md#channel-and-spatial-attention``)::
 :class:`ChannelAttention` *is* timm's ``ChannelAttn`` (the same equation and parameters; the
 tests check it against a hand evaluation), exposed under vlkit's name and arguments; both
 blocks take their max-pool with ``max`` when a gradient is needed, whose backward is much
-cheaper than the ``amax`` timm uses (:func:`_max_pool`). timm's ``SpatialAttn``
-adds a BatchNorm after the convolution, which the contract above does not have, so
-:class:`SpatialAttention` is vlkit's own. Every block maps ``(b, C, H, W) -> (b, C, H, W)``
+cheaper than the ``amax`` timm uses (:func:`_max_pool`). The paper's equation for ``M_s`` has no
+normalisation; the authors' released code and timm's ``SpatialAttn`` put a BatchNorm between the
+convolution and the sigmoid, ``M_s(F) = σ(BN(conv7×7(...)))``. :class:`SpatialAttention` gives
+both (``norm``): without it, on features of a large scale (a pretrained backbone's late stages,
+``max_c`` around 16) an optimiser step of the 98 weights moves every logit by several units, and
+the map saturates to one value everywhere. Every block maps ``(b, C, H, W) -> (b, C, H, W)``
 and takes the channel count as its first argument, so the classes can be handed to timm
 backbones as ``attn_layer`` (applied to the residual branch before the addition).
 
@@ -98,10 +101,15 @@ class ChannelAttention(ChannelAttn):
 
 class SpatialAttention(nn.Module):
     """CBAM spatial attention ``M_s(F) = σ(conv([mean_c(F); max_c(F)]))`` (Woo et al., ECCV 2018,
-    arXiv:1807.06521).
+    arXiv:1807.06521), or ``σ(BN(conv(...)))`` with ``norm=True``, as in the authors' released code.
+
+    The normalised form standardises the logits over the batch and the map (batch statistics in
+    training, running ones in eval mode), so the map's contrast between positions does not depend
+    on the scale of the features it reads, and the map cannot saturate to one value everywhere.
 
     Args:
         kernel_size: odd size of the convolution (7 in the paper); padding keeps ``H × W``.
+        norm: put a ``BatchNorm2d(1)`` between the convolution (then without bias) and the sigmoid.
         device, dtype: where and in which dtype to create the parameters.
 
     Shapes:
@@ -113,18 +121,24 @@ class SpatialAttention(nn.Module):
     """
 
     def __init__(
-        self, kernel_size: int = 7, device: torch.device | None = None, dtype: torch.dtype | None = None
+        self,
+        kernel_size: int = 7,
+        norm: bool = False,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if kernel_size <= 0 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
-        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, device=device, dtype=dtype)
+        factory = {"device": device, "dtype": dtype}
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=not norm, **factory)
+        self.norm = nn.BatchNorm2d(1, **factory) if norm else nn.Identity()
 
     def attention_map(self, x: Tensor) -> Tensor:
         """``M_s(x)``: ``(b, C, H, W) -> (b, 1, H, W)``."""
         _check_map(x)
         pooled = torch.cat([x.mean(1, keepdim=True), _max_pool(x, 1)], dim=1)  # (b, 2, H, W)
-        return torch.sigmoid(self.conv(pooled))
+        return torch.sigmoid(self.norm(self.conv(pooled)))
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.attention_map(x)
@@ -150,6 +164,8 @@ class CBAM(nn.Module):
         channels: number of channels ``C``.
         reduction: channel-MLP reduction ratio ``r`` (16 in the paper).
         kernel_size: spatial convolution size (7 in the paper).
+        spatial_norm: a BatchNorm on the spatial logits, as in the authors' code
+            (:class:`SpatialAttention`); off by default (the paper's equation).
         gate: None (the plain block), ``"zero"`` (the zero-initialised residual gate above) or
             ``"bounded"`` (the same gate clamped to ``[0, 1]``).
         device, dtype: where and in which dtype to create the parameters (timm passes them
@@ -170,6 +186,7 @@ class CBAM(nn.Module):
         reduction: float = 16,
         kernel_size: int = 7,
         gate: str | None = None,
+        spatial_norm: bool = False,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -177,7 +194,7 @@ class CBAM(nn.Module):
         if gate not in (None, "zero", "bounded"):
             raise ValueError(f"gate must be None (the plain block), 'zero' or 'bounded', got {gate!r}")
         self.channel = ChannelAttention(channels, reduction, device=device, dtype=dtype)
-        self.spatial = SpatialAttention(kernel_size, device=device, dtype=dtype)
+        self.spatial = SpatialAttention(kernel_size, norm=spatial_norm, device=device, dtype=dtype)
         self.gate_kind = gate
         self.gate = nn.Parameter(torch.zeros((), device=device, dtype=dtype)) if gate is not None else None
 

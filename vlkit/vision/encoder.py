@@ -112,6 +112,8 @@ class ImageEncoder(nn.Module):
             initialisation (see :class:`vlkit.vision.CBAM`); ``"bounded"``: the same gate clamped
             to ``[0, 1]``, so the block can only attenuate; None: the paper's plain block, which
             rescales a pretrained backbone's features by about a quarter at initialisation.
+        cbam_spatial_norm: a BatchNorm on each CBAM block's spatial logits, as in the authors'
+            code (see :class:`vlkit.vision.SpatialAttention`); trained even in a frozen backbone.
             (A spatial transformer starts as the identity transform unless ``stn_init_scale`` < 1.)
         stn: add a spatial transformer (Jaderberg et al., NeurIPS 2015;
             :class:`vlkit.vision.SpatialTransformer`): ``None``, ``"input"`` (on the image),
@@ -188,6 +190,7 @@ class ImageEncoder(nn.Module):
         cbam: str | None = None,
         cbam_reduction: float = 16,
         cbam_gate: str | None = "zero",
+        cbam_spatial_norm: bool = False,
         stn: str | int | None = None,
         stn_transform: str = "affine",
         stn_init_scale: float = 1.0,
@@ -228,7 +231,9 @@ class ImageEncoder(nn.Module):
         check_placements(feature_mode, freeze, cbam, stn)
         if cbam == "blocks":
             kwargs["block_args"] = {
-                "attn_layer": functools.partial(CBAM, reduction=cbam_reduction, gate=cbam_gate)
+                "attn_layer": functools.partial(
+                    CBAM, reduction=cbam_reduction, gate=cbam_gate, spatial_norm=cbam_spatial_norm
+                )
             }
         stage_names: list[str] = []
         if feature_mode == "features_only":
@@ -306,7 +311,7 @@ class ImageEncoder(nn.Module):
             self.stage_cbam = nn.ModuleList()
             if cbam == "stages":
                 for name, width in zip(stage_names, stage_channels):
-                    block = CBAM(width, cbam_reduction, gate=cbam_gate)
+                    block = CBAM(width, cbam_reduction, gate=cbam_gate, spatial_norm=cbam_spatial_norm)
                     self.stage_cbam.append(block)
                     self._hook(name, block)
             self.input_stn = None
@@ -340,7 +345,11 @@ class ImageEncoder(nn.Module):
                 if stn == "output"
                 else None
             )
-            self.output_cbam = CBAM(channels, cbam_reduction, gate=cbam_gate) if cbam == "output" else None
+            self.output_cbam = (
+                CBAM(channels, cbam_reduction, gate=cbam_gate, spatial_norm=cbam_spatial_norm)
+                if cbam == "output"
+                else None
+            )
         self.proj = nn.Linear(channels, dim)
         self.norm = nn.LayerNorm(dim) if norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
@@ -363,6 +372,9 @@ class ImageEncoder(nn.Module):
         super().train(mode)
         if self.freeze is True:
             self.backbone.eval()
+            for module in self.backbone.modules():  # CBAM blocks inside (cbam: blocks) still train
+                if isinstance(module, CBAM):
+                    module.train(mode)
         elif self.freeze:
             for module in self.backbone.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
