@@ -48,6 +48,13 @@ VARIANTS = {
     "cbam-output": ({"cbam": "output"}, {}),
     # the same with its gate clamped to [0, 1]: the block can only attenuate, never act as a gain
     "cbam-bounded-output": ({"cbam": "output", "cbam_gate": "bounded"}, {}),
+    # the paper's plain block (no gate): F * M_c * M_s; after a frozen backbone the trainable
+    # projection that follows absorbs its initial scale (about a quarter)
+    "cbam-plain-output": ({"cbam": "output", "cbam_gate": None}, {}),
+    # the spatial logits batch-normalised before the sigmoid, as in the authors' code: the map
+    # keeps its contrast whatever the scale of the backbone's features
+    "cbam-bn-output": ({"cbam": "output", "cbam_spatial_norm": True}, {}),
+    "cbam-plain-bn-output": ({"cbam": "output", "cbam_gate": None, "cbam_spatial_norm": True}, {}),
     "stn-output": ({"stn": "output"}, {"optimization.localization_lr_ratio": 0.1}),
     "cbam+stn-output": ({"cbam": "output", "stn": "output"}, {"optimization.localization_lr_ratio": 0.1}),
     # an STN reading the full image and giving the backbone a 64-pixel view (Jaderberg et al.'s
@@ -121,7 +128,10 @@ def run(
     encoder_args, task_args = VARIANTS[variant]
     overrides = []
     for key, value in encoder_args.items():
-        overrides += [f"--model.init_args.image_encoder.{key}", str(value).lower()]
+        overrides += [
+            f"--model.init_args.image_encoder.{key}",
+            "null" if value is None else str(value).lower(),
+        ]
     for key, value in task_args.items():
         overrides += [f"--model.init_args.{key}", str(value)]
     name = variant if seed is None else f"{variant}_seed{seed}"

@@ -108,3 +108,27 @@ def test_glimpse_gradient_compares_the_windows_gradient_with_the_way_to_the_shap
     assert result["questions"] + result["answers_not_in_vocabulary"] == 6 and result["questions"] > 0
     assert 0 <= result["share_towards_shape"] <= 1 and -1 <= result["mean_cosine"] <= 1
     assert result["per_question_gradient_norm"] > 0  # the loss reaches θ's translation
+
+
+def test_cbam_probe_fits_a_separable_rule_and_reads_what_the_spatial_branch_reads():
+    cbam_probe = load("cbam_probe")
+    x = torch.randn(400, 3, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] - 2 * x[:, 2] > 0.3).float()
+    probe = cbam_probe.fit_logistic(100 * x, y)  # standardised inside: the scale does not matter
+    assert ((probe(100 * x)[:, 0] > 0).float() == y).float().mean() > 0.98
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 64, 64)
+    plain = ImageEncoder(
+        "resnet10t", dim=8, feature_index=2, freeze=True, cbam="output", cbam_gate=None
+    ).eval()
+    pooled, channels, weight = cbam_probe.probe_inputs(plain, images)
+    assert pooled.shape == (2, 8, 8, 98) and channels.shape == (2, 8, 8, 128) and weight.shape == (2, 8, 8)
+    conv = plain.output_cbam.spatial.conv  # the probe's inputs, weighted as the convolution weighs them
+    torch.testing.assert_close(torch.sigmoid(pooled @ conv.weight.flatten() + conv.bias), weight)
+    gated = ImageEncoder("resnet10t", dim=8, feature_index=2, freeze=True, cbam="output").eval()
+    gated.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        gated.output_cbam.gate.fill_(-0.5)
+    torch.testing.assert_close(cbam_probe.probe_inputs(gated, images)[2], 1.5 - 0.5 * weight)
+    with pytest.raises(ValueError, match="no CBAM block on its read map"):
+        cbam_probe.probe_inputs(ImageEncoder("resnet10t", dim=8, feature_index=2), torch.rand(1, 3, 32, 32))

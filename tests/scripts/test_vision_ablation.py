@@ -72,6 +72,30 @@ def test_every_variant_names_valid_encoder_and_optimisation_arguments():
             {"backbone": "resnet10t", "dim": 8, "freeze": True, **encoder_args}
         ).build()
         assert encoder.cacheable == (
-            variant in ("none", "cbam-output", "cbam-bounded-output", "stn-output", "cbam+stn-output")
+            variant
+            in (
+                "none",
+                "cbam-output",
+                "cbam-bounded-output",
+                "cbam-plain-output",
+                "cbam-bn-output",
+                "cbam-plain-bn-output",
+                "stn-output",
+                "cbam+stn-output",
+            )
         ), variant
         Optimization(**{key.removeprefix("optimization."): value for key, value in task_args.items()})
+
+
+def test_a_variant_without_a_cbam_gate_passes_null_to_the_recipe(monkeypatch):
+    seen = {}
+
+    def fake_run_recipe(recipe, name, runs_dir, epochs, overrides):
+        seen.update(zip(overrides[::2], overrides[1::2]))
+        return {"test_vqa_acc": 0.5}
+
+    monkeypatch.setattr(vision_ablation, "run_recipe", fake_run_recipe)
+    vision_ablation.run("cbam-plain-bn-output", 1, [], seed=3)
+    assert seen["--model.init_args.image_encoder.cbam_gate"] == "null"
+    assert seen["--model.init_args.image_encoder.cbam_spatial_norm"] == "true"
+    assert seen["--seed_everything"] == "3"

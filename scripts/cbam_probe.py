@@ -1,0 +1,129 @@
+"""Can CBAM's spatial branch tell the shape's cells from the rest? Linear probes on what it reads.
+
+Usage:
+    python scripts/cbam_probe.py --ckpt runs/<run>/version_N/checkpoints/best-epoch=N.ckpt
+        [--dataset easy_vqa_cluttered] [--fit 300] [--held_out 300]
+
+The checkpoint is a ``VQATask`` whose image encoder has a CBAM block on the map it reads
+(``cbam: output``). Over the first ``--fit`` distinct test images of ``--dataset`` the script fits
+two logistic regressions that predict, per cell of that map, whether the cell overlaps the
+shape's box, and reports their ROC AUC on the next ``--held_out`` images (0.5: no better than
+chance, 1: every shape cell ranked above every other cell), beside the AUC of the spatial weight
+the trained block applies on those images: ``M_s`` for the plain block, ``1 − g + g·M_s`` behind a
+gate ``g`` (below 0, a gate turns a map that is low on the shape into a weight that is high there),
+and that weight's share of its mass on the shape's cells:
+
+- **what CBAM's spatial branch reads**: the channel mean and max of the block's channel-refined
+  map over the 7 × 7 neighbourhood of the cell (98 inputs, zero padding): a linear function of
+  these followed by a sigmoid is exactly the family of maps ``M_s = σ(conv7×7([mean_c; max_c]))``
+  can be, so its AUC bounds how well any trained spatial branch can mark the shape;
+- **every channel of the backbone's map at the cell** (a 1 × 1 probe): what a localisation
+  network reading the features themselves, as a spatial transformer's does, starts from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchmetrics.functional.classification import binary_auroc
+from torchvision.transforms import v2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/localisation.py
+
+from vlkit.data import IMAGENET_MEAN, IMAGENET_STD
+
+
+def probe_inputs(
+    encoder: torch.nn.Module, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(pooled, channels, trained)`` per cell of the map the encoder's output CBAM reads:
+    ``(b, h, w, 98)`` the 7 × 7 neighbourhood of ``[mean_c; max_c]`` of the channel-refined map,
+    ``(b, h, w, C)`` the backbone's map itself, and ``(b, h, w)`` the spatial weight the block
+    applies (``M_s``, or ``1 − g + g·M_s`` with a gate)."""
+    block = getattr(encoder, "output_cbam", None)
+    if block is None:
+        raise ValueError("the image encoder has no CBAM block on its read map (train with cbam: output)")
+    seen: dict[str, torch.Tensor] = {}
+    hook = block.register_forward_hook(lambda module, inputs, out: seen.setdefault("map", inputs[0]))
+    try:
+        with torch.no_grad():
+            encoder(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(images))
+            feature_map = seen["map"]  # (b, C, h, w)
+            refined = block.channel(feature_map)
+            pooled = torch.cat([refined.mean(1, keepdim=True), refined.amax(1, keepdim=True)], 1)
+            trained = block.spatial.attention_map(refined)[:, 0]
+            if block.gate is not None:
+                gate = block.gate_value()
+                trained = 1 - gate + gate * trained
+    finally:
+        hook.remove()
+    b, _, h, w = pooled.shape
+    size = block.spatial.conv.kernel_size[0]
+    patches = F.unfold(pooled, size, padding=size // 2)  # (b, 2 * size * size, h * w)
+    return patches.transpose(1, 2).reshape(b, h, w, -1), feature_map.permute(0, 2, 3, 1), trained
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, steps: int = 200, l2: float = 1e-3) -> torch.nn.Linear:
+    """A logistic regression ``x (n, d) -> y (n,)`` in {0, 1}, inputs standardised, fitted with L-BFGS."""
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    linear = torch.nn.Linear(x.shape[1], 1)
+    optimizer = torch.optim.LBFGS(linear.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+    z = (x - mean) / std
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(linear(z)[:, 0], y) + l2 * linear.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():  # fold the standardisation into the layer
+        linear.weight /= std
+        linear.bias -= (linear.weight * mean).sum()
+    return linear
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    from localisation import cells_on_box, test_images_and_boxes
+
+    from vlkit.tasks import VQATask
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", required=True)
+    parser.add_argument("--dataset", default="easy_vqa_cluttered", help="packaged source of the test images")
+    parser.add_argument("--fit", type=int, default=300, help="images the probes are fitted on")
+    parser.add_argument("--held_out", type=int, default=300, help="images the probes are scored on")
+    args = parser.parse_args(argv)
+    if args.fit < 1 or args.held_out < 1:
+        parser.error("--fit and --held_out must be at least 1")
+    task = VQATask.load_from_checkpoint(args.ckpt, map_location="cpu", weights_only=True).eval()
+    size = task.preprocessing.image_size
+    images, boxes = test_images_and_boxes(args.dataset, size, args.fit + args.held_out)
+    if len(images) < args.fit + args.held_out:
+        parser.error(f"{args.dataset} has {len(images)} distinct test images; ask for fewer")
+    pooled, channels, trained = probe_inputs(task.model.image_encoder, images)
+    target = cells_on_box(boxes, size, tuple(pooled.shape[1:3])).float()
+    held_target = target[args.fit :].flatten().long()
+    results = {"trained": binary_auroc(trained[args.fit :].flatten(), held_target).item()}
+    share = (trained * target).sum((1, 2)) / trained.sum((1, 2))
+    print(
+        f"the trained block's spatial weight: ROC AUC {results['trained']:.3f} on the held-out images, "
+        f"{share.mean().item():.3f} of its mass on the shape's cells"
+    )
+    for name, x in (("spatial branch (7x7 [mean_c; max_c])", pooled), ("every channel (1x1)", channels)):
+        fit, held = x[: args.fit].flatten(0, 2), x[args.fit :].flatten(0, 2)
+        probe = fit_logistic(fit, target[: args.fit].flatten())
+        with torch.no_grad():
+            auc = binary_auroc(probe(held)[:, 0], held_target).item()
+        results[name] = auc
+        print(f"{name}: held-out ROC AUC {auc:.3f} ({x.shape[-1]} inputs per cell)")
+    print(f"shape cells: {target.mean().item():.3f} of all cells; {args.fit} + {args.held_out} images")
+    return results
+
+
+if __name__ == "__main__":
+    main()
