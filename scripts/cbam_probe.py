@@ -9,14 +9,15 @@ The checkpoint is a ``VQATask`` whose image encoder has a CBAM block on the map 
 two logistic regressions that predict, per cell of that map, whether the cell overlaps the
 shape's box, and reports their ROC AUC on the next ``--held_out`` images (0.5: no better than
 chance, 1: every shape cell ranked above every other cell), beside the AUC of the spatial weight
-the trained block applies on those images: ``M_s`` for the plain block, ``1 − g + g·M_s`` behind a
-gate ``g`` (below 0, a gate turns a map that is low on the shape into a weight that is high there),
-and that weight's share of its mass on the shape's cells:
+the trained block applies on those images (:func:`spatial_weight`: the block's multiplier of each
+feature, averaged over the channels; behind a gate ``g`` below 0, a map that is low on the shape
+gives a weight that is high there), and that weight's share of its mass on the shape's cells:
 
 - **what CBAM's spatial branch reads**: the channel mean and max of the block's channel-refined
   map over the 7 × 7 neighbourhood of the cell (98 inputs, zero padding): a linear function of
   these followed by a sigmoid is exactly the family of maps ``M_s = σ(conv7×7([mean_c; max_c]))``
-  can be, so its AUC bounds how well any trained spatial branch can mark the shape;
+  can be, so its AUC estimates how well a spatial branch reading these inputs could mark the shape
+  (for this block's trained channel attention);
 - **every channel of the backbone's map at the cell** (a 1 × 1 probe): what a localisation
   network reading the features themselves, as a spatial transformer's does, starts from.
 """
@@ -37,16 +38,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/localisation
 from vlkit.data import IMAGENET_MEAN, IMAGENET_STD
 
 
+def spatial_weight(block: torch.nn.Module, feature_map: torch.Tensor) -> torch.Tensor:
+    """``(b, h, w)``: what a CBAM block multiplies each cell's features by, averaged over the
+    channels, for a ``(b, C, h, w)`` map: ``mean_c(M_c)·M_s`` for the plain block and
+    ``1 − g + g·mean_c(M_c)·M_s`` behind a gate ``g`` (its output is ``F + g·(M_c·M_s·F − F)``)."""
+    refined = block.channel(feature_map)
+    scale = block.channel.attention_map(feature_map).mean(1)[:, 0]  # (b, 1): mean_c M_c per image
+    weight = scale[:, :, None] * block.spatial.attention_map(refined)[:, 0]
+    if block.gate is not None:
+        gate = block.gate_value()
+        weight = 1 - gate + gate * weight
+    return weight
+
+
 def probe_inputs(
     encoder: torch.nn.Module, images: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(pooled, channels, trained)`` per cell of the map the encoder's output CBAM reads:
     ``(b, h, w, 98)`` the 7 × 7 neighbourhood of ``[mean_c; max_c]`` of the channel-refined map,
-    ``(b, h, w, C)`` the backbone's map itself, and ``(b, h, w)`` the spatial weight the block
-    applies (``M_s``, or ``1 − g + g·M_s`` with a gate)."""
+    ``(b, h, w, C)`` the backbone's map itself, and ``(b, h, w)`` the block's
+    :func:`spatial_weight`.
+
+    Raises:
+        ValueError: no CBAM block on the read map, or a spatial transformer before it.
+    """
     block = getattr(encoder, "output_cbam", None)
     if block is None:
         raise ValueError("the image encoder has no CBAM block on its read map (train with cbam: output)")
+    if getattr(encoder, "output_stn", None) is not None:
+        raise ValueError(
+            "the image encoder has a spatial transformer before its CBAM block (stn: output): the "
+            "block's map no longer lines up with the image's cells; probe a run without it"
+        )
     seen: dict[str, torch.Tensor] = {}
     hook = block.register_forward_hook(lambda module, inputs, out: seen.setdefault("map", inputs[0]))
     try:
@@ -55,10 +78,7 @@ def probe_inputs(
             feature_map = seen["map"]  # (b, C, h, w)
             refined = block.channel(feature_map)
             pooled = torch.cat([refined.mean(1, keepdim=True), refined.amax(1, keepdim=True)], 1)
-            trained = block.spatial.attention_map(refined)[:, 0]
-            if block.gate is not None:
-                gate = block.gate_value()
-                trained = 1 - gate + gate * trained
+            trained = spatial_weight(block, feature_map)
     finally:
         hook.remove()
     b, _, h, w = pooled.shape

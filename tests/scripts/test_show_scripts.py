@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
+from vlkit.data import IMAGENET_MEAN, IMAGENET_STD
 from vlkit.vision import ImageEncoder
 
 SCRIPTS = Path(__file__).parents[2] / "scripts"
@@ -124,11 +126,21 @@ def test_cbam_probe_fits_a_separable_rule_and_reads_what_the_spatial_branch_read
     pooled, channels, weight = cbam_probe.probe_inputs(plain, images)
     assert pooled.shape == (2, 8, 8, 98) and channels.shape == (2, 8, 8, 128) and weight.shape == (2, 8, 8)
     conv = plain.output_cbam.spatial.conv  # the probe's inputs, weighted as the convolution weighs them
-    torch.testing.assert_close(torch.sigmoid(pooled @ conv.weight.flatten() + conv.bias), weight)
+    normalised = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(images)  # as the probe reads them
+    m_s = plain.output_cbam.spatial_map(plain.backbone_features(normalised).feature_map)[:, 0]
+    torch.testing.assert_close(torch.sigmoid(pooled @ conv.weight.flatten() + conv.bias), m_s)
+    # the spatial weight is the block's own multiplier of each feature, averaged over the channels
+    positive = torch.rand(2, 128, 8, 8) + 0.5
     gated = ImageEncoder("resnet10t", dim=8, feature_index=2, freeze=True, cbam="output").eval()
-    gated.load_state_dict(plain.state_dict(), strict=False)
     with torch.no_grad():
         gated.output_cbam.gate.fill_(-0.5)
-    torch.testing.assert_close(cbam_probe.probe_inputs(gated, images)[2], 1.5 - 0.5 * weight)
+    for block in (plain.output_cbam, gated.output_cbam):
+        with torch.no_grad():
+            multiplier = (block(positive) / positive).mean(1)
+        torch.testing.assert_close(cbam_probe.spatial_weight(block, positive), multiplier)
+    assert (cbam_probe.spatial_weight(gated.output_cbam, positive) > 1).all()  # g < 0: a gain
     with pytest.raises(ValueError, match="no CBAM block on its read map"):
         cbam_probe.probe_inputs(ImageEncoder("resnet10t", dim=8, feature_index=2), torch.rand(1, 3, 32, 32))
+    with_stn = ImageEncoder("resnet10t", dim=8, feature_index=2, freeze=True, cbam="output", stn="output")
+    with pytest.raises(ValueError, match="spatial transformer before its CBAM block"):
+        cbam_probe.probe_inputs(with_stn, torch.rand(1, 3, 32, 32))

@@ -383,10 +383,12 @@ def test_cbam_blocks_inside_a_frozen_backbone_train_their_batchnorm():
     BatchNorms stay in eval mode, the CBAM blocks' follow the encoder's mode."""
     encoder = ImageEncoder(
         "resnet10t", dim=8, feature_index=2, freeze=True, cbam="blocks", cbam_spatial_norm=True
-    ).train()
+    )
     blocks = [m for m in encoder.backbone.modules() if isinstance(m, CBAM)]
-    assert blocks and all(block.spatial.norm.training for block in blocks)
-    assert not encoder.backbone.bn1.training
+    for _ in range(2):  # as built (training mode), and after .train()
+        assert encoder.training and blocks and all(block.spatial.norm.training for block in blocks)
+        assert not encoder.backbone.bn1.training
+        encoder.train()
     encoder.eval()
     assert not any(block.spatial.norm.training for block in blocks)
 

@@ -13,8 +13,8 @@ cheaper than the ``amax`` timm uses (:func:`_max_pool`). The paper's equation fo
 normalisation; the authors' released code and timm's ``SpatialAttn`` put a BatchNorm between the
 convolution and the sigmoid, ``M_s(F) = σ(BN(conv7×7(...)))``. :class:`SpatialAttention` gives
 both (``norm``): without it, on features of a large scale (a pretrained backbone's late stages,
-``max_c`` around 16) an optimiser step of the 98 weights moves every logit by several units, and
-the map saturates to one value everywhere. Every block maps ``(b, C, H, W) -> (b, C, H, W)``
+``max_c`` around 16) an Adam step of ``lr = 2e-3`` on the 49 weights that read ``max_c`` can move a
+logit by up to about 1.6, and trained maps were seen to saturate to one value everywhere. Every block maps ``(b, C, H, W) -> (b, C, H, W)``
 and takes the channel count as its first argument, so the classes can be handed to timm
 backbones as ``attn_layer`` (applied to the residual branch before the addition).
 
@@ -105,7 +105,8 @@ class SpatialAttention(nn.Module):
 
     The normalised form standardises the logits over the batch and the map (batch statistics in
     training, running ones in eval mode), so the map's contrast between positions does not depend
-    on the scale of the features it reads, and the map cannot saturate to one value everywhere.
+    on the scale of the features it reads; its learned scale and shift can still flatten the map,
+    but an optimiser step no longer moves every logit by the features' scale.
 
     Args:
         kernel_size: odd size of the convolution (7 in the paper); padding keeps ``H × W``.
@@ -117,7 +118,9 @@ class SpatialAttention(nn.Module):
         ``attention_map(x) -> (b, 1, H, W)`` in ``(0, 1)``.
 
     Raises:
-        ValueError: an even or non-positive ``kernel_size``, or an input that is not 4-D.
+        ValueError: an even or non-positive ``kernel_size``, or an input that is not 4-D; with
+            ``norm=True`` in training mode, an input of one value per channel (``b·H·W == 1``),
+            from which BatchNorm cannot take batch statistics.
     """
 
     def __init__(
@@ -164,10 +167,10 @@ class CBAM(nn.Module):
         channels: number of channels ``C``.
         reduction: channel-MLP reduction ratio ``r`` (16 in the paper).
         kernel_size: spatial convolution size (7 in the paper).
-        spatial_norm: a BatchNorm on the spatial logits, as in the authors' code
-            (:class:`SpatialAttention`); off by default (the paper's equation).
         gate: None (the plain block), ``"zero"`` (the zero-initialised residual gate above) or
             ``"bounded"`` (the same gate clamped to ``[0, 1]``).
+        spatial_norm: a BatchNorm on the spatial logits, as in the authors' code
+            (:class:`SpatialAttention`); off by default (the paper's equation).
         device, dtype: where and in which dtype to create the parameters (timm passes them
             when it builds ``attn_layer``).
 

@@ -112,9 +112,9 @@ class ImageEncoder(nn.Module):
             initialisation (see :class:`vlkit.vision.CBAM`); ``"bounded"``: the same gate clamped
             to ``[0, 1]``, so the block can only attenuate; None: the paper's plain block, which
             rescales a pretrained backbone's features by about a quarter at initialisation.
+            (A spatial transformer starts as the identity transform unless ``stn_init_scale`` < 1.)
         cbam_spatial_norm: a BatchNorm on each CBAM block's spatial logits, as in the authors'
             code (see :class:`vlkit.vision.SpatialAttention`); trained even in a frozen backbone.
-            (A spatial transformer starts as the identity transform unless ``stn_init_scale`` < 1.)
         stn: add a spatial transformer (Jaderberg et al., NeurIPS 2015;
             :class:`vlkit.vision.SpatialTransformer`): ``None``, ``"input"`` (on the image),
             an integer ``k`` (on the output of feature stage ``k``, inside the backbone) or
@@ -354,6 +354,7 @@ class ImageEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim) if norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.dim = dim
+        self.train(self.training)  # frozen parts in eval mode, inserted blocks in the encoder's
 
     def _hook(self, stage_name: str, block: nn.Module) -> None:
         """Apply ``block`` to the output of the backbone module ``stage_name``."""
