@@ -36,7 +36,7 @@ from vlkit.text import (
     WordTokenizer,
     create_caption_tokenizer,
 )
-from vlkit.vision.encoder import BackboneFeatures
+from vlkit.vision.encoder_io import BackboneFeatures
 
 FAST = settings(max_examples=150, deadline=None)  # pure-Python word tokenizers, collate
 SLOW = settings(max_examples=60, deadline=None)  # the HF tokenizer (a Rust call per example)

@@ -18,7 +18,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from vlkit.data.bad_samples import report_unreadable_image
 from vlkit.data.images import DEFAULT_MAX_IMAGE_PIXELS, load_image
-from vlkit.vision.encoder import BackboneFeatures
+from vlkit.vision.encoder_io import BackboneFeatures
 
 __all__ = [
     "EpochSampler",

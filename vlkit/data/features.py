@@ -34,7 +34,7 @@ from vlkit.cache import cache_root
 from vlkit.data.bad_samples import BadSampleError, report_unreadable_image
 from vlkit.data.images import DEFAULT_MAX_IMAGE_PIXELS, image_key, load_image
 from vlkit.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from vlkit.vision.encoder import BackboneFeatures
+from vlkit.vision.encoder_io import BackboneFeatures
 
 __all__ = ["FeatureCache", "build_feature_cache", "encoder_fingerprint", "image_key"]
 

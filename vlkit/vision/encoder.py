@@ -11,7 +11,6 @@ import functools
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import timm
 import torch
@@ -19,48 +18,15 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from vlkit.vision.cbam import CBAM
+from vlkit.vision.encoder_io import BackboneFeatures, ImageEncoderOutput, check_finite
 from vlkit.vision.options import check_placements, check_stn_options
 from vlkit.vision.pretrained import packaged_weights_file
 from vlkit.vision.stages import freeze_through, module_path
 from vlkit.vision.stn import FeatureMapLocalization, SaliencyLocalization, SpatialTransformer
 
-__all__ = ["BackboneFeatures", "ImageEncoder", "ImageEncoderOutput", "check_finite"]
+__all__ = ["ImageEncoder"]
 
 _FEATURE_MODES = ("features_only", "forward_features")
-
-
-class BackboneFeatures(NamedTuple):
-    """Precomputed output of a frozen backbone, given to :class:`ImageEncoder` in place of images.
-
-    Made by :meth:`ImageEncoder.backbone_features` (e.g. once per image by a DataModule with
-    ``cache_features=True``); the encoder then runs only its trainable part (``"output"``
-    spatial transformer and CBAM, projection, normalisation, dropout) on them. A NamedTuple, so
-    Lightning moves it to the device like any batch field.
-
-    Attributes:
-        feature_map: ``(b, C, h, w)`` (CNNs; ``(b, h, w, C)`` for channels-last backbones) or
-            ``(b, prefix + n, C)`` (ViT tokens) float, as the backbone returned it.
-    """
-
-    feature_map: Tensor
-
-
-class ImageEncoderOutput(NamedTuple):
-    """Output of :class:`ImageEncoder`.
-
-    Attributes:
-        features: ``(b, n, d)`` region features, regions in row-major grid order.
-        mask: ``(b, n)`` bool, True for every region (images have no padding); kept so that
-            every encoder returns ``(features, mask)``.
-        grid_size: ``(h, w)`` of the feature grid, ``h · w = n``.
-        theta: ``(b, 2, 3)`` the spatial transformer's affine matrices when the encoder has
-            one (``stn``), else None.
-    """
-
-    features: Tensor
-    mask: Tensor
-    grid_size: tuple[int, int]
-    theta: Tensor | None = None
 
 
 class ImageEncoder(nn.Module):
@@ -301,8 +267,6 @@ class ImageEncoder(nn.Module):
         self._theta: Tensor | None = None
         # a backbone with nothing trainable inside needs no autograd graph (halves its CPU cost)
         self._no_grad_backbone = frozen_all and cbam in (None, "output") and stn in (None, "output")
-        if frozen_all:
-            self.backbone.eval()
         self.num_prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
         # the inserted blocks draw their initial weights from a stream of their own, so a model
         # with them starts every other weight where the model without them does (same seed)
@@ -492,26 +456,3 @@ def _separate_rng() -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2**62, ())))
         yield
-
-
-def check_finite(values: Tensor, name: str) -> Tensor:
-    """Return ``values`` (a float tensor, batch first) if every entry is finite.
-
-    Raises:
-        ValueError: NaN or infinite entries; the message counts them and names the samples
-            (first dimension) that hold them.
-        RuntimeError: the same, under :func:`torch.compile`, where the check runs inside the
-            graph (:func:`torch._assert_async`; reading it on the host would break the graph).
-    """
-    if torch.compiler.is_compiling():
-        torch._assert_async(torch.isfinite(values).all(), f"{name} contain NaN or infinite values")
-        return values
-    finite = torch.isfinite(values)
-    if not bool(finite.all()):
-        bad = (~finite).flatten(1).any(1).nonzero().flatten().tolist() if values.dim() > 1 else []
-        raise ValueError(
-            f"{name} contain {int((~finite).sum())} NaN or infinite value(s)"
-            + (f" in sample(s) {bad[:10]}{' ...' if len(bad) > 10 else ''}" if bad else "")
-            + ": check how they were decoded, normalised or cached"
-        )
-    return values
