@@ -42,9 +42,8 @@ def spatial_weight(block: torch.nn.Module, feature_map: torch.Tensor) -> torch.T
     """``(b, h, w)``: what a CBAM block multiplies each cell's features by, averaged over the
     channels, for a ``(b, C, h, w)`` map: ``mean_c(M_c)·M_s`` for the plain block and
     ``1 − g + g·mean_c(M_c)·M_s`` behind a gate ``g`` (its output is ``F + g·(M_c·M_s·F − F)``)."""
-    refined = block.channel(feature_map)
-    scale = block.channel.attention_map(feature_map).mean(1)[:, 0]  # (b, 1): mean_c M_c per image
-    weight = scale[:, :, None] * block.spatial.attention_map(refined)[:, 0]
+    channel = block.channel.attention_map(feature_map)  # (b, C, 1, 1)
+    weight = channel.mean(1) * block.spatial.attention_map(channel * feature_map)[:, 0]  # (b, h, w)
     if block.gate is not None:
         gate = block.gate_value()
         weight = 1 - gate + gate * weight
@@ -71,16 +70,19 @@ def probe_inputs(
             "block's map no longer lines up with the image's cells; probe a run without it"
         )
     seen: dict[str, torch.Tensor] = {}
-    hook = block.register_forward_hook(lambda module, inputs, out: seen.setdefault("map", inputs[0]))
+    hooks = [  # the block's input map, and the channel-refined map its spatial branch reads
+        module.register_forward_hook(lambda m, inputs, out, key=key: seen.setdefault(key, inputs[0]))
+        for module, key in ((block, "map"), (block.spatial, "refined"))
+    ]
     try:
         with torch.no_grad():
             encoder(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(images))
             feature_map = seen["map"]  # (b, C, h, w)
-            refined = block.channel(feature_map)
-            pooled = torch.cat([refined.mean(1, keepdim=True), refined.amax(1, keepdim=True)], 1)
+            pooled = block.spatial.descriptors(seen["refined"])  # (b, 2, h, w)
             trained = spatial_weight(block, feature_map)
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
     b, _, h, w = pooled.shape
     size = block.spatial.conv.kernel_size[0]
     patches = F.unfold(pooled, size, padding=size // 2)  # (b, 2 * size * size, h * w)

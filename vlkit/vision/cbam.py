@@ -14,9 +14,11 @@ normalisation; the authors' released code and timm's ``SpatialAttn`` put a Batch
 convolution and the sigmoid, ``M_s(F) = σ(BN(conv7×7(...)))``. :class:`SpatialAttention` gives
 both (``norm``): without it, on features of a large scale (a pretrained backbone's late stages,
 ``max_c`` around 16) an Adam step of ``lr = 2e-3`` on the 49 weights that read ``max_c`` can move a
-logit by up to about 1.6, and trained maps were seen to saturate to one value everywhere. Every block maps ``(b, C, H, W) -> (b, C, H, W)``
-and takes the channel count as its first argument, so the classes can be handed to timm
-backbones as ``attn_layer`` (applied to the residual branch before the addition).
+logit by up to about 1.6, and trained maps were seen to saturate to one value everywhere.
+
+Every block maps ``(b, C, H, W) -> (b, C, H, W)`` and takes the channel count as its first
+argument, so the classes can be handed to timm backbones as ``attn_layer`` (applied to the
+residual branch before the addition).
 
 Shape legend: ``b`` batch, ``C`` channels, ``H × W`` the feature map.
 """
@@ -115,7 +117,7 @@ class SpatialAttention(nn.Module):
 
     Shapes:
         ``forward(x: (b, C, H, W)) -> (b, C, H, W)`` = ``M_s(x) ⊙ x``;
-        ``attention_map(x) -> (b, 1, H, W)`` in ``(0, 1)``.
+        ``attention_map(x) -> (b, 1, H, W)`` in ``(0, 1)``; ``descriptors(x) -> (b, 2, H, W)``.
 
     Raises:
         ValueError: an even or non-positive ``kernel_size``, or an input that is not 4-D; with
@@ -137,11 +139,14 @@ class SpatialAttention(nn.Module):
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=not norm, **factory)
         self.norm = nn.BatchNorm2d(1, **factory) if norm else nn.Identity()
 
+    def descriptors(self, x: Tensor) -> Tensor:
+        """``[mean_c(x); max_c(x)]``, what the convolution reads: ``(b, C, H, W) -> (b, 2, H, W)``."""
+        _check_map(x)
+        return torch.cat([x.mean(1, keepdim=True), _max_pool(x, 1)], dim=1)
+
     def attention_map(self, x: Tensor) -> Tensor:
         """``M_s(x)``: ``(b, C, H, W) -> (b, 1, H, W)``."""
-        _check_map(x)
-        pooled = torch.cat([x.mean(1, keepdim=True), _max_pool(x, 1)], dim=1)  # (b, 2, H, W)
-        return torch.sigmoid(self.norm(self.conv(pooled)))
+        return torch.sigmoid(self.norm(self.conv(self.descriptors(x))))
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.attention_map(x)
