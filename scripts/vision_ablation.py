@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPE = "recipes/vqa/easy_vqa_parallel.yaml"
 # variant -> (image encoder arguments changed, task arguments changed); the rest is the recipe's
 FINETUNE = ({"freeze": False}, {"optimization.backbone_lr_ratio": 0.1})
+TOP_FINETUNE = ({"freeze": 3}, {"optimization.backbone_lr_ratio": 0.1})
 VARIANTS = {
     "none": ({}, {}),
     "cbam": ({"cbam": "stages"}, {}),
@@ -43,6 +44,18 @@ VARIANTS = {
     "finetuned+stn": ({**FINETUNE[0], "stn": "input"}, FINETUNE[1]),
     "finetuned+cbam+stn": ({**FINETUNE[0], "cbam": "stages", "stn": "input"}, FINETUNE[1]),
     "scratch": ({"packaged_weights": False, "freeze": False}, {}),
+    # partial fine-tuning: the stem and the first three stages frozen, their output cached (stride 8
+    # on EfficientNet-Lite0), the stages after them trained at a tenth of the rate, as "finetuned"
+    "top-finetuned": TOP_FINETUNE,
+    "top-finetuned+cbam-output": ({**TOP_FINETUNE[0], "cbam": "output"}, TOP_FINETUNE[1]),
+    "top-finetuned+stn-output": (
+        {**TOP_FINETUNE[0], "stn": "output"},
+        {**TOP_FINETUNE[1], "optimization.localization_lr_ratio": 0.1},
+    ),
+    "top-finetuned+cbam+stn-output": (
+        {**TOP_FINETUNE[0], "cbam": "output", "stn": "output"},
+        {**TOP_FINETUNE[1], "optimization.localization_lr_ratio": 0.1},
+    ),
     # blocks on the map the encoder reads, after the frozen backbone: cached features, no backward
     # through the backbone; the localisation net at a tenth of the rate, as in the STN recipe
     "cbam-output": ({"cbam": "output"}, {}),

@@ -125,10 +125,10 @@ def test_sentiment_trains_from_cached_features():
 
 def test_a_trainable_backbone_cannot_be_cached():
     dm = vqa_dm(cache_features=True)
-    encoder = ImageEncoder("resnet10t", 32, feature_index=1, freeze=1)
+    encoder = ImageEncoder("resnet10t", 32, feature_index=1, freeze=1, cbam="stages")
     assert not encoder.cacheable
     with pytest.raises(
-        ValueError, match=r"whole backbone is frozen.*freeze=1.*the image encoder's freeze: true"
+        ValueError, match=r"whole backbone is frozen, or its first k stages.*freeze=1, cbam='stages'"
     ):
         dm.cache_image_features(encoder)
     with pytest.raises(ValueError, match="not frozen"):
@@ -136,6 +136,50 @@ def test_a_trainable_backbone_cannot_be_cached():
     dm.setup("fit")  # no trainer, no encoder: nothing cached yet
     with pytest.raises(ValueError, match="cache_features is set but no features were cached"):
         dm.train_dataloader()
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_partial_fine_tuning_trains_the_same_from_the_cache_of_its_frozen_stages(augment):
+    """freeze: k: the cache holds the k-th stage's output, and the later stages, which train, run
+    on it: the same seeded training as from the images."""
+    encoder = {**FROZEN, "freeze": 1, "cbam": "output"}
+    results, stage2 = [], []
+    for cache in (False, True):
+        pl.seed_everything(0)
+        dm = vqa_dm(cache_features=cache, augment=augment)
+        task = VQATask(**{**SMALL, "image_encoder": encoder}, vocabulary=dm.vocabulary, answers=dm.answers)
+        before = task.model.image_encoder.backbone.layer1[0].conv1.weight.clone()
+        trainer = quiet_trainer(max_epochs=2)
+        trainer.fit(task, dm)
+        assert bool(dm._feature_caches) == cache
+        if cache:  # resnet10t's first stage, its stem (64 channels at stride 2): 16 x 16 cells of 32 pixels
+            assert dm._feature_caches["train"].features.shape[2:] == (64, 16, 16)
+        results.append(trainer.validate(task, dm, verbose=False)[0])
+        stage2.append(task.model.image_encoder.backbone.layer1[0].conv1.weight.detach())
+        assert not torch.equal(stage2[-1], before)  # the stage after the cached ones trained
+    assert results[0] == pytest.approx(results[1], abs=1e-5)
+    torch.testing.assert_close(stage2[0], stage2[1], atol=1e-5, rtol=1e-5)
+
+
+def test_a_partial_cache_is_keyed_by_the_frozen_stages_alone():
+    """The stages after the cached ones train: their weights do not key the cache (a resumed run
+    reuses it), the frozen stages' weights and how many are frozen do."""
+    from vlkit.data.features import encoder_fingerprint
+
+    torch.manual_seed(0)
+    encoder = ImageEncoder("resnet10t", 32, feature_index=2, freeze=1)
+    key = encoder_fingerprint(encoder)
+    with torch.no_grad():  # freeze: 1 is the stem; layer1 trains
+        encoder.backbone.layer1[0].conv1.weight.add_(1.0)
+    assert encoder_fingerprint(encoder) == key
+    with torch.no_grad():
+        encoder.backbone.conv1[0].weight.add_(1.0)
+    assert encoder_fingerprint(encoder) != key
+    two = ImageEncoder("resnet10t", 32, feature_index=2, freeze=2)
+    two.backbone.load_state_dict(encoder.backbone.state_dict())
+    whole = ImageEncoder("resnet10t", 32, feature_index=2, freeze=True)
+    whole.backbone.load_state_dict(encoder.backbone.state_dict())
+    assert len({encoder_fingerprint(e) for e in (encoder, two, whole)}) == 3
 
 
 def test_the_disk_cache_is_reused_and_keyed_by_the_weights(monkeypatch):
@@ -222,6 +266,8 @@ def test_auto_caches_a_frozen_backbone_and_reads_images_otherwise():
         (FROZEN, True),
         ({**FROZEN, "cbam": "stages"}, False),
         (blocks_after, True),
+        ({**FROZEN, "freeze": 1}, True),  # the first stage frozen: its output is cached
+        ({**FROZEN, "freeze": False}, False),
     ):
         dm = vqa_dm(cache_features="auto")
         task = VQATask(

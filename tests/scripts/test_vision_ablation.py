@@ -82,6 +82,10 @@ def test_every_variant_names_valid_encoder_and_optimisation_arguments():
                 "cbam-plain-bn-output",
                 "stn-output",
                 "cbam+stn-output",
+                "top-finetuned",
+                "top-finetuned+cbam-output",
+                "top-finetuned+stn-output",
+                "top-finetuned+cbam+stn-output",
             )
         ), variant
         Optimization(**{key.removeprefix("optimization."): value for key, value in task_args.items()})

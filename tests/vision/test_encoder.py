@@ -6,7 +6,8 @@ import pytest
 import timm
 import torch
 
-from vlkit.vision import CBAM, ImageEncoder, ImageEncoderOutput
+from vlkit.vision import CBAM, BackboneFeatures, ImageEncoder, ImageEncoderOutput
+from vlkit.vision.stages import module_path
 
 
 @pytest.fixture(scope="module")
@@ -376,6 +377,52 @@ def test_freeze_first_k_stages():
     before = encoder.backbone.bn1.running_mean.clone()
     encoder(torch.randn(4, 3, 32, 32))
     torch.testing.assert_close(encoder.backbone.bn1.running_mean, before)  # frozen BN statistics
+
+
+@pytest.mark.parametrize(
+    ("backbone", "feature_index", "freeze"),
+    [
+        ("resnet10t", 3, 2),
+        ("efficientnet_lite0", 3, 3),
+        ("mobilenetv3_small_050", 3, 1),
+        ("convnext_atto", 2, 1),
+        ("resnet10t", 2, 3),  # every stage read is frozen: nothing runs after the cache
+    ],
+)
+def test_the_first_k_frozen_stages_are_cached_and_the_rest_train_on_them(backbone, feature_index, freeze):
+    """freeze: k: backbone_features gives the k-th stage's output, and the later stages on it give
+    what the image gives, in eval and in training mode (their BatchNorm trains, the frozen
+    stages' does not); the gradient reaches the later stages only."""
+    torch.manual_seed(0)
+    encoder = ImageEncoder(backbone, dim=16, feature_index=feature_index, freeze=freeze, cbam="output")
+    assert encoder.cacheable and not encoder._no_grad_backbone
+    stage = module_path(encoder.backbone, encoder.backbone.feature_info.module_name()[freeze - 1])
+    assert encoder.cached_prefix[-1][0] == stage
+    image = torch.randn(3, 3, 64, 64)
+    features = encoder.backbone_features(image)
+    assert features.feature_map.shape[:2] == (3, encoder.backbone.feature_info.channels()[freeze - 1])
+    assert not features.feature_map.requires_grad
+    for mode in (False, True):
+        encoder.train(mode)
+        torch.manual_seed(1)
+        direct = encoder(image).features
+        torch.manual_seed(1)
+        cached = encoder(features)
+        torch.testing.assert_close(cached.features, direct, atol=1e-5, rtol=1e-5)
+    cached.features.square().sum().backward()
+    assert all(p.grad is None for p in encoder.backbone.parameters() if not p.requires_grad)
+    reached = any(p.grad is not None for p in encoder.backbone.parameters() if p.requires_grad)
+    assert reached == (freeze < len(encoder.backbone.feature_info.module_name()))
+    with pytest.raises(ValueError, match=r"output of the last frozen stage.*backbone_features"):
+        encoder(BackboneFeatures(torch.zeros(1, 7, 4, 4)))
+
+
+@pytest.mark.parametrize("inside", [{"cbam": "stages"}, {"stn": "input"}, {"stn": 1}, {"cbam": "blocks"}])
+def test_blocks_inside_a_partly_frozen_backbone_make_it_uncacheable(inside):
+    encoder = ImageEncoder("resnet10t", dim=8, feature_index=2, freeze=1, **inside)
+    assert not encoder.cacheable and encoder.cached_prefix is None
+    with pytest.raises(ValueError, match=r"freeze: k stages.*cbam / stn to null or 'output'"):
+        encoder.backbone_features(torch.randn(1, 3, 32, 32))
 
 
 def test_cbam_blocks_inside_a_frozen_backbone_train_their_batchnorm():

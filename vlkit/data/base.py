@@ -52,9 +52,10 @@ class SplitDataModule(pl.LightningDataModule, ABC):
             sample out, counted and reported).
         cache_features: ``True``: compute the frozen image backbone's features once per image
             (on the trainer's accelerator, kept on disk) and train from them instead of decoding
-            images every epoch (:mod:`vlkit.data.features`); needs a fully frozen backbone
-            without CBAM or spatial transformer (an error says so otherwise). ``"auto"``: cache
-            when the backbone is so, else read images. ``False``: read images. The task gives its
+            images every epoch (:mod:`vlkit.data.features`); needs a frozen backbone (``freeze:
+            true``, or ``freeze: k``: the first ``k`` stages' output is cached and the later stages
+            train on it) without CBAM or spatial transformer inside (an error says so otherwise).
+            ``"auto"``: cache when the backbone is so, else read images. ``False``: read images. The task gives its
             image encoder when training starts (or call :meth:`cache_image_features` yourself).
         feature_cache_dtype: how cached features are stored: ``"float32"`` or ``"float16"``
             (half the disk and page-cache bytes; read back as float32).

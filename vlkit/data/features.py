@@ -2,7 +2,8 @@
 
 When the image encoder's backbone is frozen (image encoder ``freeze: true``, no CBAM / spatial
 transformer), its output for an image never changes during training, so computing it every
-epoch is wasted work. A DataModule with ``cache_features: true`` computes it once per distinct
+epoch is wasted work; with ``freeze: k`` the same holds for the output of the first ``k``
+stages, and the later stages train on the cached map. A DataModule with ``cache_features: true`` computes it once per distinct
 image of each split (batched, on the trainer's accelerator), stores it as a memory-mapped
 ``.npy`` array under ``$VLKIT_CACHE/features`` (default ``~/.cache/vlkit/features``) keyed by
 everything it depends on, and its loaders then yield :class:`vlkit.vision.BackboneFeatures`
@@ -77,19 +78,25 @@ class FeatureCache:
 
 
 def encoder_fingerprint(encoder: nn.Module) -> str:
-    """SHA-1 of the backbone's configuration, the stage it is read at and every tensor of its
-    state (weights and BatchNorm statistics), so the cache is never reused for other weights or
-    another stage (some timm feature extractors, e.g. EfficientNet's, keep every stage's
-    weights whichever stage is read)."""
+    """SHA-1 of the backbone's configuration, the stage it is read at and every tensor of the
+    state (weights and BatchNorm statistics) of what the cache holds the output of: the whole
+    backbone, or with ``freeze: k`` the frozen stages (the later ones train, and are not part
+    of it), so the cache is never reused for other weights or another stage (some timm feature
+    extractors, e.g. EfficientNet's, keep every stage's weights whichever stage is read)."""
     digest = hashlib.sha1()
     info = getattr(encoder.backbone, "feature_info", None)  # features_only: the stages read
     stages = (info.module_name(), info.channels(), info.reduction()) if hasattr(info, "module_name") else None
     digest.update(repr((type(encoder.backbone).__name__, encoder.feature_mode, stages)).encode())
     if getattr(encoder, "backbone_precision", "32") != "32":  # bfloat16 features are other features
         digest.update(repr(encoder.backbone_precision).encode())
-    for name, tensor in encoder.backbone.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    prefix = getattr(encoder, "cached_prefix", None)  # freeze: k, only the frozen stages' weights
+    if prefix is not None:
+        digest.update(repr(("frozen stages", [name for name, _ in prefix])).encode())
+    parts = [("", encoder.backbone)] if prefix is None else [(f"{name}.", module) for name, module in prefix]
+    for where, module in parts:
+        for name, tensor in module.state_dict().items():
+            digest.update((where + name).encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -168,10 +175,11 @@ def build_feature_cache(
         raise ValueError(f"feature cache storage must be one of {list(STORAGE_DTYPES)}, got {storage!r}")
     if not getattr(encoder, "cacheable", False):
         raise ValueError(
-            "feature caching needs a vlkit.vision.ImageEncoder whose whole backbone is frozen, without "
-            f"CBAM or spatial transformer inside or before it (got freeze={getattr(encoder, 'freeze', None)!r}, "
+            "feature caching needs a vlkit.vision.ImageEncoder whose whole backbone is frozen, or its first "
+            "k stages (freeze: k, for backbones whose stages run in sequence), without CBAM or spatial "
+            f"transformer inside or before it (got freeze={getattr(encoder, 'freeze', None)!r}, "
             f"cbam={getattr(encoder, 'cbam', None)!r}, stn={getattr(encoder, 'stn', None)!r}); set "
-            "the image encoder's freeze: true and cbam / stn null or 'output', or data.cache_features: false"
+            "the image encoder's freeze and cbam / stn null or 'output', or data.cache_features: false"
         )
     cells_column = hf_split.select_columns([image_column])[image_column]
     keys, first_row, index = {}, [], {}

@@ -155,7 +155,7 @@ class TrainingTask(
             encoder = getattr(self.model, "image_encoder", None)
             if mode == "auto" and not getattr(encoder, "cacheable", False):
                 log.info(
-                    "cache_features: auto: reading images (no image encoder with a wholly frozen backbone)"
+                    "cache_features: auto: reading images (no image encoder whose frozen backbone can be cached)"
                 )
                 return
             if encoder is None:

@@ -21,7 +21,7 @@ from vlkit.vision.cbam import CBAM
 from vlkit.vision.encoder_io import BackboneFeatures, ImageEncoderOutput, check_finite
 from vlkit.vision.options import check_placements, check_stn_options
 from vlkit.vision.pretrained import packaged_weights_file
-from vlkit.vision.stages import freeze_through, module_path
+from vlkit.vision.stages import freeze_through, module_path, sequential_modules
 from vlkit.vision.stn import FeatureMapLocalization, SaliencyLocalization, SpatialTransformer
 
 __all__ = ["ImageEncoder"]
@@ -65,7 +65,10 @@ class ImageEncoder(nn.Module):
             the stem and the first ``k`` feature stages (``features_only`` mode), ``False``
             nothing. Frozen parts get no gradients and their BatchNorm statistics stay fixed
             (eval mode even while training), as with the fixed CNN features of Lu et al.
-            (2016). The projection, normalisation, CBAM and STN blocks still train.
+            (2016). The projection, normalisation, CBAM and STN blocks still train. With no
+            CBAM or spatial transformer inside the backbone, what the frozen part gives can be
+            cached (:attr:`cacheable`): with ``k`` stages, their output, and the later stages
+            train on it (partial fine-tuning at the cost of the later stages alone).
         cbam: add CBAM blocks (Woo et al., ECCV 2018; :class:`vlkit.vision.CBAM`): ``None``
             (none), ``"stages"`` (after each feature stage up to the one read), ``"blocks"``
             (inside every residual block, on the residual branch before the addition, for
@@ -251,6 +254,19 @@ class ImageEncoder(nn.Module):
                     f"freeze={freeze} stages, but the encoder reads only {len(stage_names)} stages"
                 )
             freeze_through(self.backbone, module_path(self.backbone, stage_names[freeze - 1]))
+        # freeze: k with nothing inserted in the backbone: the frozen stages' output is a fixed
+        # function of the image, to cache; the trained stages then run on it
+        self._prefix: list[tuple[str, nn.Module]] | None = None
+        self._tail: list[nn.Module] = []
+        if freeze and not frozen_all and cbam in (None, "output") and stn in (None, "output"):
+            modules = sequential_modules(self.backbone)
+            if modules is not None:
+                names = [name for name, _ in modules]
+                cut = names.index(module_path(self.backbone, stage_names[freeze - 1])) + 1
+                end = names.index(module_path(self.backbone, stage_names[-1])) + 1
+                self._prefix = modules[:cut]
+                self._tail = [module for _, module in modules[cut:end]]
+                self._prefix_channels = stage_channels[freeze - 1]
         for module in self.backbone.modules():  # CBAM inside residual blocks trains even when frozen
             if isinstance(module, CBAM):
                 module.requires_grad_(True)
@@ -350,15 +366,26 @@ class ImageEncoder(nn.Module):
 
     @property
     def cacheable(self) -> bool:
-        """True when the backbone output is a fixed function of the image (the whole backbone
-        frozen, no CBAM or spatial transformer inside or before it; ``"output"`` blocks run after
-        it), so it can be computed once per image (:meth:`backbone_features`) and cached."""
-        return self._no_grad_backbone
+        """True when what the frozen part of the backbone gives is a fixed function of the image,
+        so it can be computed once per image (:meth:`backbone_features`) and cached: the whole
+        backbone frozen (``freeze=True``), or its first ``k`` stages (``freeze=k``, for the timm
+        wrappers :func:`vlkit.vision.stages.sequential_modules` can split), with no CBAM or
+        spatial transformer inside or before it (``"output"`` blocks run after it)."""
+        return self._no_grad_backbone or self._prefix is not None
+
+    @property
+    def cached_prefix(self) -> list[tuple[str, nn.Module]] | None:
+        """With ``freeze=k`` and :attr:`cacheable`: the backbone's modules, as ``(name, module)``
+        in order, whose output :meth:`backbone_features` gives (the stem and the first ``k``
+        stages); None otherwise (with ``freeze=True`` it gives the whole backbone's)."""
+        return self._prefix
 
     @torch.no_grad()
     def backbone_features(self, image: Tensor) -> BackboneFeatures:
         """The frozen backbone's output for ``image (b, 3, H, W)``, to cache and give back to
-        :meth:`forward` (as the backbone runs in training: eval mode, no gradients).
+        :meth:`forward` (as the backbone runs in training: eval mode, no gradients). With
+        ``freeze=k``, the output ``(b, C_k, H / r_k, W / r_k)`` of the ``k``-th stage (the last
+        frozen one), from which :meth:`forward` runs the stages that train.
 
         Raises:
             ValueError: the encoder is not :attr:`cacheable` (the message says why), or a bad
@@ -366,26 +393,40 @@ class ImageEncoder(nn.Module):
         """
         if not self.cacheable:
             raise ValueError(
-                "only a fully frozen backbone without CBAM or spatial transformer inside or before it gives "
-                f"features that can be cached (this encoder has freeze={self.freeze!r}, cbam={self.cbam!r}, "
-                f"stn={self.stn!r}); set the image encoder's freeze: true and cbam / stn to null or "
+                "only a frozen backbone (freeze: true, or freeze: k stages of a backbone whose stages run "
+                "in sequence) without CBAM or spatial transformer inside or before it gives features that "
+                f"can be cached (this encoder has freeze={self.freeze!r}, cbam={self.cbam!r}, "
+                f"stn={self.stn!r}); set the image encoder's freeze and cbam / stn to null or "
                 "'output', or turn feature caching off"
             )
-        return BackboneFeatures(self._backbone(image).contiguous())  # NCHW strides, as stored
+        if self._prefix is None:
+            return BackboneFeatures(self._backbone(image).contiguous())  # NCHW strides, as stored
+        self._check_image(image)
+        x = self._backbone_input(image)
+        for _, module in self._prefix:
+            x = module(x)
+        return BackboneFeatures(x.contiguous())
 
-    def _backbone(self, image: Tensor) -> Tensor:
+    @staticmethod
+    def _check_image(image: Tensor) -> None:
         if image.dim() != 4 or image.shape[1] != 3 or not image.is_floating_point():
             raise ValueError(
                 f"image must be a float tensor (b, 3, H, W), got {image.dtype} {tuple(image.shape)}"
             )
+
+    def _backbone(self, image: Tensor) -> Tensor:
+        self._check_image(image)
         if self.input_stn is not None:
             image, self._theta = self.input_stn(image)
         return self._run_backbone(image)
 
+    def _backbone_input(self, x: Tensor) -> Tensor:
+        """``x`` (an image, or a cached map for the trained stages) in the backbone's memory format."""
+        return x.contiguous(memory_format=torch.channels_last) if self.memory_format == "channels_last" else x
+
     def _run_backbone(self, image: Tensor) -> Tensor:
         """The backbone on ``image (b, 3, H, W)``: the map it reads, in its memory format and layout."""
-        if self.memory_format == "channels_last":
-            image = image.contiguous(memory_format=torch.channels_last)
+        image = self._backbone_input(image)
         low_precision = torch.autocast(
             image.device.type, torch.bfloat16, enabled=self.backbone_precision == "bf16"
         )
@@ -395,6 +436,23 @@ class ImageEncoder(nn.Module):
             else:
                 out = self.backbone.forward_features(image)
         return out.float() if self.backbone_precision == "bf16" else out
+
+    def _run_tail(self, fmap: Tensor) -> Tensor:
+        """The stages after the frozen ones (``freeze=k``) on their cached output ``(b, C_k, h, w)``.
+
+        Raises:
+            ValueError: ``fmap`` is not the output of the last frozen stage (its channels).
+        """
+        if fmap.dim() != 4 or fmap.shape[1] != self._prefix_channels:
+            raise ValueError(
+                f"cached features must be the output of the last frozen stage, (b, {self._prefix_channels}, h, w) "
+                f"with freeze={self.freeze}; got {tuple(fmap.shape)}: build the cache with this encoder's "
+                "backbone_features"
+            )
+        fmap = self._backbone_input(fmap)
+        for module in self._tail:
+            fmap = module(fmap)
+        return fmap
 
     def _spatial_map(self, fmap: Tensor, needs: str, instead: str) -> Tensor:
         """The backbone's output ``fmap`` as ``(b, C, h, w)``; ``needs`` and ``instead`` name, in the
@@ -429,8 +487,13 @@ class ImageEncoder(nn.Module):
         self._theta = None
         if isinstance(image, BackboneFeatures):
             if not self.cacheable:
-                raise ValueError("BackboneFeatures were given, but this encoder's backbone is not frozen")
+                raise ValueError(
+                    "BackboneFeatures were given, but this encoder's backbone is not frozen "
+                    "(see ImageEncoder.cacheable)"
+                )
             fmap = check_finite(image.feature_map, "cached backbone features")
+            if self._prefix is not None:
+                fmap = self._run_tail(fmap)
         else:
             fmap = self._backbone(check_finite(image, "images"))
         if self.output_stn is not None or self.output_cbam is not None:

@@ -1,10 +1,10 @@
-"""Finding and freezing the feature stages of a timm backbone by name."""
+"""Finding, freezing and splitting the feature stages of a timm backbone by name."""
 
 from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["freeze_through", "module_path"]
+__all__ = ["freeze_through", "module_path", "sequential_modules"]
 
 
 def module_path(backbone: nn.Module, stage_name: str) -> str:
@@ -26,3 +26,29 @@ def freeze_through(backbone: nn.Module, stage_path: str) -> None:
         seen = seen or inside
         for param in module.parameters(recurse=False):
             param.requires_grad_(False)
+
+
+def sequential_modules(backbone: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The modules a timm ``features_only`` backbone runs one after another on its input, as
+    ``(name, module)`` pairs in order, or None where the wrapper runs them otherwise.
+
+    Running them in turn gives the backbone's last feature map, so the stages up to a point can
+    run once (a frozen prefix, cached) and the rest on their output. Each feature stage's module
+    name (``feature_info.module_name()``) is one of the names. Known wrappers: timm's
+    ``FeatureListNet`` / ``FeatureDictNet`` (ResNets, ConvNeXts, RegNets, ...: its children in
+    order) and the EfficientNet / MobileNetV3 feature extractors (the stem as one module named
+    ``"bn1"``, the stem stage's name, then each block stage ``"blocks.i"``). Others (feature
+    hooks, ``FeatureGetterNet``, gradient checkpointing) give None.
+    """
+    from timm.models import _features, efficientnet, mobilenetv3
+
+    if getattr(backbone, "grad_checkpointing", False):
+        return None
+    if isinstance(backbone, _features.FeatureDictNet):
+        return list(backbone.items())
+    if isinstance(backbone, (efficientnet.EfficientNetFeatures, mobilenetv3.MobileNetV3Features)):
+        if backbone.feature_hooks is not None:
+            return None
+        stem = [child for name, child in backbone.named_children() if name != "blocks"]
+        return [("bn1", nn.Sequential(*stem))] + [(f"blocks.{i}", b) for i, b in enumerate(backbone.blocks)]
+    return None
