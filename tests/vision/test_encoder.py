@@ -417,6 +417,21 @@ def test_the_first_k_frozen_stages_are_cached_and_the_rest_train_on_them(backbon
         encoder(BackboneFeatures(torch.zeros(1, 7, 4, 4)))
 
 
+@pytest.mark.parametrize("freeze", [False, 3])
+def test_stages_after_the_one_read_are_not_trainable(freeze):
+    """timm's EfficientNet extractor keeps blocks 5 and 6 when stage 3 (blocks.4) is read: they
+    never reach the output, so they are not counted as trainable (nor optimised)."""
+    encoder = ImageEncoder("efficientnet_lite0", dim=8, feature_index=3, freeze=freeze)
+    trainable = {  # "blocks.i" -> "i", "conv_stem.weight" -> "conv_stem"
+        n.split(".")[n.startswith("blocks.")]
+        for n, p in encoder.backbone.named_parameters()
+        if p.requires_grad
+    }
+    assert trainable == ({"0", "1", "2", "3", "4", "conv_stem", "bn1"} if freeze is False else {"3", "4"})
+    encoder(torch.randn(2, 3, 32, 32)).features.sum().backward()
+    assert all(p.grad is not None for p in encoder.backbone.parameters() if p.requires_grad)
+
+
 @pytest.mark.parametrize("inside", [{"cbam": "stages"}, {"stn": "input"}, {"stn": 1}, {"cbam": "blocks"}])
 def test_blocks_inside_a_partly_frozen_backbone_make_it_uncacheable(inside):
     encoder = ImageEncoder("resnet10t", dim=8, feature_index=2, freeze=1, **inside)

@@ -258,18 +258,23 @@ class ImageEncoder(nn.Module):
         # function of the image, to cache; the trained stages then run on it
         self._prefix: list[tuple[str, nn.Module]] | None = None
         self._tail: list[nn.Module] = []
-        if freeze and not frozen_all and cbam in (None, "output") and stn in (None, "output"):
-            modules = sequential_modules(self.backbone)
-            if modules is not None:
-                names = [name for name, _ in modules]
+        modules = sequential_modules(self.backbone) if feature_mode == "features_only" else None
+        if modules is not None:
+            names = [name for name, _ in modules]
+            end = names.index(module_path(self.backbone, stage_names[-1])) + 1
+            if freeze and not frozen_all and cbam in (None, "output") and stn in (None, "output"):
                 cut = names.index(module_path(self.backbone, stage_names[freeze - 1])) + 1
-                end = names.index(module_path(self.backbone, stage_names[-1])) + 1
                 self._prefix = modules[:cut]
                 self._tail = [module for _, module in modules[cut:end]]
                 self._prefix_channels = stage_channels[freeze - 1]
         for module in self.backbone.modules():  # CBAM inside residual blocks trains even when frozen
             if isinstance(module, CBAM):
                 module.requires_grad_(True)
+        if modules is not None:
+            # stages after the one read (timm's EfficientNet / MobileNetV3 extractors keep them)
+            # never reach the output: not trainable, so neither counted nor handed to the optimiser
+            for _, module in modules[end:]:
+                module.requires_grad_(False)
         stn_output_size, localization_size = check_stn_options(
             stn,
             stn_transform,
