@@ -20,6 +20,9 @@ gives a weight that is high there), and that weight's share of its mass on the s
   (for this block's trained channel attention);
 - **every channel of the backbone's map at the cell** (a 1 × 1 probe): what a localisation
   network reading the features themselves, as a spatial transformer's does, starts from.
+
+Last, how much of a spatial weight survives the encoder (:func:`scale_survival`): the relative
+change of a cell's region feature when its features are scaled by 0.5 and by 0.1.
 """
 
 from __future__ import annotations
@@ -89,6 +92,26 @@ def probe_inputs(
     return patches.transpose(1, 2).reshape(b, h, w, -1), feature_map.permute(0, 2, 3, 1), trained
 
 
+def scale_survival(
+    encoder: torch.nn.Module, cells: torch.Tensor, scales: tuple[float, ...]
+) -> dict[float, float]:
+    """How much of a spatial weight reaches the fusion: for each ``s`` in ``scales``, the mean over
+    the cells ``(..., C)`` of ``|r(s·f) − r(f)| / |r(f)|``, where ``r`` is the encoder's region
+    feature (projection, then LayerNorm when the encoder normalises) of a cell's features ``f``.
+
+    A spatial attention map multiplies every feature of a cell by one number ``s``. A LayerNorm
+    over each region's projection ``W·f + b`` undoes such a factor wherever ``|W·f|`` dwarfs ``|b|``:
+    the change is then near 0, where without it it is ``(1 − s)·|W·f| / |W·f + b|``."""
+    with torch.no_grad():
+        region = encoder.norm(encoder.proj(cells))
+        return {
+            s: ((encoder.norm(encoder.proj(s * cells)) - region).norm(dim=-1) / region.norm(dim=-1))
+            .mean()
+            .item()
+            for s in scales
+        }
+
+
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, steps: int = 200, l2: float = 1e-3) -> torch.nn.Linear:
     """A logistic regression ``x (n, d) -> y (n,)`` in {0, 1}, inputs standardised, fitted with L-BFGS."""
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
@@ -144,6 +167,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         results[name] = auc
         print(f"{name}: held-out ROC AUC {auc:.3f} ({x.shape[-1]} inputs per cell)")
     print(f"shape cells: {target.mean().item():.3f} of all cells; {args.fit} + {args.held_out} images")
+    survival = scale_survival(task.model.image_encoder, channels, (0.5, 0.1))
+    results.update({f"scale {s}": change for s, change in survival.items()})
+    print(
+        "a cell's features scaled by "
+        + ", ".join(f"{s} move its region feature by {change:.4f}" for s, change in survival.items())
+        + " of its length (after the encoder's projection"
+        + (" and LayerNorm)" if isinstance(task.model.image_encoder.norm, torch.nn.LayerNorm) else ")")
+    )
     return results
 
 

@@ -112,6 +112,23 @@ def test_glimpse_gradient_compares_the_windows_gradient_with_the_way_to_the_shap
     assert result["per_question_gradient_norm"] > 0  # the loss reaches θ's translation
 
 
+def test_cbam_probe_measures_how_much_of_a_cells_scale_the_region_feature_keeps():
+    """A LayerNorm over each region's projection undoes a factor on the cell's features (exactly,
+    with no projection bias); without it the region moves by 1 - s."""
+    cbam_probe = load("cbam_probe")
+    torch.manual_seed(0)
+    cells = 10 * torch.randn(2, 4, 4, 128)  # large against LayerNorm's eps
+    for norm, expected in ((True, 0.0), (False, 1.0)):
+        encoder = ImageEncoder("resnet10t", dim=8, feature_index=2, freeze=True, norm=norm).eval()
+        with torch.no_grad():
+            encoder.proj.bias.zero_()
+        change = cbam_probe.scale_survival(encoder, cells, (0.5, 0.1))
+        assert change == pytest.approx({0.5: 0.5 * expected, 0.1: 0.9 * expected}, abs=1e-3)
+    with torch.no_grad():
+        encoder.proj.bias.fill_(1.0)  # with a bias, a small factor leaves mostly the bias
+    assert cbam_probe.scale_survival(encoder, cells, (0.5,))[0.5] != pytest.approx(0.5, abs=1e-3)
+
+
 def test_cbam_probe_fits_a_separable_rule_and_reads_what_the_spatial_branch_reads():
     cbam_probe = load("cbam_probe")
     x = torch.randn(400, 3, generator=torch.Generator().manual_seed(0))
