@@ -68,6 +68,10 @@ VARIANTS = {
     # keeps its contrast whatever the scale of the backbone's features
     "cbam-bn-output": ({"cbam": "output", "cbam_spatial_norm": True}, {}),
     "cbam-plain-bn-output": ({"cbam": "output", "cbam_gate": None, "cbam_spatial_norm": True}, {}),
+    # one block on the encoder's region features, after its projection and per-region LayerNorm,
+    # which undoes an "output" block's spatial map (a cell's features scaled by one number)
+    "cbam-regions": ({"cbam": "regions"}, {}),
+    "cbam-bn-regions": ({"cbam": "regions", "cbam_spatial_norm": True}, {}),
     "stn-output": ({"stn": "output"}, {"optimization.localization_lr_ratio": 0.1}),
     "cbam+stn-output": ({"cbam": "output", "stn": "output"}, {"optimization.localization_lr_ratio": 0.1}),
     # an STN reading the full image and giving the backbone a 64-pixel view (Jaderberg et al.'s

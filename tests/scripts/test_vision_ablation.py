@@ -80,6 +80,8 @@ def test_every_variant_names_valid_encoder_and_optimisation_arguments():
                 "cbam-plain-output",
                 "cbam-bn-output",
                 "cbam-plain-bn-output",
+                "cbam-regions",
+                "cbam-bn-regions",
                 "stn-output",
                 "cbam+stn-output",
                 "top-finetuned",

@@ -197,7 +197,7 @@ def test_frozen_backbone_gets_no_gradient_and_keeps_batchnorm_statistics():
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("freeze", [False, True, 2])
 @pytest.mark.parametrize("stn", [None, "input", 1, "output"])
-@pytest.mark.parametrize("cbam", [None, "stages", "blocks", "output"])
+@pytest.mark.parametrize("cbam", [None, "stages", "blocks", "output", "regions"])
 def test_every_option_combination_runs_forward_and_backward(cbam, stn, freeze):
     from vlkit.vision import CBAM, SpatialTransformer
 
@@ -212,7 +212,7 @@ def test_every_option_combination_runs_forward_and_backward(cbam, stn, freeze):
             assert p.grad is not None, name
     blocks = [m for m in encoder.modules() if isinstance(m, CBAM)]
     # 3 stages read; 1 block per layer; 1 on the read map
-    assert len(blocks) == {None: 0, "stages": 3, "blocks": 2, "output": 1}[cbam]
+    assert len(blocks) == {None: 0, "stages": 3, "blocks": 2, "output": 1, "regions": 1}[cbam]
     for block in blocks:  # attention blocks train even inside a frozen backbone
         assert all(p.requires_grad and p.grad is not None for p in block.parameters())
     stns = [m for m in encoder.modules() if isinstance(m, SpatialTransformer)]
@@ -233,6 +233,8 @@ def test_every_option_combination_runs_forward_and_backward(cbam, stn, freeze):
         {"cbam": "output"},
         {"stn": "output"},
         {"cbam": "output", "stn": "output"},
+        {"cbam": "regions"},
+        {"cbam": "regions", "stn": "output"},
     ],
     ids=lambda b: "+".join(f"{k}={v}" for k, v in b.items()),
 )
@@ -415,6 +417,52 @@ def test_the_first_k_frozen_stages_are_cached_and_the_rest_train_on_them(backbon
     assert reached == (freeze < len(encoder.backbone.feature_info.module_name()))
     with pytest.raises(ValueError, match=r"output of the last frozen stage.*backbone_features"):
         encoder(BackboneFeatures(torch.zeros(1, 7, 4, 4)))
+
+
+def test_a_cbam_spatial_map_reaches_the_encoders_output_only_after_its_layernorm():
+    """A spatial map scales each cell's features; the per-region LayerNorm undoes that scale
+    behind cbam 'output', not behind cbam 'regions', whose map scales the normalised regions."""
+    torch.manual_seed(0)
+    image = torch.randn(2, 3, 64, 64)
+    weight = torch.ones(1, 1, 8, 8)
+    weight[..., 4:, :] = 0.1  # the block's spatial map: 1 on the top half of the cells, 0.1 below
+    changes = {}
+    for placement in ("output", "regions"):
+        encoder = ImageEncoder("resnet10t", dim=16, feature_index=2, freeze=True, cbam=placement).eval()
+        block = encoder.output_cbam if placement == "output" else encoder.region_cbam
+        with torch.no_grad():  # as a trained projection, whose |W f| dwarfs its bias
+            encoder.proj.bias.zero_()
+            encoder.proj.weight.mul_(100.0)
+        base = encoder(image).features
+        hooks = [  # channel map 1, that spatial map, the gate fully open
+            block.channel.register_forward_hook(lambda m, inputs, out: inputs[0]),
+            block.spatial.register_forward_hook(lambda m, inputs, out: inputs[0] * weight),
+        ]
+        with torch.no_grad():
+            block.gate.fill_(1.0)
+            out = encoder(image).features
+        for hook in hooks:
+            hook.remove()
+        change = ((out - base).norm(dim=-1) / base.norm(dim=-1)).view(2, 8, 8)
+        changes[placement] = (change[:, :4].max().item(), change[:, 4:].mean().item())
+    assert changes["output"][1] < 1e-3  # the map's 0.1 undone by the LayerNorm
+    assert changes["regions"][1] == pytest.approx(0.9, abs=1e-4)  # the regions scaled by 0.1
+    assert changes["regions"][0] < 1e-5 and changes["output"][0] < 1e-5  # map 1: unchanged
+
+
+def test_cbam_regions_keeps_a_frozen_backbone_cacheable_and_needs_a_spatial_map():
+    torch.manual_seed(0)
+    encoder = ImageEncoder("resnet10t", dim=16, feature_index=2, freeze=True, cbam="regions").eval()
+    assert encoder.cacheable and encoder.region_cbam.channel.fc1.in_channels == 16
+    image = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        encoder.region_cbam.gate.fill_(0.7)
+        torch.testing.assert_close(
+            encoder(encoder.backbone_features(image)).features, encoder(image).features
+        )
+    vit = ImageEncoder("vit_tiny_patch16_224", dim=16, feature_mode="forward_features", cbam="regions")
+    with pytest.raises(ValueError, match="cbam 'regions' needs a spatial feature map"):
+        vit(torch.randn(1, 3, 224, 224))
 
 
 @pytest.mark.parametrize("freeze", [False, 3])

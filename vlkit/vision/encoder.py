@@ -27,6 +27,7 @@ from vlkit.vision.stn import FeatureMapLocalization, SaliencyLocalization, Spati
 __all__ = ["ImageEncoder"]
 
 _FEATURE_MODES = ("features_only", "forward_features")
+_AFTER_BACKBONE = (None, "output", "regions")  # CBAM placements that leave the backbone's output fixed
 
 
 class ImageEncoder(nn.Module):
@@ -72,9 +73,15 @@ class ImageEncoder(nn.Module):
         cbam: add CBAM blocks (Woo et al., ECCV 2018; :class:`vlkit.vision.CBAM`): ``None``
             (none), ``"stages"`` (after each feature stage up to the one read), ``"blocks"``
             (inside every residual block, on the residual branch before the addition, for
-            timm backbones whose blocks take an ``attn_layer``, e.g. ResNets) or ``"output"``
+            timm backbones whose blocks take an ``attn_layer``, e.g. ResNets), ``"output"``
             (one block on the feature map the encoder reads, after the backbone: a frozen
-            backbone then needs no gradient and its output can be cached).
+            backbone then needs no gradient and its output can be cached) or ``"regions"`` (one
+            block on the encoder's own output, the ``d``-wide region features after the
+            projection and LayerNorm, as a ``(b, d, h, w)`` map; cacheable as ``"output"``). A
+            spatial map scales every feature of a cell by one number, which a LayerNorm over each
+            region (``norm``) undoes: behind ``"output"`` a cell's features halved move its
+            region feature by about 0.5 %, so only ``"regions"`` (or ``norm=False``) lets the
+            spatial map reach the fusion; the channel map acts in every placement.
         cbam_reduction: CBAM channel-MLP reduction ratio ``r``.
         cbam_gate: ``"zero"`` (default): each CBAM block's change is gated by a learned scalar
             that starts at 0, so inserting CBAM leaves the encoder's output unchanged at
@@ -262,7 +269,7 @@ class ImageEncoder(nn.Module):
         if modules is not None:
             names = [name for name, _ in modules]
             end = names.index(module_path(self.backbone, stage_names[-1])) + 1
-            if freeze and not frozen_all and cbam in (None, "output") and stn in (None, "output"):
+            if freeze and not frozen_all and cbam in _AFTER_BACKBONE and stn in (None, "output"):
                 cut = names.index(module_path(self.backbone, stage_names[freeze - 1])) + 1
                 self._prefix = modules[:cut]
                 self._tail = [module for _, module in modules[cut:end]]
@@ -287,7 +294,7 @@ class ImageEncoder(nn.Module):
         self.stn_localization = stn_localization
         self._theta: Tensor | None = None
         # a backbone with nothing trainable inside needs no autograd graph (halves its CPU cost)
-        self._no_grad_backbone = frozen_all and cbam in (None, "output") and stn in (None, "output")
+        self._no_grad_backbone = frozen_all and cbam in _AFTER_BACKBONE and stn in (None, "output")
         self.num_prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
         # the inserted blocks draw their initial weights from a stream of their own, so a model
         # with them starts every other weight where the model without them does (same seed)
@@ -333,6 +340,11 @@ class ImageEncoder(nn.Module):
             self.output_cbam = (
                 CBAM(channels, cbam_reduction, gate=cbam_gate, spatial_norm=cbam_spatial_norm)
                 if cbam == "output"
+                else None
+            )
+            self.region_cbam = (
+                CBAM(dim, cbam_reduction, gate=cbam_gate, spatial_norm=cbam_spatial_norm)
+                if cbam == "regions"
                 else None
             )
         self.proj = nn.Linear(channels, dim)
@@ -511,7 +523,16 @@ class ImageEncoder(nn.Module):
             regions = fmap[:, self.num_prefix_tokens :]
             side = math.isqrt(regions.shape[1])
             grid = (side, side) if side * side == regions.shape[1] else (1, regions.shape[1])
-        features = self.dropout(self.norm(self.proj(regions)))  # (b, n, d)
+        features = self.norm(self.proj(regions))  # (b, n, d)
+        if self.region_cbam is not None:
+            if fmap.dim() != 4:
+                raise ValueError(
+                    f"cbam 'regions' needs a spatial feature map (b, C, h, w); this backbone gives tokens "
+                    f"{tuple(fmap.shape)}: use a CNN backbone"
+                )
+            grid_map = rearrange(features, "b (h w) d -> b d h w", h=grid[0], w=grid[1])
+            features = rearrange(self.region_cbam(grid_map), "b d h w -> b (h w) d")
+        features = self.dropout(features)
         mask = features.new_ones(features.shape[:2], dtype=bool)  # (b, n)
         return ImageEncoderOutput(features, mask, grid, self._theta)
 

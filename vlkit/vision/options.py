@@ -7,7 +7,7 @@ from __future__ import annotations
 __all__ = ["CBAM_PLACEMENTS", "check_placements", "check_stn_options"]
 
 #: Where ``ImageEncoder(cbam=...)`` puts CBAM blocks.
-CBAM_PLACEMENTS = ("stages", "blocks", "output")
+CBAM_PLACEMENTS = ("stages", "blocks", "output", "regions")
 
 Size = tuple[int, int]
 
