@@ -5,7 +5,8 @@ Usage:
         [--dataset easy_vqa_cluttered] [--fit 300] [--held_out 300]
 
 The checkpoint is a ``VQATask`` whose image encoder has a CBAM block on the map it reads
-(``cbam: output``). Over the first ``--fit`` distinct test images of ``--dataset`` the script fits
+(``cbam: output``) or on its region features (``cbam: regions``: "every channel" below is then
+every feature of the normalised region). Over the first ``--fit`` distinct test images of ``--dataset`` the script fits
 two logistic regressions that predict, per cell of that map, whether the cell overlaps the
 shape's box, and reports their ROC AUC on the next ``--held_out`` images (0.5: no better than
 chance, 1: every shape cell ranked above every other cell), beside the AUC of the spatial weight
@@ -64,9 +65,12 @@ def probe_inputs(
     Raises:
         ValueError: no CBAM block on the read map, or a spatial transformer before it.
     """
-    block = getattr(encoder, "output_cbam", None)
+    block = getattr(encoder, "output_cbam", None) or getattr(encoder, "region_cbam", None)
     if block is None:
-        raise ValueError("the image encoder has no CBAM block on its read map (train with cbam: output)")
+        raise ValueError(
+            "the image encoder has no CBAM block on its read map or its regions (train with cbam: output "
+            "or cbam: regions)"
+        )
     if getattr(encoder, "output_stn", None) is not None:
         raise ValueError(
             "the image encoder has a spatial transformer before its CBAM block (stn: output): the "
@@ -167,6 +171,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         results[name] = auc
         print(f"{name}: held-out ROC AUC {auc:.3f} ({x.shape[-1]} inputs per cell)")
     print(f"shape cells: {target.mean().item():.3f} of all cells; {args.fit} + {args.held_out} images")
+    if task.model.image_encoder.output_cbam is None:  # cbam: regions acts after the LayerNorm
+        return results
     survival = scale_survival(task.model.image_encoder, channels, (0.5, 0.1))
     results.update({f"scale {s}": change for s, change in survival.items()})
     print(

@@ -72,6 +72,7 @@ VARIANTS = {
     # which undoes an "output" block's spatial map (a cell's features scaled by one number)
     "cbam-regions": ({"cbam": "regions"}, {}),
     "cbam-bn-regions": ({"cbam": "regions", "cbam_spatial_norm": True}, {}),
+    "cbam-bounded-regions": ({"cbam": "regions", "cbam_gate": "bounded"}, {}),
     "stn-output": ({"stn": "output"}, {"optimization.localization_lr_ratio": 0.1}),
     "cbam+stn-output": ({"cbam": "output", "stn": "output"}, {"optimization.localization_lr_ratio": 0.1}),
     # an STN reading the full image and giving the backbone a 64-pixel view (Jaderberg et al.'s

@@ -156,7 +156,10 @@ def test_cbam_probe_fits_a_separable_rule_and_reads_what_the_spatial_branch_read
             multiplier = (block(positive) / positive).mean(1)
         torch.testing.assert_close(cbam_probe.spatial_weight(block, positive), multiplier)
     assert (cbam_probe.spatial_weight(gated.output_cbam, positive) > 1).all()  # g < 0: a gain
-    with pytest.raises(ValueError, match="no CBAM block on its read map"):
+    regions = ImageEncoder("resnet10t", dim=8, feature_index=2, freeze=True, cbam="regions").eval()
+    pooled, channels, weight = cbam_probe.probe_inputs(regions, images)
+    assert pooled.shape == (2, 8, 8, 98) and channels.shape == (2, 8, 8, 8) and weight.shape == (2, 8, 8)
+    with pytest.raises(ValueError, match="no CBAM block on its read map or its regions"):
         cbam_probe.probe_inputs(ImageEncoder("resnet10t", dim=8, feature_index=2), torch.rand(1, 3, 32, 32))
     with_stn = ImageEncoder("resnet10t", dim=8, feature_index=2, freeze=True, cbam="output", stn="output")
     with pytest.raises(ValueError, match="spatial transformer before its CBAM block"):

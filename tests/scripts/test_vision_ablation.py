@@ -82,6 +82,7 @@ def test_every_variant_names_valid_encoder_and_optimisation_arguments():
                 "cbam-plain-bn-output",
                 "cbam-regions",
                 "cbam-bn-regions",
+                "cbam-bounded-regions",
                 "stn-output",
                 "cbam+stn-output",
                 "top-finetuned",
