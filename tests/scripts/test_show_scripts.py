@@ -164,3 +164,40 @@ def test_cbam_probe_fits_a_separable_rule_and_reads_what_the_spatial_branch_read
     with_stn = ImageEncoder("resnet10t", dim=8, feature_index=2, freeze=True, cbam="output", stn="output")
     with pytest.raises(ValueError, match="spatial transformer before its CBAM block"):
         cbam_probe.probe_inputs(with_stn, torch.rand(1, 3, 32, 32))
+
+
+def test_cbam_parts_replaces_one_part_of_the_block_at_a_time():
+    cbam_parts = load("cbam_parts")
+    torch.manual_seed(0)
+    encoder = ImageEncoder("resnet10t", dim=16, feature_index=2, freeze=True, cbam="regions").eval()
+    block = cbam_parts.cbam_block(encoder)
+    with torch.no_grad():
+        block.gate.fill_(-1.5)
+    image = torch.rand(2, 3, 64, 64)
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        trained = encoder(image).features
+        maps = cbam_parts.spatial_maps(block, lambda: block(x))
+        assert maps.shape == (2, 1, 8, 8)
+        torch.testing.assert_close(maps, block.spatial.attention_map(block.channel(x)))
+        for part, expected in (
+            ("no spatial map", x + block.gate * (block.channel(x) - x)),
+            ("no channel map", x + block.gate * (block.spatial(x) - x)),
+            ("block off", x),
+        ):
+            with cbam_parts.replaced(block, part):
+                torch.testing.assert_close(block(x), expected)
+        with cbam_parts.replaced(block, "spatial map averaged", torch.ones(1, 1, 8, 8)):
+            torch.testing.assert_close(block(x), x + block.gate * (block.channel(x) - x))
+        with cbam_parts.replaced(block, "block off"):
+            assert not torch.allclose(encoder(image).features, trained)
+        torch.testing.assert_close(encoder(image).features, trained)  # the hooks are removed
+    with pytest.raises(ValueError, match="unknown part"), cbam_parts.replaced(block, "gate"):
+        pass
+    with (
+        pytest.raises(ValueError, match="needs the mean map"),
+        cbam_parts.replaced(block, "spatial map averaged"),
+    ):
+        pass
+    with pytest.raises(ValueError, match="no CBAM block"):
+        cbam_parts.cbam_block(ImageEncoder("resnet10t", dim=8, feature_index=2))
