@@ -24,25 +24,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/cbam_probe.py
+
+from cbam_probe import cbam_block
+
 PARTS = ("as trained", "spatial map averaged", "no spatial map", "no channel map", "block off")
-
-
-def cbam_block(encoder: torch.nn.Module) -> torch.nn.Module:
-    """The encoder's one CBAM block (``output_cbam`` or ``region_cbam``).
-
-    Raises:
-        ValueError: the encoder has neither.
-    """
-    block = getattr(encoder, "output_cbam", None) or getattr(encoder, "region_cbam", None)
-    if block is None:
-        raise ValueError(
-            "the image encoder has no CBAM block on its read map or its regions (cbam: output / regions)"
-        )
-    return block
 
 
 @contextlib.contextmanager

@@ -54,6 +54,21 @@ def spatial_weight(block: torch.nn.Module, feature_map: torch.Tensor) -> torch.T
     return weight
 
 
+def cbam_block(encoder: torch.nn.Module) -> torch.nn.Module:
+    """The encoder's one CBAM block after the backbone (``output_cbam`` or ``region_cbam``).
+
+    Raises:
+        ValueError: the encoder has neither.
+    """
+    block = getattr(encoder, "output_cbam", None) or getattr(encoder, "region_cbam", None)
+    if block is None:
+        raise ValueError(
+            "the image encoder has no CBAM block on its read map or its regions (train with cbam: output "
+            "or cbam: regions)"
+        )
+    return block
+
+
 def probe_inputs(
     encoder: torch.nn.Module, images: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -65,12 +80,7 @@ def probe_inputs(
     Raises:
         ValueError: no CBAM block on the read map, or a spatial transformer before it.
     """
-    block = getattr(encoder, "output_cbam", None) or getattr(encoder, "region_cbam", None)
-    if block is None:
-        raise ValueError(
-            "the image encoder has no CBAM block on its read map or its regions (train with cbam: output "
-            "or cbam: regions)"
-        )
+    block = cbam_block(encoder)
     if getattr(encoder, "output_stn", None) is not None:
         raise ValueError(
             "the image encoder has a spatial transformer before its CBAM block (stn: output): the "
