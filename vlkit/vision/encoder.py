@@ -21,7 +21,7 @@ from vlkit.vision.cbam import CBAM
 from vlkit.vision.encoder_io import BackboneFeatures, ImageEncoderOutput, check_finite
 from vlkit.vision.options import check_placements, check_stn_options
 from vlkit.vision.pretrained import packaged_weights_file
-from vlkit.vision.stages import freeze_through, module_path, sequential_modules
+from vlkit.vision.stages import freeze_through, module_path, split_stages
 from vlkit.vision.stn import FeatureMapLocalization, SaliencyLocalization, SpatialTransformer
 
 __all__ = ["ImageEncoder"]
@@ -261,27 +261,25 @@ class ImageEncoder(nn.Module):
                     f"freeze={freeze} stages, but the encoder reads only {len(stage_names)} stages"
                 )
             freeze_through(self.backbone, module_path(self.backbone, stage_names[freeze - 1]))
+        nothing_inside = cbam in _AFTER_BACKBONE and stn in (None, "output")
         # freeze: k with nothing inserted in the backbone: the frozen stages' output is a fixed
         # function of the image, to cache; the trained stages then run on it
-        self._prefix: list[tuple[str, nn.Module]] | None = None
-        self._tail: list[nn.Module] = []
-        modules = sequential_modules(self.backbone) if feature_mode == "features_only" else None
-        if modules is not None:
-            names = [name for name, _ in modules]
-            end = names.index(module_path(self.backbone, stage_names[-1])) + 1
-            if freeze and not frozen_all and cbam in _AFTER_BACKBONE and stn in (None, "output"):
-                cut = names.index(module_path(self.backbone, stage_names[freeze - 1])) + 1
-                self._prefix = modules[:cut]
-                self._tail = [module for _, module in modules[cut:end]]
-                self._prefix_channels = stage_channels[freeze - 1]
+        cached_stage = stage_names[freeze - 1] if freeze and not frozen_all and nothing_inside else None
+        split = (
+            split_stages(self.backbone, stage_names[-1], cached_stage)
+            if feature_mode == "features_only"
+            else None
+        )
+        self._prefix, self._tail, unused = split if split is not None else (None, [], [])
+        if self._prefix is not None:
+            self._prefix_channels = stage_channels[freeze - 1]
         for module in self.backbone.modules():  # CBAM inside residual blocks trains even when frozen
             if isinstance(module, CBAM):
                 module.requires_grad_(True)
-        if modules is not None:
-            # stages after the one read (timm's EfficientNet / MobileNetV3 extractors keep them)
-            # never reach the output: not trainable, so neither counted nor handed to the optimiser
-            for _, module in modules[end:]:
-                module.requires_grad_(False)
+        # stages after the one read (timm's EfficientNet / MobileNetV3 extractors keep them) never
+        # reach the output: not trainable, so neither counted nor handed to the optimiser
+        for module in unused:
+            module.requires_grad_(False)
         stn_output_size, localization_size = check_stn_options(
             stn,
             stn_transform,
@@ -294,7 +292,7 @@ class ImageEncoder(nn.Module):
         self.stn_localization = stn_localization
         self._theta: Tensor | None = None
         # a backbone with nothing trainable inside needs no autograd graph (halves its CPU cost)
-        self._no_grad_backbone = frozen_all and cbam in _AFTER_BACKBONE and stn in (None, "output")
+        self._no_grad_backbone = frozen_all and nothing_inside
         self.num_prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
         # the inserted blocks draw their initial weights from a stream of their own, so a model
         # with them starts every other weight where the model without them does (same seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["freeze_through", "module_path", "sequential_modules"]
+__all__ = ["freeze_through", "module_path", "sequential_modules", "split_stages"]
 
 
 def module_path(backbone: nn.Module, stage_name: str) -> str:
@@ -52,3 +52,20 @@ def sequential_modules(backbone: nn.Module) -> list[tuple[str, nn.Module]] | Non
         stem = [child for name, child in backbone.named_children() if name != "blocks"]
         return [("bn1", nn.Sequential(*stem))] + [(f"blocks.{i}", b) for i, b in enumerate(backbone.blocks)]
     return None
+
+
+def split_stages(
+    backbone: nn.Module, read_stage: str, frozen_stage: str | None = None
+) -> tuple[list[tuple[str, nn.Module]] | None, list[nn.Module], list[nn.Module]] | None:
+    """A ``features_only`` backbone's :func:`sequential_modules` split at two feature stages:
+    ``(prefix, tail, unused)``, the ``(name, module)`` pairs through ``frozen_stage`` (None when it
+    is None), the modules after it through ``read_stage``, and the modules after ``read_stage``,
+    which never reach the map read. None where the wrapper does not run its modules in sequence."""
+    modules = sequential_modules(backbone)
+    if modules is None:
+        return None
+    names = [name for name, _ in modules]
+    end = names.index(module_path(backbone, read_stage)) + 1
+    cut = 0 if frozen_stage is None else names.index(module_path(backbone, frozen_stage)) + 1
+    prefix = None if frozen_stage is None else modules[:cut]
+    return prefix, [module for _, module in modules[cut:end]], [module for _, module in modules[end:]]
