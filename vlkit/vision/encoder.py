@@ -7,26 +7,22 @@ Shape legend: ``b`` batch, ``C`` backbone channels, ``h × w`` feature grid,
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
-import timm
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from vlkit.vision.backbone import create_backbone
 from vlkit.vision.cbam import CBAM
 from vlkit.vision.encoder_io import BackboneFeatures, ImageEncoderOutput, check_finite
 from vlkit.vision.options import check_placements, check_stn_options
-from vlkit.vision.pretrained import packaged_weights_file
 from vlkit.vision.stages import freeze_through, module_path, split_stages
 from vlkit.vision.stn import FeatureMapLocalization, SaliencyLocalization, SpatialTransformer
 
 __all__ = ["ImageEncoder"]
 
-_FEATURE_MODES = ("features_only", "forward_features")
 _AFTER_BACKBONE = (None, "output", "regions")  # CBAM placements that leave the backbone's output fixed
 
 
@@ -186,66 +182,23 @@ class ImageEncoder(nn.Module):
                 "backbone_precision 'bf16' is for a frozen backbone (freeze: true); a trained backbone "
                 "takes the trainer's precision (--trainer.precision bf16-mixed)"
             )
-        if feature_mode not in _FEATURE_MODES:
-            raise ValueError(f"unknown feature_mode {feature_mode!r}; valid: {list(_FEATURE_MODES)}")
-        if not timm.is_model(backbone):
-            raise ValueError(
-                f"unknown timm backbone {backbone!r}; list valid names with "
-                f"timm.list_models('{backbone.split('_')[0]}*')"
-            )
-        kwargs: dict = {}
-        if packaged_weights:
-            if pretrained_file is not None:
-                raise ValueError("give either pretrained_file or packaged_weights=True, not both")
-            pretrained_file = str(packaged_weights_file(backbone))
-        if pretrained_file is not None:
-            if not Path(pretrained_file).is_file():
-                raise FileNotFoundError(f"pretrained_file {pretrained_file!r} does not exist")
-            pretrained = True
-            kwargs["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
-        self.feature_mode = feature_mode
         check_placements(feature_mode, freeze, cbam, stn)
-        if cbam == "blocks":
-            kwargs["block_args"] = {
-                "attn_layer": functools.partial(
-                    CBAM, reduction=cbam_reduction, gate=cbam_gate, spatial_norm=cbam_spatial_norm
-                )
-            }
-        stage_names: list[str] = []
-        if feature_mode == "features_only":
-            probe = timm.create_model(backbone, features_only=True, pretrained=False)
-            num_stages = len(probe.feature_info)
-            index = feature_index % num_stages
-            if not -num_stages <= feature_index < num_stages:
-                raise ValueError(f"feature_index {feature_index} out of range for {num_stages} stages")
-            del probe
-            try:
-                self.backbone = timm.create_model(
-                    backbone,
-                    features_only=True,
-                    out_indices=tuple(range(index + 1)),
-                    pretrained=pretrained,
-                    **kwargs,
-                )
-            except TypeError as err:
-                if cbam != "blocks":
-                    raise
-                raise ValueError(
-                    f"timm {backbone!r} blocks take no attn_layer, so cbam='blocks' cannot be used; "
-                    "use cbam='stages' (or a ResNet-family backbone)"
-                ) from err
-            channels = self.backbone.feature_info.channels()[-1]
-            self.reduction = self.backbone.feature_info.reduction()[-1]
-            stage_names = self.backbone.feature_info.module_name()
-            stage_channels = self.backbone.feature_info.channels()
-        else:
-            self.backbone = timm.create_model(backbone, num_classes=0, pretrained=pretrained, **kwargs)
-            channels = self.backbone.num_features
-            self.reduction = None
-        if cbam == "blocks" and not any(isinstance(m, CBAM) for m in self.backbone.modules()):
-            raise ValueError(
-                f"timm {backbone!r} ignored attn_layer, so cbam='blocks' cannot be used; use cbam='stages'"
-            )
+        built = create_backbone(
+            backbone,
+            feature_mode,
+            feature_index,
+            pretrained,
+            pretrained_file,
+            packaged_weights,
+            block_cbam=(
+                {"reduction": cbam_reduction, "gate": cbam_gate, "spatial_norm": cbam_spatial_norm}
+                if cbam == "blocks"
+                else None
+            ),
+        )
+        self.backbone, channels, self.reduction = built.module, built.channels, built.reduction
+        stage_names, stage_channels = built.stage_names, built.stage_channels
+        self.feature_mode = feature_mode
         self.freeze, self.cbam, self.stn = freeze, cbam, stn
         # some timm backbones (e.g. MambaOut) return channels-last (b, h, w, C) feature maps
         self.channels_last = str(getattr(self.backbone, "output_fmt", "NCHW")).endswith("NHWC")

@@ -4,7 +4,11 @@ raises a ``ValueError`` that names the setting, what it got and what it needs.""
 
 from __future__ import annotations
 
-__all__ = ["CBAM_PLACEMENTS", "check_placements", "check_stn_options"]
+__all__ = ["CBAM_PLACEMENTS", "FEATURE_MODES", "check_feature_mode", "check_placements", "check_stn_options"]
+
+#: How an encoder reads a backbone: a CNN's feature pyramid up to one stage, or the model's final
+#: unpooled features (CNNs and ViTs).
+FEATURE_MODES = ("features_only", "forward_features")
 
 #: Where ``ImageEncoder(cbam=...)`` puts CBAM blocks.
 CBAM_PLACEMENTS = ("stages", "blocks", "output", "regions")
@@ -12,14 +16,22 @@ CBAM_PLACEMENTS = ("stages", "blocks", "output", "regions")
 Size = tuple[int, int]
 
 
+def check_feature_mode(feature_mode: str) -> None:
+    """Raise a ``ValueError`` naming the valid modes unless ``feature_mode`` is one of
+    :data:`FEATURE_MODES`."""
+    if feature_mode not in FEATURE_MODES:
+        raise ValueError(f"unknown feature_mode {feature_mode!r}; valid: {list(FEATURE_MODES)}")
+
+
 def check_placements(feature_mode: str, freeze: bool | int, cbam: str | None, stn: str | int | None) -> None:
     """Check where :class:`~vlkit.vision.ImageEncoder` puts its blocks and what it freezes.
 
     Raises:
-        ValueError: an unknown ``cbam`` placement; ``stn`` not None, ``"input"``, ``"output"`` or a
+        ValueError: an unknown ``feature_mode`` or ``cbam`` placement; ``stn`` not None, ``"input"``, ``"output"`` or a
             stage index >= 0; ``freeze`` not a bool or a number of stages >= 1; stage placements
             without ``feature_mode="features_only"``.
     """
+    check_feature_mode(feature_mode)
     if cbam is not None and cbam not in CBAM_PLACEMENTS:
         raise ValueError(f"unknown cbam placement {cbam!r}; valid: None, {list(CBAM_PLACEMENTS)}")
     if stn not in (None, "input", "output") and (
