@@ -48,6 +48,7 @@ VARIANTS = {
     # on EfficientNet-Lite0), the stages after them trained at a tenth of the rate, as "finetuned"
     "top-finetuned": TOP_FINETUNE,
     "top-finetuned+cbam-output": ({**TOP_FINETUNE[0], "cbam": "output"}, TOP_FINETUNE[1]),
+    "top-finetuned+cbam-regions": ({**TOP_FINETUNE[0], "cbam": "regions"}, TOP_FINETUNE[1]),
     "top-finetuned+stn-output": (
         {**TOP_FINETUNE[0], "stn": "output"},
         {**TOP_FINETUNE[1], "optimization.localization_lr_ratio": 0.1},

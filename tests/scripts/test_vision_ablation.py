@@ -87,6 +87,7 @@ def test_every_variant_names_valid_encoder_and_optimisation_arguments():
                 "cbam+stn-output",
                 "top-finetuned",
                 "top-finetuned+cbam-output",
+                "top-finetuned+cbam-regions",
                 "top-finetuned+stn-output",
                 "top-finetuned+cbam+stn-output",
             )
