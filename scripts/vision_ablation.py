@@ -166,9 +166,9 @@ def _mean_sd(values: list[float], sign: str) -> str:
     return f"{statistics.mean(values):{sign}.4f} ± {statistics.stdev(values):.4f}"
 
 
-def summaries(results: list[dict]) -> str:
-    """:func:`seed_summary`, then :func:`paired_summary` where there is one (Markdown)."""
-    return "\n\n".join(filter(None, [seed_summary(results), paired_summary(results)]))
+def summaries(results: list[dict], base: str = "none") -> str:
+    """:func:`seed_summary`, then :func:`paired_summary` against ``base`` where there is one (Markdown)."""
+    return "\n\n".join(filter(None, [seed_summary(results), paired_summary(results, base)]))
 
 
 def seed_summary(results: list[dict]) -> str:
@@ -224,6 +224,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         metavar="JSON",
         help="run nothing: print the summaries of earlier runs' --out files",
     )
+    parser.add_argument(
+        "--base",
+        default=None,
+        choices=list(VARIANTS),
+        help="with --summarise: the variant the others are paired with, seed by seed (default: none, "
+        "where there is one; e.g. top-finetuned)",
+    )
     args, extra = parser.parse_known_args(argv)
     if args.summarise:
         missing = [path for path in args.summarise if not Path(path).is_file()]
@@ -235,7 +242,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             parser.error(
                 f"--summarise: the files hold runs of several recipes {recipes}; give one recipe's files"
             )
-        print(summaries(results))
+        if args.base is not None and args.base not in {r["variant"] for r in results}:
+            parser.error(
+                f"--summarise: no run of the base variant {args.base!r} in the files; add its --out files"
+            )
+        print(summaries(results, args.base or "none"))
         return results
     seeds = args.seeds or [None]
     runs = [f"{variant}@{seed}" for variant in args.variants for seed in seeds]

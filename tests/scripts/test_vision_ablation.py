@@ -51,6 +51,25 @@ def test_the_paired_summary_gives_each_variants_difference_from_the_base_seed_by
     assert "no such file" in capsys.readouterr().err
 
 
+def test_summarise_pairs_the_variants_with_the_base_it_is_given(tmp_path, capsys):
+    results = [
+        {"variant": "top-finetuned", "seed": 0, "test_vqa_acc": 0.99, "recipe": "r.yaml"},
+        {"variant": "top-finetuned", "seed": 1, "test_vqa_acc": 0.98, "recipe": "r.yaml"},
+        {"variant": "top-finetuned+stn-output", "seed": 0, "test_vqa_acc": 0.995, "recipe": "r.yaml"},
+        {"variant": "top-finetuned+stn-output", "seed": 1, "test_vqa_acc": 0.99, "recipe": "r.yaml"},
+    ]
+    (tmp_path / "a.json").write_text(json.dumps(results))
+    vision_ablation.main(["--summarise", str(tmp_path / "a.json"), "--base", "top-finetuned"])
+    out = capsys.readouterr().out
+    assert "| variant | seeds | minus top-finetuned, per seed | mean ± sd |" in out
+    assert "| top-finetuned+stn-output | 0, 1 | +0.0050, +0.0100 | +0.0075 ± 0.0035 |" in out
+    vision_ablation.main(["--summarise", str(tmp_path / "a.json")])  # no "none" run: no pairs
+    assert "minus" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        vision_ablation.main(["--summarise", str(tmp_path / "a.json"), "--base", "none"])
+    assert "no run of the base variant 'none'" in capsys.readouterr().err
+
+
 def test_variants_run_with_each_seed(tiny_vqa_on_disk, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     brief = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
