@@ -218,12 +218,11 @@ class ImageEncoder(nn.Module):
         # freeze: k with nothing inserted in the backbone: the frozen stages' output is a fixed
         # function of the image, to cache; the trained stages then run on it
         cached_stage = stage_names[freeze - 1] if freeze and not frozen_all and nothing_inside else None
-        split = (
+        self._prefix, self._tail, unused = (
             split_stages(self.backbone, stage_names[-1], cached_stage)
             if feature_mode == "features_only"
-            else None
+            else (None, [], [])
         )
-        self._prefix, self._tail, unused = split if split is not None else (None, [], [])
         if self._prefix is not None:
             self._prefix_channels = stage_channels[freeze - 1]
         for module in self.backbone.modules():  # CBAM inside residual blocks trains even when frozen

@@ -56,16 +56,19 @@ def sequential_modules(backbone: nn.Module) -> list[tuple[str, nn.Module]] | Non
 
 def split_stages(
     backbone: nn.Module, read_stage: str, frozen_stage: str | None = None
-) -> tuple[list[tuple[str, nn.Module]] | None, list[nn.Module], list[nn.Module]] | None:
+) -> tuple[list[tuple[str, nn.Module]] | None, list[nn.Module], list[nn.Module]]:
     """A ``features_only`` backbone's :func:`sequential_modules` split at two feature stages:
-    ``(prefix, tail, unused)``, the ``(name, module)`` pairs through ``frozen_stage`` (None when it
-    is None), the modules after it through ``read_stage``, and the modules after ``read_stage``,
-    which never reach the map read. None where the wrapper does not run its modules in sequence."""
+    ``(prefix, tail, unused)``: the ``(name, module)`` pairs through ``frozen_stage``, the modules
+    after it through ``read_stage``, and the modules after ``read_stage``, which never reach the map
+    read. Without ``frozen_stage``, or where the wrapper does not run its modules in sequence
+    (nothing to split, nothing known to be unused), ``prefix`` is None and ``tail`` is empty."""
     modules = sequential_modules(backbone)
     if modules is None:
-        return None
+        return None, [], []
     names = [name for name, _ in modules]
     end = names.index(module_path(backbone, read_stage)) + 1
-    cut = 0 if frozen_stage is None else names.index(module_path(backbone, frozen_stage)) + 1
-    prefix = None if frozen_stage is None else modules[:cut]
-    return prefix, [module for _, module in modules[cut:end]], [module for _, module in modules[end:]]
+    unused = [module for _, module in modules[end:]]
+    if frozen_stage is None:
+        return None, [], unused
+    cut = names.index(module_path(backbone, frozen_stage)) + 1
+    return modules[:cut], [module for _, module in modules[cut:end]], unused
