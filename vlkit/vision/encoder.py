@@ -6,9 +6,7 @@ Shape legend: ``b`` batch, ``C`` backbone channels, ``h × w`` feature grid,
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 
 import torch
 from einops import rearrange
@@ -17,9 +15,9 @@ from torch import Tensor, nn
 from vlkit.vision.backbone import create_backbone
 from vlkit.vision.cbam import CBAM
 from vlkit.vision.encoder_io import BackboneFeatures, ImageEncoderOutput, check_finite
+from vlkit.vision.inserted import CBAMSettings, STNSettings, build_inserted_blocks
 from vlkit.vision.options import check_placements, check_stn_options
 from vlkit.vision.stages import freeze_through, module_path, split_stages
-from vlkit.vision.stn import FeatureMapLocalization, SaliencyLocalization, SpatialTransformer
 
 __all__ = ["ImageEncoder"]
 
@@ -248,55 +246,33 @@ class ImageEncoder(nn.Module):
         self.num_prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
         # the inserted blocks draw their initial weights from a stream of their own, so a model
         # with them starts every other weight where the model without them does (same seed)
-        with _separate_rng():
-            # CBAM after stages / STN after a stage run as forward hooks on the stage modules
-            self.stage_cbam = nn.ModuleList()
-            if cbam == "stages":
-                for name, width in zip(stage_names, stage_channels):
-                    block = CBAM(width, cbam_reduction, gate=cbam_gate, spatial_norm=cbam_spatial_norm)
-                    self.stage_cbam.append(block)
-                    self._hook(name, block)
-            self.input_stn = None
-            if stn == "input":
-                localization = None
-                if stn_localization == "backbone":
-                    localization = FeatureMapLocalization(self._localization_map, channels, localization_size)
-                elif stn_localization == "saliency":
-                    localization = SaliencyLocalization(self._localization_map, channels, localization_size)
-                self.input_stn = SpatialTransformer(
-                    3,
-                    stn_transform,
-                    output_size=stn_output_size,
-                    init_scale=stn_init_scale,
-                    localization=localization,
-                    localization_dim=getattr(localization, "dim", None),
-                    localization_gives_params=stn_localization == "saliency",
-                )
-            self.stage_stn = None
-            if isinstance(stn, int) and not isinstance(stn, bool):
-                if stn >= len(stage_names):
-                    raise ValueError(f"stn={stn}: the encoder reads stages 0..{len(stage_names) - 1}")
-                self.stage_stn = SpatialTransformer(
-                    stage_channels[stn], stn_transform, init_scale=stn_init_scale
-                )
-                self._hook(stage_names[stn], self.stage_stn)
-            # blocks on the map the encoder reads run after the backbone (in forward), so they also
-            # apply to cached backbone features
-            self.output_stn = (
-                SpatialTransformer(channels, stn_transform, init_scale=stn_init_scale)
-                if stn == "output"
-                else None
-            )
-            self.output_cbam = (
-                CBAM(channels, cbam_reduction, gate=cbam_gate, spatial_norm=cbam_spatial_norm)
-                if cbam == "output"
-                else None
-            )
-            self.region_cbam = (
-                CBAM(dim, cbam_reduction, gate=cbam_gate, spatial_norm=cbam_spatial_norm)
-                if cbam == "regions"
-                else None
-            )
+        blocks = build_inserted_blocks(
+            CBAMSettings(cbam, cbam_reduction, cbam_gate, cbam_spatial_norm),
+            STNSettings(
+                stn, stn_transform, stn_init_scale, stn_output_size, stn_localization, localization_size
+            ),
+            stage_channels,
+            channels,
+            dim,
+            self._localization_map,
+        )
+        # CBAM after stages / STN after a stage run as forward hooks on the stage modules; blocks
+        # on the map the encoder reads run after the backbone (in forward), so they also apply to
+        # cached backbone features
+        self.stage_cbam, self.input_stn, self.stage_stn = (
+            blocks.stage_cbam,
+            blocks.input_stn,
+            blocks.stage_stn,
+        )
+        self.output_stn, self.output_cbam, self.region_cbam = (
+            blocks.output_stn,
+            blocks.output_cbam,
+            blocks.region_cbam,
+        )
+        for name, block in zip(stage_names, self.stage_cbam):
+            self._hook(name, block)
+        if self.stage_stn is not None:
+            self._hook(stage_names[stn], self.stage_stn)
         self.proj = nn.Linear(channels, dim)
         self.norm = nn.LayerNorm(dim) if norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
@@ -485,13 +461,3 @@ class ImageEncoder(nn.Module):
         features = self.dropout(features)
         mask = features.new_ones(features.shape[:2], dtype=bool)  # (b, n)
         return ImageEncoderOutput(features, mask, grid, self._theta)
-
-
-@contextlib.contextmanager
-def _separate_rng() -> Iterator[None]:
-    """Run the body on a copy of torch's CPU random stream, seeded from the stream's next draw,
-    and leave the stream as it was: what the body initialises is still determined by the seed,
-    and what is initialised after it is the same as if the body had not run."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(0, 2**62, ())))
-        yield
