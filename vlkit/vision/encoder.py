@@ -181,6 +181,7 @@ class ImageEncoder(nn.Module):
                 "takes the trainer's precision (--trainer.precision bf16-mixed)"
             )
         check_placements(feature_mode, freeze, cbam, stn)
+        cbam_settings = CBAMSettings(cbam, cbam_reduction, cbam_gate, cbam_spatial_norm)
         built = create_backbone(
             backbone,
             feature_mode,
@@ -188,11 +189,7 @@ class ImageEncoder(nn.Module):
             pretrained,
             pretrained_file,
             packaged_weights,
-            block_cbam=(
-                {"reduction": cbam_reduction, "gate": cbam_gate, "spatial_norm": cbam_spatial_norm}
-                if cbam == "blocks"
-                else None
-            ),
+            block_cbam=cbam_settings if cbam == "blocks" else None,
         )
         self.backbone, channels, self.reduction = built.module, built.channels, built.reduction
         stage_names, stage_channels = built.stage_names, built.stage_channels
@@ -247,7 +244,7 @@ class ImageEncoder(nn.Module):
         # the inserted blocks draw their initial weights from a stream of their own, so a model
         # with them starts every other weight where the model without them does (same seed)
         blocks = build_inserted_blocks(
-            CBAMSettings(cbam, cbam_reduction, cbam_gate, cbam_spatial_norm),
+            cbam_settings,
             STNSettings(
                 stn, stn_transform, stn_init_scale, stn_output_size, stn_localization, localization_size
             ),

@@ -44,9 +44,19 @@ class CBAMSettings:
     gate: str | None = "zero"
     spatial_norm: bool = False
 
-    def block(self, channels: int) -> CBAM:
-        """One CBAM block over ``channels`` channels, built with these settings."""
-        return CBAM(channels, self.reduction, gate=self.gate, spatial_norm=self.spatial_norm)
+    def block(
+        self, channels: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> CBAM:
+        """One CBAM block over ``channels`` channels, built with these settings (on ``device`` in
+        ``dtype``, as timm's ``attn_layer`` is called)."""
+        return CBAM(
+            channels,
+            self.reduction,
+            gate=self.gate,
+            spatial_norm=self.spatial_norm,
+            device=device,
+            dtype=dtype,
+        )
 
 
 @dataclass(frozen=True)
