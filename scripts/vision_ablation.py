@@ -42,6 +42,11 @@ VARIANTS = {
     "finetuned": FINETUNE,
     "finetuned+cbam": ({**FINETUNE[0], "cbam": "stages"}, FINETUNE[1]),
     "finetuned+stn": ({**FINETUNE[0], "stn": "input"}, FINETUNE[1]),
+    # the same with the localisation network at the backbone's rate (0.1 x lr), not the head's
+    "finetuned+stn-loc0.1": (
+        {**FINETUNE[0], "stn": "input"},
+        {**FINETUNE[1], "optimization.localization_lr_ratio": 0.1},
+    ),
     "finetuned+cbam+stn": ({**FINETUNE[0], "cbam": "stages", "stn": "input"}, FINETUNE[1]),
     "scratch": ({"packaged_weights": False, "freeze": False}, {}),
     # partial fine-tuning: the stem and the first three stages frozen, their output cached (stride 8
