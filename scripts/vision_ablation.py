@@ -48,6 +48,10 @@ VARIANTS = {
         {**FINETUNE[1], "optimization.localization_lr_ratio": 0.1},
     ),
     "finetuned+cbam+stn": ({**FINETUNE[0], "cbam": "stages", "stn": "input"}, FINETUNE[1]),
+    "finetuned+cbam+stn-loc0.1": (
+        {**FINETUNE[0], "cbam": "stages", "stn": "input"},
+        {**FINETUNE[1], "optimization.localization_lr_ratio": 0.1},
+    ),
     "scratch": ({"packaged_weights": False, "freeze": False}, {}),
     # partial fine-tuning: the stem and the first three stages frozen, their output cached (stride 8
     # on EfficientNet-Lite0), the stages after them trained at a tenth of the rate, as "finetuned"
