@@ -34,6 +34,8 @@ RECIPE = "recipes/vqa/easy_vqa_parallel.yaml"
 # variant -> (image encoder arguments changed, task arguments changed); the rest is the recipe's
 FINETUNE = ({"freeze": False}, {"optimization.backbone_lr_ratio": 0.1})
 TOP_FINETUNE = ({"freeze": 3}, {"optimization.backbone_lr_ratio": 0.1})
+# the localisation network at a tenth of the rate, as the STN recipes train it
+SLOW_LOCALIZATION = {"optimization.localization_lr_ratio": 0.1}
 VARIANTS = {
     "none": ({}, {}),
     "cbam": ({"cbam": "stages"}, {}),
@@ -45,12 +47,12 @@ VARIANTS = {
     # the same with the localisation network at the backbone's rate (0.1 x lr), not the head's
     "finetuned+stn-loc0.1": (
         {**FINETUNE[0], "stn": "input"},
-        {**FINETUNE[1], "optimization.localization_lr_ratio": 0.1},
+        {**FINETUNE[1], **SLOW_LOCALIZATION},
     ),
     "finetuned+cbam+stn": ({**FINETUNE[0], "cbam": "stages", "stn": "input"}, FINETUNE[1]),
     "finetuned+cbam+stn-loc0.1": (
         {**FINETUNE[0], "cbam": "stages", "stn": "input"},
-        {**FINETUNE[1], "optimization.localization_lr_ratio": 0.1},
+        {**FINETUNE[1], **SLOW_LOCALIZATION},
     ),
     "scratch": ({"packaged_weights": False, "freeze": False}, {}),
     # partial fine-tuning: the stem and the first three stages frozen, their output cached (stride 8
@@ -60,11 +62,11 @@ VARIANTS = {
     "top-finetuned+cbam-regions": ({**TOP_FINETUNE[0], "cbam": "regions"}, TOP_FINETUNE[1]),
     "top-finetuned+stn-output": (
         {**TOP_FINETUNE[0], "stn": "output"},
-        {**TOP_FINETUNE[1], "optimization.localization_lr_ratio": 0.1},
+        {**TOP_FINETUNE[1], **SLOW_LOCALIZATION},
     ),
     "top-finetuned+cbam+stn-output": (
         {**TOP_FINETUNE[0], "cbam": "output", "stn": "output"},
-        {**TOP_FINETUNE[1], "optimization.localization_lr_ratio": 0.1},
+        {**TOP_FINETUNE[1], **SLOW_LOCALIZATION},
     ),
     # blocks on the map the encoder reads, after the frozen backbone: cached features, no backward
     # through the backbone; the localisation net at a tenth of the rate, as in the STN recipe
@@ -83,16 +85,16 @@ VARIANTS = {
     "cbam-regions": ({"cbam": "regions"}, {}),
     "cbam-bn-regions": ({"cbam": "regions", "cbam_spatial_norm": True}, {}),
     "cbam-bounded-regions": ({"cbam": "regions", "cbam_gate": "bounded"}, {}),
-    "stn-output": ({"stn": "output"}, {"optimization.localization_lr_ratio": 0.1}),
-    "cbam+stn-output": ({"cbam": "output", "stn": "output"}, {"optimization.localization_lr_ratio": 0.1}),
+    "stn-output": ({"stn": "output"}, SLOW_LOCALIZATION),
+    "cbam+stn-output": ({"cbam": "output", "stn": "output"}, SLOW_LOCALIZATION),
     # an STN reading the full image and giving the backbone a 64-pixel view (Jaderberg et al.'s
     # downsampling transformer); compare with the base at image_size 64, which costs the same
-    "stn-zoom64": ({"stn": "input", "stn_output_size": 64}, {"optimization.localization_lr_ratio": 0.1}),
+    "stn-zoom64": ({"stn": "input", "stn_output_size": 64}, SLOW_LOCALIZATION),
     # the same with a crop-and-zoom (scale + translation) located by the frozen pretrained backbone
     # on the 64-pixel view, as the paper's CUB-200 transformers locate with a pretrained network
     "stn-zoom64-locate": (
         {"stn": "input", "stn_output_size": 64, "stn_transform": "attention", "stn_localization": "backbone"},
-        {"optimization.localization_lr_ratio": 0.1},
+        SLOW_LOCALIZATION,
     ),
     # a glimpse: a window of half the canvas's side (the 64-pixel view then holds the canvas at
     # full resolution) that starts on the centre and only moves, kept inside the canvas, located
